@@ -1,0 +1,1 @@
+"""RadPath client: the gRPC client of the serving stack and the `radpath` command line."""

@@ -1,0 +1,142 @@
+"""`radpath`: one command, one subcommand per job, each a thin wrapper over an importable function.
+
+Heavy libraries (jax, tensorflow) are imported inside the subcommands, so `radpath --help` is
+instant. Input errors (RadPathError) become one line on stderr and exit code 1, no traceback.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+
+from preprocess.errors import RadPathError
+
+log = logging.getLogger("radpath")
+
+
+def _json_default(o):
+    import numpy as np
+    if isinstance(o, (np.integer,)):
+        return int(o)
+    if isinstance(o, (np.floating,)):
+        return float(o)
+    if isinstance(o, Path):
+        return str(o)
+    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
+
+
+def print_json(obj) -> None:
+    """JSON on stdout; NaN becomes null (strict JSON has no NaN)."""
+    import math
+
+    def clean(o):
+        if isinstance(o, float) and not math.isfinite(o):
+            return None
+        if isinstance(o, dict):
+            return {k: clean(v) for k, v in o.items()}
+        if isinstance(o, (list, tuple)):
+            return [clean(v) for v in o]
+        return o
+    print(json.dumps(clean(obj), indent=2, default=_json_default))
+
+
+# ---------------------------------------------------------------- data
+def cmd_synth(args: argparse.Namespace) -> int:
+    from preprocess.synthetic.cohort import write_synthetic_cohort
+    out = Path(args.out)
+    if (out / "training_data_classification_labels.csv").exists() and not args.force:
+        raise RadPathError(f"{out} already holds a cohort; choose another folder or pass --force to overwrite it")
+    t0 = time.perf_counter()
+    plans = write_synthetic_cohort(out, cases=args.cases, seed=args.seed, shape=tuple(args.shape),
+                                   workers=args.workers, progress=not args.quiet)
+    counts = {c: sum(p.label == c for p in plans) for c in "AOG"}
+    print(f"wrote {len(plans)} SYNTHETIC cases (A {counts['A']}, O {counts['O']}, G {counts['G']}) to {out} "
+          f"in {time.perf_counter() - t0:.1f} s; ground-truth masks in {out / 'Segmentation'}")
+    return 0
+
+
+def inspect_case(case_dir: str | Path) -> dict:
+    """What `radpath inspect` reports: where the tumour is, and the checks that passed."""
+    from preprocess import find_tumor, load_case, model_input
+    t0 = time.perf_counter()
+    case = load_case(case_dir)
+    tumor = find_tumor(case)
+    x = model_input(case, tumor.index)
+    return {"case_id": case.case_id, "slice_index": tumor.index, "tumor_voxels": tumor.voxels,
+            "tumor_found": tumor.found, "shape": list(case.shape),
+            "stored_orientation": case.source_orientation, "model_input_shape": list(x.shape),
+            "seconds": round(time.perf_counter() - t0, 3)}
+
+
+def cmd_inspect(args: argparse.Namespace) -> int:
+    info = inspect_case(args.case_dir)
+    if args.json:
+        print_json(info)
+    else:
+        found = f"{info['tumor_voxels']} tumour voxels" if info["tumor_found"] else "NO tumour found (brain centre used)"
+        print(f"{info['case_id']}: shape {tuple(info['shape'])}, max-tumour slice {info['slice_index']}, {found}")
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from train.challenge_metrics import evaluate_files, format_scores
+    scores = evaluate_files(args.predictions, args.labels)
+    print_json(scores) if args.json else print(format_scores(scores))
+    return 0
+
+
+# ---------------------------------------------------------------- parser
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="radpath", description="Diffuse glioma class (A / O / G) from four MRI sequences.")
+    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    s = sub.add_parser("synth", help="write a SYNTHETIC cohort in the CPM-RadPath layout")
+    s.add_argument("out", help="output folder")
+    s.add_argument("--cases", type=int, default=221, help="number of cases (default 221, the real release's size)")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--shape", type=int, nargs=3, default=[240, 240, 155], metavar=("X", "Y", "Z"))
+    s.add_argument("--workers", type=int, default=2, help="processes (output does not depend on it)")
+    s.add_argument("--force", action="store_true", help="overwrite an existing cohort in OUT")
+    s.add_argument("--quiet", action="store_true", help="no progress bar")
+    s.set_defaults(func=cmd_synth)
+
+    s = sub.add_parser("inspect", help="check one case and find its max-tumour slice")
+    s.add_argument("case_dir", help="Radiology/<ID>/ folder")
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(func=cmd_inspect)
+
+    s = sub.add_parser("evaluate", help="challenge metrics of a predictions CSV against a labels CSV")
+    s.add_argument("predictions")
+    s.add_argument("labels")
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(func=cmd_evaluate)
+
+    for register in _LATER:
+        register(sub)
+    return p
+
+
+_LATER: list = []
+"""Registration functions of subcommands defined in other modules (train, serve, classify)."""
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return int(args.func(args) or 0)
+    except RadPathError as exc:
+        print(f"radpath {args.command}: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"radpath {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

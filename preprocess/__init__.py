@@ -1,0 +1,22 @@
+"""RadPath preprocessing: one library for training and serving, so the two can never skew.
+
+    from preprocess import load_case, max_tumor_slice, model_input
+    case = load_case("Radiology/CPM19_CBICA_AAB_1")
+    x = model_input(case)            # float32 [224, 224, 4] at the max-tumour slice
+
+Any change to what these functions compute must bump PREPROCESSING_VERSION: training caches and
+exported models record it, and the client refuses a model built for another version.
+"""
+from .case import CLASSES, SEQUENCES, Case
+from .errors import CaseError, CohortError, LabelsError, RadPathError
+from .model_input import model_input, model_inputs
+from .read_case import load_case
+from .tumor_slice import NoTumorFoundError, TumorSlice, find_tumor, max_tumor_slice
+
+PREPROCESSING_VERSION = "1"
+
+__all__ = [
+    "CLASSES", "SEQUENCES", "Case", "CaseError", "CohortError", "LabelsError", "RadPathError",
+    "NoTumorFoundError", "TumorSlice", "PREPROCESSING_VERSION", "find_tumor", "load_case",
+    "max_tumor_slice", "model_input", "model_inputs",
+]

@@ -1,0 +1,30 @@
+"""Specific, user-facing errors.
+
+Every message names the file (or case) and says what was expected and what was found, so the person
+running a cohort can fix the input without reading a traceback. The CLI turns these into one line and
+exit code 1; the serving layer turns them into INVALID_ARGUMENT.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class RadPathError(Exception):
+    """Base of every error caused by the user's input (not by a bug)."""
+
+
+class CaseError(RadPathError):
+    """A case (one patient's four sequences) is missing, unreadable or inconsistent."""
+
+    def __init__(self, where: str | Path, problem: str):
+        self.where = str(where)
+        self.problem = problem
+        super().__init__(f"{where}: {problem}")
+
+
+class CohortError(RadPathError):
+    """A cohort folder or its labels CSV does not follow the CPM-RadPath layout."""
+
+
+class LabelsError(RadPathError):
+    """A labels or predictions CSV is malformed (unknown class, duplicate or missing ID, ...)."""

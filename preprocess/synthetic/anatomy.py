@@ -1,0 +1,55 @@
+"""Synthetic brain anatomy: a skull-stripped, brain-shaped volume of CSF, grey and white matter.
+
+Not a real brain and never described as one. Enough structure that a tumour detector and a
+classifier must find the lesion rather than "anything bright": a folded cortical ribbon, sulcal and
+ventricular CSF (bright on T2, dark on FLAIR, as oedema is not), deep grey nuclei, the
+interhemispheric fissure, and per-case variation of size, shape, position and ventricle size.
+Coordinates are fractions of the volume, so the same code makes 240 x 240 x 155 and test-sized cases.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .fields import grid, smooth_field
+
+BACKGROUND, CSF, GM, WM = 0, 1, 2, 3
+
+
+@dataclass(frozen=True)
+class Brain:
+    """Tissue labels uint8 [x, y, z] (RAS) and the ellipsoid that bounds the brain, in voxels."""
+
+    tissue: np.ndarray
+    center: np.ndarray
+    radii: np.ndarray
+
+
+def make_brain(rng: np.random.Generator, shape: tuple[int, int, int], age_years: float) -> Brain:
+    """Random brain anatomy; ventricles widen with age, as they do."""
+    shape_arr = np.array(shape, dtype=np.float32)
+    radii = shape_arr * np.array([0.29, 0.36, 0.42], dtype=np.float32) * rng.uniform(0.9, 1.06, 3).astype(np.float32)
+    center = shape_arr / 2 + rng.uniform(-0.03, 0.03, 3).astype(np.float32) * shape_arr
+    center[2] = shape[2] * rng.uniform(0.5, 0.56)
+    u, v, w = grid(shape, center, radii)
+    w_flat = np.where(w < 0, w * 1.25, w)  # flatter base
+    d = np.sqrt(u * u + v * v + w_flat * w_flat)
+    d = d * (1.0 + 0.035 * smooth_field(rng, shape, (5, 5, 4)))
+    folds = smooth_field(rng, shape, (18, 22, 14))
+    sulci = smooth_field(rng, shape, (24, 28, 18))
+
+    tissue = np.full(shape, WM, dtype=np.uint8)
+    tissue[d > 0.86 + 0.05 * folds] = GM
+    tissue[(d > 0.9) & (sulci > 1.1)] = CSF
+    tissue[d > 0.985] = CSF
+    deep_gm = (((np.abs(u) - 0.22) / 0.1) ** 2 + (v / 0.2) ** 2 + ((w + 0.02) / 0.12) ** 2) < 1
+    tissue[deep_gm] = GM
+    vent = 0.85 + 0.01 * max(age_years - 30.0, 0.0) * rng.uniform(0.6, 1.4)
+    ventricles = (((np.abs(u) - 0.12) / (0.06 * vent)) ** 2 + ((v + 0.05) / 0.33) ** 2
+                  + ((w - 0.12) / (0.12 * vent)) ** 2) < 1
+    tissue[ventricles] = CSF
+    fissure = (np.abs(u) < 0.018 * (1 + 0.5 * np.abs(folds))) & (w > -0.1) & (d > 0.25)
+    tissue[fissure & (d < 1)] = CSF
+    tissue[d >= 1] = BACKGROUND
+    return Brain(tissue=tissue, center=center, radii=radii)
