@@ -4,8 +4,10 @@ The prototype counted FLAIR voxels above a fixed 450: on files with arbitrary sc
 picks the largest *brain* slice in about a third of cases. Here the tumour is what is hyperintense
 on FLAIR *and* T2 relative to this brain's own distribution (robust z-scores, so scale-free): CSF is
 bright on T2 but dark on FLAIR and drops out; oedema and solid tumour are bright on both. The
-candidate voxels are cleaned to their main 3-D connected component that holds a clearly
-hyperintense seed, holes are filled (necrosis,
+candidate voxels are grouped in 3-D connected components; among those holding a clearly
+hyperintense seed, the one with the most hyperintensity (sum over its voxels of how far FLAIR
+exceeds the cut-off) is the tumour: grey matter made bright by a bias field can be large but
+is barely over the cut-off, a tumour is far over it, holes are filled (necrosis,
 and the FLAIR-dark centre of a T2-FLAIR mismatch lesion), and the axial slice with the largest area
 of that component wins.
 
@@ -31,12 +33,13 @@ from .normalize import case_stats, coarse_brain, grid_step
 
 log = logging.getLogger(__name__)
 
-FLAIR_Z = 2.5
-"""FLAIR robust z above which a voxel is hyperintense (normal grey matter sits at 1-2, its 99.5th percentile near 3)."""
+FLAIR_Z = 3.0
+"""FLAIR robust z above which a voxel is hyperintense (normal grey matter sits at 1-2; oedema and
+tumour at 4-8)."""
 T2_Z = 1.0
 """T2 robust z the same voxel must also exceed (tumour and oedema are T2-bright)."""
-SEED_FACTOR = 1.4
-"""A component counts only if it holds a voxel 1.4x further out (FLAIR z > 3.5, T2 z > 1.4):
+SEED_FACTOR = 1.5
+"""A component counts only if it holds a voxel 1.5x further out (FLAIR z > 4.5, T2 z > 1.5):
 hysteresis, so grey matter made bright by a bias field grows no lesion, while a thin rim or a
 small lesion is not erased by a morphological opening."""
 EDGE_EROSION = 1
@@ -98,14 +101,17 @@ def tumor_mask_coarse(case: Case) -> np.ndarray:
     if n == 0:
         return cand
     seeded = np.unique(labels[_candidates(case, coarse, cand, SEED_FACTOR)])
-    sizes = np.bincount(labels.ravel(), minlength=n + 1)
+    stats = case_stats(case)["flair"]
+    flair_z = (case.volumes["flair"][coarse][cand].astype(np.float32) - stats.median) / stats.scale
+    excess = np.clip(flair_z - FLAIR_Z, 0.0, 5.0)
+    mass = np.bincount(labels[cand], weights=excess, minlength=n + 1)
     keep = np.zeros(n + 1, dtype=bool)
     keep[seeded] = True
     keep[0] = False
-    sizes[~keep] = 0
-    if not sizes.any():
+    mass[~keep] = 0
+    if not mass.any():
         return np.zeros_like(cand)
-    return fill_holes(labels == int(sizes.argmax()))
+    return fill_holes(labels == int(mass.argmax()))
 
 
 def find_tumor(case: Case) -> TumorSlice:

@@ -27,7 +27,7 @@ from tqdm import tqdm
 
 from .anatomy import CSF, GM, WM, make_brain
 from .fields import smooth_field
-from .tumors import SEQ_ORDER, make_tumor
+from .tumors import SEQ_ORDER, Tumor, make_tumor
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +45,7 @@ SITES = {"G": ["TCIA01", "TCIA02", "TCIA06", "CBICA"], "A": ["TCIA10", "TCIA12",
 # relative tissue intensity per sequence (flair, t1, t1ce, t2); index = tissue label
 TISSUE = np.array([[0.0, 0.0, 0.0, 0.0],      # background
                    [0.13, 0.30, 0.32, 1.30],  # CSF
-                   [0.62, 0.75, 0.78, 0.62],  # GM
+                   [0.58, 0.75, 0.78, 0.62],  # GM
                    [0.50, 1.00, 1.00, 0.45]], dtype=np.float32)  # WM
 LPS_AFFINE = np.diag([-1.0, -1.0, 1.0, 1.0])
 
@@ -92,18 +92,24 @@ def plan_cohort(cases: int, seed: int, counts: dict[str, int] | None = None) -> 
     return planned
 
 
-def synthesize_case(plan: PlannedCase, seed: int, shape: tuple[int, int, int]) -> tuple[dict[str, np.ndarray], np.ndarray, dict]:
-    """The four int16 volumes and the uint8 BraTS label map, all [x, y, z] in RAS, plus signs."""
+def synthesize_case(plan: PlannedCase, seed: int, shape: tuple[int, int, int],
+                    with_tumor: bool = True) -> tuple[dict[str, np.ndarray], np.ndarray, dict]:
+    """The four int16 volumes and the uint8 BraTS label map, all [x, y, z] in RAS, plus signs.
+
+    `with_tumor=False` gives the same brain without a lesion (tests of the no-tumour behaviour).
+    """
     rng = np.random.default_rng([seed, plan.index])
     brain = make_brain(rng, shape, plan.age_days / 365.25)
     tumor = make_tumor(rng, brain, plan.appearance)
+    if not with_tumor:
+        tumor = Tumor(tumor.box, np.zeros_like(tumor.seg), tumor.values, {})
     seg = np.zeros(shape, dtype=np.uint8)
     seg[tumor.box] = tumor.seg
     inside = brain.tissue > 0
-    contrast = TISSUE * rng.uniform(0.92, 1.08, TISSUE.shape).astype(np.float32)  # other scanner
+    contrast = TISSUE * rng.uniform(0.95, 1.05, TISSUE.shape).astype(np.float32)  # other scanner
     edge = inside & ~ndimage.binary_erosion(inside, iterations=2)
     edge_idx = np.flatnonzero(edge)
-    bias = np.exp(0.08 * smooth_field(rng, shape, (4, 4, 3)))
+    bias = np.exp(0.06 * smooth_field(rng, shape, (4, 4, 3)))
     volumes = {}
     for s, name in enumerate(SEQ_ORDER):
         img = contrast[brain.tissue, s]
@@ -128,7 +134,7 @@ def synthesize_case(plan: PlannedCase, seed: int, shape: tuple[int, int, int]) -
     return volumes, seg, tumor.signs
 
 
-def _save(data: np.ndarray, path: Path, qform_code: int) -> None:
+def save_ras(data: np.ndarray, path: Path, qform_code: int = 1) -> None:
     """Save a RAS [x, y, z] array in BraTS-like LPS storage (flipped x and y, negative affine diagonal)."""
     stored = data[::-1, ::-1, :]
     affine = LPS_AFFINE.copy()
@@ -145,8 +151,8 @@ def write_case(out: Path, plan: PlannedCase, seed: int, shape: tuple[int, int, i
     case_dir = out / "Radiology" / plan.case_id
     case_dir.mkdir(parents=True, exist_ok=True)
     for k, name in enumerate(SEQ_ORDER):
-        _save(volumes[name], case_dir / f"{plan.case_id}_{name}.nii.gz", qform_code=1 + (plan.index + k) % 2)
-    _save(seg, out / "Segmentation" / f"{plan.case_id}_seg.nii.gz", qform_code=1)
+        save_ras(volumes[name], case_dir / f"{plan.case_id}_{name}.nii.gz", qform_code=1 + (plan.index + k) % 2)
+    save_ras(seg, out / "Segmentation" / f"{plan.case_id}_seg.nii.gz", qform_code=1)
     return {"case_id": plan.case_id, "class": plan.label, "appearance": plan.appearance, **signs}
 
 

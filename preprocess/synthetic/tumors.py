@@ -74,7 +74,7 @@ def _distance(rng: np.random.Generator, shape: tuple[int, ...], center: np.ndarr
     t = np.sqrt(((local / axes.astype(np.float32)) ** 2).sum(-1))
     if irregularity > 0:
         cells = tuple(max(3, n // 12) for n in shape)
-        t = t * (1.0 + irregularity * smooth_field(rng, shape, cells))
+        t = t * (1.0 + irregularity * np.tanh(smooth_field(rng, shape, cells)))
     return t
 
 
@@ -97,7 +97,7 @@ def make_tumor(rng: np.random.Generator, brain: Brain, appearance: str) -> Tumor
     shape = brain.tissue.shape
     unit = shape[0] / 240.0  # 1 mm at full size
     center, signs = _place(rng, brain, appearance)
-    radius = unit * {"G": rng.uniform(14, 24), "A": rng.uniform(11, 22), "O": rng.uniform(11, 20)}[appearance]
+    radius = unit * {"G": rng.uniform(10, 18), "A": rng.uniform(11, 22), "O": rng.uniform(11, 20)}[appearance]
     reach = 1.9 if appearance == "G" else 1.25
     lo = np.maximum(np.floor(center - reach * radius * 1.4).astype(int), 0)
     hi = np.minimum(np.ceil(center + reach * radius * 1.4).astype(int) + 1, shape)
@@ -117,7 +117,7 @@ def make_tumor(rng: np.random.Generator, brain: Brain, appearance: str) -> Tumor
 
     if appearance == "G":
         t = _distance(rng, bshape, c_local, radius, 0.15)
-        t_ed = _distance(rng, bshape, c_local, radius * rng.uniform(1.35, 1.75), 0.25)
+        t_ed = _distance(rng, bshape, c_local, radius * rng.uniform(1.3, 1.65), 0.25)
         paint((t_ed < 1) & (t >= 1), ED, OEDEMA, 0.04)
         enhancing = rng.random() >= 1 / 8
         signs["enhancing"] = bool(enhancing)
