@@ -88,6 +88,40 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+# ---------------------------------------------------------------- training
+def _want_devices(n: int | None) -> None:
+    """On a CPU, N virtual devices need XLA_FLAGS before jax is imported (GPUs are unaffected)."""
+    import os
+    flags = os.environ.get("XLA_FLAGS", "")
+    if n and n > 1 and "xla_force_host_platform_device_count" not in flags:
+        os.environ["XLA_FLAGS"] = f"{flags} --xla_force_host_platform_device_count={n}".strip()
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    _want_devices(args.devices)
+    from train.challenge_metrics import format_scores
+    from train.config import TrainConfig
+    from train.run import run_training
+    config = TrainConfig(width=args.width, epochs=args.epochs, batch_size=args.batch_size,
+                         learning_rate=args.lr, seed=args.seed, use_age=args.use_age,
+                         tta=not args.no_tta, init_weights=args.init_weights)
+    try:
+        report = run_training(args.cohort, args.out, config, folds=args.folds, holdout=args.holdout,
+                              devices=args.devices, cache_dir=args.cache, labels=args.labels,
+                              progress=not args.quiet)
+    except (ValueError, FileNotFoundError) as exc:
+        raise RadPathError(str(exc)) from None
+    data = report["data"]
+    print(f"\ndata: {data['description']}")
+    for name in ("cross_validation", "holdout"):
+        if report[name]:
+            print(f"\n{name.replace('_', '-')}:\n{format_scores(report[name])}")
+    if data["cases_not_used"]:
+        print(f"\n{len(data['cases_not_used'])} cases not used (reasons in metrics.json)")
+    print(f"\nrun folder {args.out}: metrics.json, model_card.md, model/ ({report['seconds']} s)")
+    return 0
+
+
 # ---------------------------------------------------------------- parser
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="radpath", description="Diffuse glioma class (A / O / G) from four MRI sequences.")
@@ -115,13 +149,33 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--json", action="store_true")
     s.set_defaults(func=cmd_evaluate)
 
-    for register in _LATER:
-        register(sub)
+    s = sub.add_parser("train", help="train and cross-validate the ResNet50 on a cohort")
+    s.add_argument("cohort", help="cohort root (holds Radiology/ and the labels CSV)")
+    s.add_argument("--out", required=True, help="run folder (resumes if it holds an interrupted run)")
+    s.add_argument("--labels", help="labels CSV (default: the one in the cohort root)")
+    s.add_argument("--width", type=int, default=TRAIN_DEFAULTS.width, help="ResNet50 base width (64 = standard; default %(default)s)")
+    s.add_argument("--epochs", type=int, default=TRAIN_DEFAULTS.epochs)
+    s.add_argument("--batch-size", type=int, default=TRAIN_DEFAULTS.batch_size, help="global batch, split over devices")
+    s.add_argument("--lr", type=float, default=TRAIN_DEFAULTS.learning_rate)
+    s.add_argument("--folds", type=int, default=5, help="cross-validation folds (0: none)")
+    s.add_argument("--holdout", type=float, default=0.2, help="fraction held out for evaluation and blessing")
+    s.add_argument("--devices", type=int, help="local devices for pmap (default: all; on a CPU, N virtual devices)")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--use-age", action="store_true", help="feed age next to the image features")
+    s.add_argument("--no-tta", action="store_true", help="no test-time averaging over slices and flips")
+    s.add_argument("--init-weights", help=".npz of ImageNet-style weights for the first layers")
+    s.add_argument("--cache", help="example cache folder (default RUN_DIR/cache)")
+    s.add_argument("--quiet", action="store_true")
+    s.set_defaults(func=cmd_train)
     return p
 
 
-_LATER: list = []
-"""Registration functions of subcommands defined in other modules (train, serve, classify)."""
+class _Defaults:
+    """Training defaults shown in --help without importing the train package's heavy parts."""
+    width, epochs, batch_size, learning_rate = 8, 30, 16, 2e-3
+
+
+TRAIN_DEFAULTS = _Defaults
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,0 +1,45 @@
+"""Training settings: one typed, frozen dataclass, saved as JSON beside every checkpoint and export."""
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    width: int = 8
+    """Base width of the ResNet50 (64 = the standard model; 8 trains in minutes on a CPU)."""
+    epochs: int = 30
+    batch_size: int = 16
+    """Global batch; split evenly over the devices."""
+    learning_rate: float = 2e-3
+    warmup_epochs: int = 2
+    weight_decay: float = 1e-4
+    label_smoothing: float = 0.1
+    seed: int = 0
+    use_age: bool = False
+    rotate_degrees: float = 12.0
+    scale_range: float = 0.1
+    intensity_jitter: float = 0.15
+    noise_std: float = 0.05
+    init_weights: str | None = None
+    """Optional .npz of ImageNet-style weights for the first layers (see `train.pretrained`)."""
+    tta: bool = True
+    """Test-time averaging over the neighbouring slices (-1, 0, +1) and left-right flips."""
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self), indent=2)
+
+    @classmethod
+    def from_file(cls, path: str | Path) -> "TrainConfig":
+        data = json.loads(Path(path).read_text())
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(data) - known
+        if unknown:
+            raise ValueError(f"{path}: unknown training settings {sorted(unknown)}")
+        return cls(**data)
+
+    def replace(self, **changes) -> "TrainConfig":
+        return dataclasses.replace(self, **changes)

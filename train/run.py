@@ -1,0 +1,234 @@
+"""A training run: examples -> cross-validation -> final model -> held-out evaluation -> report.
+
+RUN_DIR after `radpath train`:
+    config.json            TrainConfig
+    log.jsonl              one JSON line per epoch of every fit ("fit": "fold_1", ..., "final")
+    folds/fold_k/          checkpoints and result.json (out-of-fold probabilities) per fold
+    final/                 checkpoints of the model trained on every non-held-out case
+    model/variables.msgpack, model/config.json   the final model (what `radpath export` converts)
+    holdout.npz            held-out inputs (centre slice), labels, ages, IDs: the evaluation split
+    predictions_cv.csv, predictions_holdout.csv   challenge-format predictions with probabilities
+    metrics.json, model_card.md
+Every stage resumes: a finished fold is not trained again, an interrupted fit restarts from its
+last epoch checkpoint.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+from flax import serialization
+
+from preprocess import PREPROCESSING_VERSION
+from preprocess.case import CLASSES
+from preprocess.cohort import read_cohort
+
+from .challenge_metrics import bootstrap_intervals, challenge_scores
+from .config import TrainConfig
+from .examples import Examples, build_examples, split_id
+from .loop import fit, predict_proba
+from .splits import stratified_holdout, stratified_kfold
+
+log = logging.getLogger(__name__)
+
+
+def describe_data(cohort_root: Path) -> dict:
+    """What data this is, said plainly: the synthetic cohort announces itself with SYNTHETIC.md."""
+    marker = cohort_root / "SYNTHETIC.md"
+    if marker.is_file():
+        return {"synthetic": True, "description": "SYNTHETIC cohort written by `radpath synth` (simulated anatomy and "
+                "tumours, NOT patient data); scores on it say nothing about clinical accuracy",
+                "synthetic_md": marker.read_text().strip()}
+    return {"synthetic": False, "description": f"user-provided cohort at {cohort_root} in the CPM-RadPath layout "
+            "(its origin and licence are the user's responsibility)"}
+
+
+def _site(case_id: str) -> str:
+    parts = case_id.split("_")
+    return parts[1] if len(parts) > 2 else "unknown"
+
+
+def write_predictions(path: Path, id_column: str, ids: list[str], probs: np.ndarray) -> None:
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow([id_column, "class"] + [f"p_{c}" for c in CLASSES])
+        for cid, p in zip(ids, probs):
+            w.writerow([cid, CLASSES[int(np.argmax(p))]] + [f"{v:.6f}" for v in p])
+
+
+def scores_with_ci(labels: np.ndarray, probs: np.ndarray, ids: list[str], seed: int) -> dict:
+    y_true = [CLASSES[i] for i in labels]
+    y_pred = [CLASSES[int(i)] for i in probs.argmax(1)]
+    out = challenge_scores(y_true, y_pred)
+    out["ci95"] = bootstrap_intervals(y_true, y_pred, n_boot=1000, seed=seed)
+    sites: dict[str, list[bool]] = {}
+    for cid, t, p in zip(ids, y_true, y_pred):
+        sites.setdefault(_site(cid), []).append(t == p)
+    out["accuracy_per_site"] = {s: {"n": len(v), "accuracy": float(np.mean(v))} for s, v in sorted(sites.items())}
+    return out
+
+
+def save_model(model_dir: Path, variables: dict, config: TrainConfig) -> None:
+    model_dir.mkdir(parents=True, exist_ok=True)
+    tmp = model_dir / "variables.msgpack.tmp"
+    tmp.write_bytes(serialization.to_bytes(variables))
+    tmp.replace(model_dir / "variables.msgpack")
+    (model_dir / "config.json").write_text(config.to_json())
+    (model_dir / "preprocessing_version").write_text(PREPROCESSING_VERSION + "\n")
+
+
+def load_model(run_dir: Path) -> tuple[dict, TrainConfig]:
+    """(variables, config) of a finished run's final model."""
+    from .loop import init_variables
+    model_dir = Path(run_dir) / "model"
+    if not (model_dir / "variables.msgpack").is_file():
+        raise FileNotFoundError(f"{run_dir}: no trained model (model/variables.msgpack); run `radpath train` first")
+    config = TrainConfig.from_file(model_dir / "config.json")
+    variables = serialization.from_bytes(init_variables(config), (model_dir / "variables.msgpack").read_bytes())
+    return variables, config
+
+
+def _fit_logged(examples: Examples, config: TrainConfig, work: Path, name: str, run_dir: Path,
+                devices: int | None, progress: bool, stop_after: int | None):
+    work.mkdir(parents=True, exist_ok=True)
+    log_tmp = work / "log.jsonl"
+    result = fit(examples, config, work / "checkpoints", devices, progress, log_tmp, stop_after)
+    if result.completed and log_tmp.exists():
+        with open(run_dir / "log.jsonl", "a") as f:
+            for line in log_tmp.read_text().splitlines():
+                f.write(json.dumps({"fit": name, **json.loads(line)}) + "\n")
+        log_tmp.unlink()
+    return result
+
+
+def run_training(cohort: str | Path, run_dir: str | Path, config: TrainConfig, folds: int = 5,
+                 holdout: float = 0.2, devices: int | None = None, cache_dir: str | Path | None = None,
+                 labels: str | Path | None = None, progress: bool = True, stop_after: int | None = None) -> dict:
+    """Train, cross-validate and evaluate; returns the metrics written to RUN_DIR/metrics.json.
+
+    `stop_after` (epochs) interrupts every fit after that many epochs, for resumable time-boxed runs.
+    """
+    t_start = time.perf_counter()
+    cohort_root, run_dir = Path(cohort), Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    saved = run_dir / "config.json"
+    if saved.exists() and TrainConfig.from_file(saved) != config:
+        raise ValueError(f"{run_dir} holds a run with other settings ({saved}); use a new --out folder")
+    saved.write_text(config.to_json())
+    co = read_cohort(cohort_root, labels)
+    entries = co.labelled()
+    unlabelled = [e.case_id for e in co.entries if e.label is None]
+    if len(entries) < 6:
+        raise ValueError(f"{cohort_root}: only {len(entries)} labelled cases; training needs more")
+    ex = build_examples(entries, cache_dir or run_dir / "cache", progress=progress)
+    failed = ex.failed + list(co.problems) + [(i, "no class in the labels CSV") for i in unlabelled]
+    train_idx, held_idx = stratified_holdout(ex.labels, holdout, config.seed)
+    pool, held = ex.subset(train_idx), ex.subset(held_idx)
+    counts = {c: int((ex.labels == i).sum()) for i, c in enumerate(CLASSES)}
+    report: dict = {"data": {"cohort": str(cohort_root), **describe_data(cohort_root),
+                             "cases_used": len(ex.labels), "class_counts": counts,
+                             "cases_not_used": [{"case_id": i, "reason": r} for i, r in failed]},
+                    "preprocessing_version": PREPROCESSING_VERSION, "config": asdict(config),
+                    "cross_validation": None, "holdout": None}
+
+    if folds:
+        oof = np.zeros((len(pool.labels), len(CLASSES)), np.float32)
+        per_fold = []
+        for k, (tr, va) in enumerate(stratified_kfold(pool.labels, folds, config.seed), start=1):
+            work = run_dir / "folds" / f"fold_{k}"
+            done = work / "result.json"
+            if done.exists():
+                probs = np.array(json.loads(done.read_text())["probabilities"], np.float32)
+            else:
+                if progress:
+                    print(f"cross-validation fold {k}/{folds}: {len(tr)} train, {len(va)} validation cases")
+                result = _fit_logged(pool.subset(tr), config, work, f"fold_{k}", run_dir, devices, progress, stop_after)
+                if not result.completed:
+                    return {"interrupted": True}
+                probs = predict_proba(result.variables, config, pool.subset(va))
+                done.write_text(json.dumps({"validation_ids": [pool.case_ids[i] for i in va],
+                                            "probabilities": probs.tolist()}))
+            oof[va] = probs
+            per_fold.append(challenge_scores([CLASSES[i] for i in pool.labels[va]],
+                                             [CLASSES[int(i)] for i in probs.argmax(1)])["mean"])
+        cv = scores_with_ci(pool.labels, oof, pool.case_ids, config.seed)
+        cv.update({"folds": folds, "mean_per_fold": per_fold, "tta": config.tta})
+        report["cross_validation"] = cv
+        write_predictions(run_dir / "predictions_cv.csv", co.id_column, pool.case_ids, oof)
+
+    if progress:
+        print(f"final model: {len(pool.labels)} training cases, {len(held.labels)} held out")
+    result = _fit_logged(pool, config, run_dir / "final", "final", run_dir, devices, progress, stop_after)
+    if not result.completed:
+        return {"interrupted": True}
+    save_model(run_dir / "model", result.variables, config)
+    if len(held.labels):
+        probs = predict_proba(result.variables, config, held)
+        ho = scores_with_ci(held.labels, probs, held.case_ids, config.seed)
+        ho.update({"split_id": split_id(held.case_ids), "tta": config.tta})
+        report["holdout"] = ho
+        write_predictions(run_dir / "predictions_holdout.csv", co.id_column, held.case_ids, probs)
+        np.savez_compressed(run_dir / "holdout.npz", images=held.images[:, held.centre],
+                            labels=held.labels, ages_days=held.ages_days, case_ids=np.array(held.case_ids))
+    report["training_history_final"] = result.history
+    report["seconds"] = round(time.perf_counter() - t_start, 1)
+    (run_dir / "metrics.json").write_text(json.dumps(report, indent=2, default=float))
+    (run_dir / "model_card.md").write_text(model_card(report))
+    return report
+
+
+def _fmt(scores: dict | None) -> str:
+    if not scores:
+        return "not run"
+    ci = scores["ci95"]
+    rows = [f"| {name} | {scores[key]:.3f} | {ci[key][0]:.3f} – {ci[key][1]:.3f} |"
+            for key, name in (("f1_micro", "F1 micro"), ("kappa", "Cohen's kappa"),
+                              ("balanced_accuracy", "balanced accuracy"), ("mean", "mean (challenge score)"))]
+    return "\n".join(["| metric | value | 95 % bootstrap CI |", "|---|---|---|", *rows,
+                      "", f"Cases: {scores['n']}; per-class recall: " +
+                      ", ".join(f"{c} {'-' if r is None else f'{r:.2f}'}" for c, r in scores["per_class_recall"].items())])
+
+
+def model_card(report: dict) -> str:
+    data, cfg = report["data"], report["config"]
+    warning = ("**Trained and evaluated on SYNTHETIC data** (simulated MRI written by `radpath synth`). "
+               "These numbers measure the pipeline, not clinical accuracy.\n\n" if data["synthetic"] else "")
+    cv = report["cross_validation"]
+    return f"""# Model card: RadPath glioma classifier (A / O / G)
+
+{warning}## Data
+- {data['description']}
+- Cohort: `{data['cohort']}`; cases used: {data['cases_used']}; class counts: {data['class_counts']}
+- Cases not used: {len(data['cases_not_used'])} (listed in metrics.json with the reason)
+- Input: the four MRI sequences at the max-tumour axial slice (and neighbours), preprocessing
+  version {report['preprocessing_version']}. The case ID is never a feature.{' Age is an input.' if cfg['use_age'] else ' Age is not used.'}
+
+## Model
+Flax ResNet50 (bottleneck blocks [3, 4, 6, 3]), width {cfg['width']}, trained from scratch with AdamW
+(lr {cfg['learning_rate']}, warm-up {cfg['warmup_epochs']} epochs, cosine decay, weight decay {cfg['weight_decay']}),
+label smoothing {cfg['label_smoothing']}, {cfg['epochs']} epochs, global batch {cfg['batch_size']},
+class-balanced sampling, on-device augmentation; test-time averaging {'on' if cfg['tta'] else 'off'}.
+
+## Evaluation (challenge metrics)
+### Cross-validation ({cv['folds'] if cv else 0} folds, stratified by class, split by case)
+{_fmt(cv)}
+
+### Held-out split (never used in training)
+{_fmt(report['holdout'])}
+
+## Intended use
+Research and engineering demonstration of the CPM-RadPath task: decision support for a
+neuro-oncology team, never a diagnosis. Histopathology and molecular testing (IDH, 1p/19q) decide.
+
+## Limits
+- MRI only (no pathology slides); one axial slice and its neighbours, not the full volume.
+- Trained on {'synthetic' if data['synthetic'] else 'the cohort above'} data; performance on other scanners,
+  protocols or populations is unknown until measured on them.
+- Expects BraTS-style inputs: skull-stripped, co-registered, 1 mm, all four sequences.
+- Small cohorts give wide confidence intervals; read the intervals, not the point values.
+"""
