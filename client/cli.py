@@ -122,6 +122,85 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    from train.export import export_run
+    try:
+        summary = export_run(args.run_dir, args.model_base, args.name, args.force)
+    except FileNotFoundError as exc:
+        raise RadPathError(str(exc)) from None
+    if args.json:
+        print_json(summary)
+    else:
+        b = summary["blessing"]
+        verdict = ("first version" if b is None else
+                   f"blessed: held-out mean {b['new_mean']:.4f} vs version {b['latest_version']} {b['latest_mean']:.4f}"
+                   if b.get("blessed") else "pushed with --force")
+        print(f"pushed {summary['model']} version {summary['version']} to {summary['path']} ({verdict}; "
+              f"SavedModel vs JAX max difference {summary['parity_max_abs_diff']:.1e})")
+    return 0
+
+
+# ---------------------------------------------------------------- serving and client
+def _server(args: argparse.Namespace) -> str:
+    import os
+    return args.server or os.environ.get("RADPATH_SERVER", "localhost:8500")
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from serving import MODELS_CONFIG
+    from serving.launch import serve
+    try:
+        serve(args.model_base, args.model_name, args.grpc_port, args.rest_port,
+              args.models_config or MODELS_CONFIG, batching=not args.no_batching, backend=args.backend)
+    except (FileNotFoundError, OSError) as exc:
+        raise RadPathError(str(exc)) from None
+    return 0
+
+
+def cmd_classify(args: argparse.Namespace) -> int:
+    from client.grpc_client import GlioClient
+    files = {seq: getattr(args, seq) for seq in ("flair", "t1", "t1ce", "t2")}
+    if args.case_dir and any(files.values()):
+        raise RadPathError("give either CASE_DIR or the four files --flair --t1 --t1ce --t2, not both")
+    if not args.case_dir:
+        missing = [f"--{k}" for k, v in files.items() if not v]
+        if missing:
+            raise RadPathError(f"give CASE_DIR or all four files (missing {' '.join(missing)})")
+    source = args.case_dir or files
+    with GlioClient(_server(args), args.model, args.version, timeout=args.timeout) as client:
+        result = client.classify(source, args.age_days, tta=args.tta)
+    if args.json:
+        print_json(result.as_dict())
+    else:
+        probs = "  ".join(f"{c} {p:.3f}" for c, p in result.probabilities.items())
+        note = "" if result.tumor_found else "  (no tumour found: brain centre slice used)"
+        print(f"{result.case_id}: {result.label}   [{probs}]   slice {result.slice_index}, "
+              f"model {result.model} v{result.model_version}{note}")
+    return 0
+
+
+def cmd_classify_cohort(args: argparse.Namespace) -> int:
+    from client.cohort_batch import classify_cohort
+    s = classify_cohort(args.cohort, args.out, _server(args), args.model, args.workers, args.shard,
+                        args.tta, args.timeout, args.retries, progress=not args.quiet)
+    print(f"{s.written} cases classified, {s.skipped_done} already in {args.out}, {len(s.failed)} failed "
+          f"({s.seconds} s)" + (f"; failures listed in {args.out}.failed.csv" if s.failed else ""))
+    if s.stopped:
+        raise RadPathError(f"stopped: {s.stopped}. Rerun the same command to continue; finished rows are kept")
+    return 0
+
+
+def cmd_merge(args: argparse.Namespace) -> int:
+    from client.cohort_batch import merge_predictions
+    n = merge_predictions(args.out, args.shards)
+    print(f"merged {n} rows from {len(args.shards)} shards into {args.out}", file=sys.stderr)
+    if args.labels:
+        from train.challenge_metrics import evaluate_files, format_scores
+        scores = evaluate_files(args.out, args.labels)
+        print_json(scores) if args.json else print(format_scores(scores))
+    return 0
+
+
 # ---------------------------------------------------------------- parser
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="radpath", description="Diffuse glioma class (A / O / G) from four MRI sequences.")
@@ -167,6 +246,56 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--cache", help="example cache folder (default RUN_DIR/cache)")
     s.add_argument("--quiet", action="store_true")
     s.set_defaults(func=cmd_train)
+    s = sub.add_parser("export", help="push a trained run as a new SavedModel version (jax2tf)")
+    s.add_argument("run_dir")
+    s.add_argument("--model-base", required=True, help="model base folder served by TF Serving")
+    s.add_argument("--name", default="glioma", help="model name (default %(default)s)")
+    s.add_argument("--force", action="store_true", help="push even if it scores below the latest version")
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(func=cmd_export)
+    s = sub.add_parser("serve", help="serve SavedModels over gRPC and REST (TF Serving if installed, else built-in)")
+    s.add_argument("--model-base", required=True, help="folder holding <name>/<version>/ SavedModels")
+    s.add_argument("--model-name", help="serve only this model (default: every model in --models-config)")
+    s.add_argument("--grpc-port", type=int, default=8500)
+    s.add_argument("--rest-port", type=int, default=8501)
+    s.add_argument("--models-config", help="TF Serving model config (default: serving/models.config)")
+    s.add_argument("--no-batching", action="store_true", help="do not batch concurrent requests")
+    s.add_argument("--backend", choices=["auto", "builtin", "tf-serving"], default="auto")
+    s.set_defaults(func=cmd_serve)
+
+    server_help = "HOST:PORT of the gRPC server (default $RADPATH_SERVER or localhost:8500)"
+    s = sub.add_parser("classify", help="classify one case through the server")
+    s.add_argument("case_dir", nargs="?", help="Radiology/<ID>/ folder (or give the four files)")
+    for seq in ("flair", "t1", "t1ce", "t2"):
+        s.add_argument(f"--{seq}", help=f"{seq} NIfTI file")
+    s.add_argument("--age-days", type=float, help="patient age in days (used if the model takes age)")
+    s.add_argument("--server", default=None, help=server_help)
+    s.add_argument("--model", default="glioma")
+    s.add_argument("--version", type=int, help="ask for this model version (default: the latest)")
+    s.add_argument("--tta", action="store_true", help="average over neighbouring slices and flips (6 views)")
+    s.add_argument("--timeout", type=float, default=30.0)
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(func=cmd_classify)
+
+    s = sub.add_parser("classify-cohort", help="classify every case of a cohort into a submission CSV")
+    s.add_argument("cohort")
+    s.add_argument("--out", required=True, help="predictions CSV (resumes if it exists)")
+    s.add_argument("--server", default=None, help=server_help)
+    s.add_argument("--model", default="glioma")
+    s.add_argument("--workers", type=int, default=2, help="cases in flight at once")
+    s.add_argument("--shard", help="I/N: only the I-th of N stable shards (Kubernetes Indexed Jobs)")
+    s.add_argument("--tta", action="store_true")
+    s.add_argument("--timeout", type=float, default=60.0)
+    s.add_argument("--retries", type=int, default=4, help="retries with backoff while the server is unavailable")
+    s.add_argument("--quiet", action="store_true")
+    s.set_defaults(func=cmd_classify_cohort)
+
+    s = sub.add_parser("merge-predictions", help="merge shard CSVs into one (and score them if labels are given)")
+    s.add_argument("out")
+    s.add_argument("shards", nargs="+")
+    s.add_argument("--labels", help="labels CSV: print the challenge metrics of the merged file")
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(func=cmd_merge)
     return p
 
 

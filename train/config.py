@@ -11,6 +11,8 @@ from pathlib import Path
 class TrainConfig:
     width: int = 8
     """Base width of the ResNet50 (64 = the standard model; 8 trains in minutes on a CPU)."""
+    stages: tuple[int, ...] = (3, 4, 6, 3)
+    """Bottleneck blocks per stage: (3, 4, 6, 3) is ResNet50; tests use (1, 1, 1, 1) to compile fast."""
     epochs: int = 30
     batch_size: int = 16
     """Global batch; split evenly over the devices."""
@@ -39,6 +41,8 @@ class TrainConfig:
         unknown = set(data) - known
         if unknown:
             raise ValueError(f"{path}: unknown training settings {sorted(unknown)}")
+        if "stages" in data:
+            data["stages"] = tuple(data["stages"])  # JSON has no tuples; the config must stay hashable
         return cls(**data)
 
     def replace(self, **changes) -> "TrainConfig":

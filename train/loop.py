@@ -57,8 +57,12 @@ class FitResult:
     completed: bool
 
 
+@functools.lru_cache(maxsize=16)
 def make_model(config: TrainConfig, bn_axis: str | None = None) -> ResNet:
-    return ResNet(width=config.width, num_classes=NUM_CLASSES, use_age=config.use_age, bn_axis=bn_axis)
+    """Cached: `model.apply` is part of the training state's structure, so the same module object
+    lets cross-validation folds reuse the compiled step."""
+    return ResNet(stages=tuple(config.stages), width=config.width, num_classes=NUM_CLASSES,
+                  use_age=config.use_age, bn_axis=bn_axis)
 
 
 def init_variables(config: TrainConfig) -> dict:

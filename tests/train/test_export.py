@@ -1,0 +1,77 @@
+import json
+
+import jax
+import numpy as np
+import pytest
+
+from preprocess.errors import RadPathError
+from train.export import NotBlessedError, export_run, saved_model_predict, versions
+from train.loop import AGE_FILL_DAYS, init_variables, make_model
+from train.run import save_model
+
+
+def _run_dir(tmp_path, name, config, favour: int | None = None, labels=None):
+    """A finished run folder; `favour` biases the head so the model always predicts that class."""
+    variables = init_variables(config)
+    if favour is not None:
+        bias = np.zeros(3, np.float32)
+        bias[favour] = 50.0
+        variables["params"]["head"]["bias"] = bias
+    run = tmp_path / name
+    save_model(run / "model", variables, config)
+    if labels is not None:
+        rng = np.random.default_rng(1)
+        np.savez(run / "holdout.npz", images=rng.normal(size=(len(labels), 224, 224, 4)).astype(np.float16),
+                 labels=np.array(labels), ages_days=np.full(len(labels), 20000.0, np.float32),
+                 case_ids=np.array([f"C{i}" for i in range(len(labels))]))
+    return run, variables
+
+
+def test_savedmodel_matches_jax_at_batch_1_3_8(tmp_path, tiny_config):
+    run, variables = _run_dir(tmp_path, "r", tiny_config.replace(seed=5))
+    summary = export_run(run, tmp_path / "models", "glioma")
+    assert summary["version"] == 1 and summary["parity_max_abs_diff"] <= 1e-5
+    path = tmp_path / "models" / "glioma" / "1"
+    model = make_model(tiny_config.replace(seed=5))
+    rng = np.random.default_rng(0)
+    for b in (1, 3, 8):
+        x = rng.normal(size=(b, 224, 224, 4)).astype(np.float32)
+        ref = np.asarray(jax.nn.softmax(model.apply(variables, x, np.full(b, AGE_FILL_DAYS, np.float32), train=False)))
+        np.testing.assert_allclose(saved_model_predict(path, x), ref, atol=1e-5)
+    extra = path / "assets.extra"
+    info = json.loads((extra / "radpath.json").read_text())
+    assert info["preprocessing_version"] == "1" and info["classes"] == ["A", "O", "G"]
+    assert (extra / "tf_serving_warmup_requests").stat().st_size > 3 * 224 * 224 * 4 * 4
+
+
+def test_signature_and_classes(tmp_path, tiny_config):
+    import tensorflow as tf
+    run, _ = _run_dir(tmp_path, "r", tiny_config, favour=1)
+    export_run(run, tmp_path / "models")
+    fn = tf.saved_model.load(str(tmp_path / "models" / "glioma" / "1")).signatures["serving_default"]
+    spec = fn.structured_input_signature[1]["image"]
+    assert spec.shape.as_list() == [None, 224, 224, 4] and spec.dtype == tf.float32
+    out = fn(image=tf.zeros((2, 224, 224, 4)))
+    assert out["probabilities"].shape == (2, 3)
+    assert [c.decode() for c in out["classes"].numpy()] == ["O", "O"]
+
+
+def test_blessing_refuses_a_worse_model_unless_forced(tmp_path, tiny_config):
+    labels = [2] * 6 + [0] * 2  # mostly G
+    good, _ = _run_dir(tmp_path, "good", tiny_config, favour=2, labels=labels)
+    bad, _ = _run_dir(tmp_path, "bad", tiny_config, favour=0, labels=labels)
+    base = tmp_path / "models"
+    export_run(good, base)
+    with pytest.raises(NotBlessedError, match="below version 1"):
+        export_run(bad, base)
+    assert versions(base / "glioma") == [1]
+    assert not [p for p in (base / "glioma").iterdir() if p.name.startswith(".tmp")]  # nothing half-written left
+    summary = export_run(bad, base, force=True)
+    assert summary["version"] == 2 and summary["blessing"]["forced"]
+    again = export_run(good, base)  # good beats the latest (bad) on the same split
+    assert again["version"] == 3 and again["blessing"]["blessed"]
+
+
+def test_export_needs_a_trained_run(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no trained model"):
+        export_run(tmp_path, tmp_path / "models")

@@ -1,0 +1,90 @@
+import jax
+import numpy as np
+import pytest
+from flax import jax_utils
+
+from train.loop import (_as_pmap_output, _pmapped_train_step, count_compiles, epoch_batches, fit,
+                        init_variables, make_model, make_optimizer, predict_proba, TrainState, AXIS)
+
+
+def test_two_cpu_devices_are_configured():
+    assert jax.local_device_count() >= 2, "tests/conftest.py sets XLA_FLAGS for two CPU devices"
+
+
+@pytest.mark.parametrize("devices", [1, 2])
+def test_fit_on_one_and_two_devices(examples, tiny_config, devices):
+    result = fit(examples, tiny_config, devices=devices, progress=False)
+    assert result.completed and len(result.history) == 2
+    assert all(h["devices"] == devices and np.isfinite(h["loss"]) for h in result.history)
+    probs = predict_proba(result.variables, tiny_config, examples)
+    assert probs.shape == (12, 3)
+    np.testing.assert_allclose(probs.sum(1), 1.0, rtol=1e-5)
+
+
+def test_batch_must_split_evenly(examples, tiny_config):
+    with pytest.raises(ValueError, match="does not split evenly over 2 devices"):
+        fit(examples, tiny_config.replace(batch_size=3), devices=2, progress=False)
+
+
+def test_no_recompilation_after_the_first_step(examples, tiny_config):
+    result = fit(examples, tiny_config.replace(epochs=3), devices=2, progress=False)
+    assert [h["compilations"] for h in result.history[1:]] == [0, 0]
+
+
+def _two_steps_compiles(state, step, batch, keys):
+    state, _ = step(state, *batch, keys)
+    with count_compiles() as compiles:
+        step(state, *batch, keys)
+    return len(compiles)
+
+
+def test_pmapped_identity_is_what_prevents_the_recompile(examples, tiny_config):
+    """The pitfall is real (plain replicate -> step 2 compiles again) and the fix removes it."""
+    config = tiny_config.replace(seed=123)  # a config no other test compiled
+    devs = jax.local_devices()[:2]
+    variables = init_variables(config)
+    make = lambda: TrainState.create(apply_fn=make_model(config, AXIS).apply, params=variables["params"],
+                                     tx=make_optimizer(config, 3), batch_stats=variables["batch_stats"])
+    batch = next(epoch_batches(examples, config, 0, 2))
+    keys = jax.random.split(jax.random.PRNGKey(0), 2)
+    step = _pmapped_train_step(config, tuple(devs))
+    plain = _two_steps_compiles(jax_utils.replicate(make(), devs), step, batch, keys)
+    fixed = _two_steps_compiles(_as_pmap_output(make(), devs), step, batch, keys)
+    assert fixed == 0
+    assert plain >= 1
+
+
+def test_resume_gives_the_same_weights(examples, tiny_config, tmp_path):
+    config = tiny_config.replace(epochs=3)
+    straight = fit(examples, config, tmp_path / "a", devices=2, progress=False)
+    first = fit(examples, config, tmp_path / "b", devices=2, progress=False, stop_after=1)
+    assert not first.completed and len(first.history) == 1
+    resumed = fit(examples, config, tmp_path / "b", devices=2, progress=False)
+    assert resumed.completed and len(resumed.history) == 3
+    for a, b in zip(jax.tree.leaves(straight.variables), jax.tree.leaves(resumed.variables)):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    assert [h["loss"] for h in straight.history] == [h["loss"] for h in resumed.history]
+
+
+def test_batches_are_class_balanced(tiny_config):
+    from tests.train.conftest import fake_examples
+    ex = fake_examples(60)
+    ex.labels[:] = np.r_[np.zeros(40), np.ones(14), np.full(6, 2)].astype(np.int32)  # imbalanced
+    cfg = tiny_config.replace(batch_size=60)
+    counts = np.zeros(3)
+    for epoch in range(20):
+        for _, labels, _ in epoch_batches(ex, cfg, epoch, 2):
+            counts += np.bincount(labels.ravel(), minlength=3)
+    frac = counts / counts.sum()
+    assert np.all(np.abs(frac - 1 / 3) < 0.05), frac
+
+
+def test_training_learns_an_easy_signal(tiny_config):
+    from tests.train.conftest import fake_examples
+    ex = fake_examples(24, seed=3)
+    for i in range(24):
+        ex.images[i, ..., 0] = np.float16(ex.labels[i] * 3)
+    result = fit(ex, tiny_config.replace(epochs=12, batch_size=8, rotate_degrees=0, noise_std=0), devices=2, progress=False)
+    assert result.history[-1]["loss"] < result.history[0]["loss"]
+    probs = predict_proba(result.variables, tiny_config, ex, tta=False)
+    assert (probs.argmax(1) == ex.labels).mean() >= 0.6

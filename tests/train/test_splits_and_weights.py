@@ -1,0 +1,40 @@
+import numpy as np
+import pytest
+
+from train.loop import init_variables
+from train.pretrained import load_partial
+from train.splits import stratified_holdout, stratified_kfold
+
+
+def test_kfold_partitions_and_stratifies():
+    labels = np.array([2] * 133 + [0] * 54 + [1] * 34)
+    folds = stratified_kfold(labels, 5, seed=0)
+    seen = np.concatenate([va for _, va in folds])
+    assert sorted(seen.tolist()) == list(range(len(labels)))
+    for tr, va in folds:
+        assert not set(tr) & set(va)
+        for c, n in ((0, 54), (1, 34), (2, 133)):
+            assert abs((labels[va] == c).sum() - n / 5) <= 1
+
+
+def test_kfold_needs_enough_cases_per_class():
+    with pytest.raises(ValueError, match="at least 5 cases of every class"):
+        stratified_kfold(np.array([0, 0, 0, 1, 1, 2] * 1), 5, seed=0)
+
+
+def test_holdout_keeps_every_class():
+    labels = np.array([2] * 133 + [0] * 54 + [1] * 34)
+    tr, held = stratified_holdout(labels, 0.2, seed=0)
+    assert len(held) == 27 + 11 + 7 and not set(tr) & set(held)
+    assert set(labels[held]) == {0, 1, 2}
+
+
+def test_init_weights_loads_and_adapts_rgb(tmp_path, tiny_config):
+    params = init_variables(tiny_config)["params"]
+    rgb = np.random.default_rng(0).normal(size=(7, 7, 3, 2)).astype(np.float32)
+    np.savez(tmp_path / "w.npz", **{"conv_init/kernel": rgb, "not/in/model": np.zeros(3)})
+    new, loaded = load_partial(params, tmp_path / "w.npz")
+    assert loaded == ["conv_init/kernel"]
+    k = np.asarray(new["conv_init"]["kernel"])
+    assert k.shape == (7, 7, 4, 2)
+    np.testing.assert_allclose(k[:, :, 0], rgb.mean(axis=2) * 0.75, rtol=1e-6)
