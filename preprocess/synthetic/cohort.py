@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import csv
 import logging
+import multiprocessing
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -174,7 +175,8 @@ def write_synthetic_cohort(out: str | Path, cases: int = 221, seed: int = 0,
     bar = tqdm(total=len(jobs), desc="synth", unit="case", disable=not progress)
     signs = []
     if workers > 1:
-        with ProcessPoolExecutor(workers) as pool:
+        # spawn, not fork: forking a process that already runs JAX or TensorFlow threads can deadlock
+        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
             for info in pool.map(_write_case_star, jobs):
                 signs.append(info)
                 bar.update()
