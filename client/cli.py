@@ -102,7 +102,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from train.challenge_metrics import format_scores
     from train.config import TrainConfig
     from train.run import run_training
-    config = TrainConfig(width=args.width, epochs=args.epochs, batch_size=args.batch_size,
+    config = TrainConfig(width=args.width, stages=tuple(args.stages), epochs=args.epochs, batch_size=args.batch_size,
                          learning_rate=args.lr, seed=args.seed, use_age=args.use_age,
                          tta=not args.no_tta, init_weights=args.init_weights)
     try:
@@ -233,6 +233,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", required=True, help="run folder (resumes if it holds an interrupted run)")
     s.add_argument("--labels", help="labels CSV (default: the one in the cohort root)")
     s.add_argument("--width", type=int, default=TRAIN_DEFAULTS.width, help="ResNet50 base width (64 = standard; default %(default)s)")
+    s.add_argument("--stages", type=int, nargs=4, default=[3, 4, 6, 3], metavar="N",
+                   help="bottleneck blocks per stage (default 3 4 6 3 = ResNet50; 1 1 1 1 for quick checks)")
     s.add_argument("--epochs", type=int, default=TRAIN_DEFAULTS.epochs)
     s.add_argument("--batch-size", type=int, default=TRAIN_DEFAULTS.batch_size, help="global batch, split over devices")
     s.add_argument("--lr", type=float, default=TRAIN_DEFAULTS.learning_rate)
