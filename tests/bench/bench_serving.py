@@ -1,0 +1,159 @@
+"""Serving and client benchmarks (issue 4), ratios measured in one run; not collected by pytest.
+
+    python tests/bench/bench_serving.py [--model-base DIR] [--cohort DIR] [--cases 16] [--repeats 20]
+
+1. gRPC Predict round trip through the built-in server (a separate `radpath serve` process) vs
+   calling the same SavedModel in-process, batch 1 and 8 (target <= 1.2x).
+2. Server-side batching: 8 concurrent clients sending batch-1 requests, with and without batching.
+3. `classify-cohort` wall time vs the sum of its cases' preprocessing and inference measured one by
+   one (target <= 0.7x: the stages overlap).
+4. `radpath classify CASE` from process start to printed result vs preprocessing + inference of
+   that case (target < 3x), and what dominates.
+Without --model-base a width-8 ResNet50 with random weights is exported (speed does not depend on
+the weights); without --cohort full-size synthetic cases are generated.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+
+def _port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_server(model_base: Path, batching: bool) -> tuple[subprocess.Popen, str]:
+    g, r = _port(), _port()
+    cmd = [sys.executable, "-m", "client.cli", "serve", "--model-base", str(model_base), "--grpc-port", str(g),
+           "--rest-port", str(r), "--backend", "builtin"] + ([] if batching else ["--no-batching"])
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    for _ in range(240):
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{r}/v1/models/glioma", timeout=1) as resp:
+                if b"AVAILABLE" in resp.read():
+                    return proc, f"127.0.0.1:{g}"
+        except OSError:
+            time.sleep(0.5)
+    proc.kill()
+    raise SystemExit("server did not start")
+
+
+def median_time(fn, repeats: int) -> float:
+    fn()
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return statistics.median(times)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--model-base", type=Path)
+    ap.add_argument("--cohort", type=Path)
+    ap.add_argument("--cases", type=int, default=16)
+    ap.add_argument("--repeats", type=int, default=20)
+    args = ap.parse_args()
+    tmp = Path(tempfile.mkdtemp(prefix="bench-serving-"))
+
+    model_base = args.model_base
+    if model_base is None:
+        from train.config import TrainConfig
+        from train.export import export_run
+        from train.loop import init_variables
+        from train.run import save_model
+        config = TrainConfig(width=8)
+        save_model(tmp / "run" / "model", init_variables(config), config)
+        model_base = tmp / "models"
+        export_run(tmp / "run", model_base)
+    cohort = args.cohort
+    if cohort is None:
+        from preprocess.synthetic.cohort import write_synthetic_cohort
+        cohort = tmp / "cohort"
+        write_synthetic_cohort(cohort, cases=args.cases, seed=5, workers=2, progress=False)
+
+    import tensorflow as tf
+    from client.grpc_client import GlioClient
+    from preprocess import find_tumor, load_case, model_input
+    version_dir = max((model_base / "glioma").iterdir(), key=lambda p: int(p.name) if p.name.isdigit() else -1)
+    fn = tf.saved_model.load(str(version_dir)).signatures["serving_default"]
+    proc, target = start_server(model_base, batching=True)
+    try:
+        client = GlioClient(target)
+        print("1. serving overhead (median of", args.repeats, "calls)")
+        for b in (1, 8):
+            x = np.random.default_rng(b).normal(size=(b, 224, 224, 4)).astype(np.float32)
+            local = median_time(lambda: fn(image=tf.constant(x))["probabilities"].numpy(), args.repeats)
+            remote = median_time(lambda: client.predict(x), args.repeats)
+            print(f"   batch {b}: in-process {local * 1000:.1f} ms, gRPC round trip {remote * 1000:.1f} ms, "
+                  f"ratio {remote / local:.2f} (target <= 1.2)")
+
+        print("2. server-side batching, 8 concurrent clients x 12 batch-1 requests")
+        x1 = np.random.default_rng(0).normal(size=(1, 224, 224, 4)).astype(np.float32)
+
+        def load(t: str) -> float:
+            c = GlioClient(t)
+            c.predict(x1)
+            t0 = time.perf_counter()
+            with ThreadPoolExecutor(8) as pool:
+                list(pool.map(lambda _: [c.predict(x1) for _ in range(12)], range(8)))
+            return 96 / (time.perf_counter() - t0)
+        with_b = load(target)
+        proc2, target2 = start_server(model_base, batching=False)
+        try:
+            without_b = load(target2)
+        finally:
+            proc2.terminate()
+        print(f"   with batching {with_b:.1f} req/s, without {without_b:.1f} req/s, ratio {with_b / without_b:.2f}")
+
+        print("3. cohort throughput")
+        cases = sorted((cohort / "Radiology").iterdir())
+        pre, inf = [], []
+        for d in cases:
+            t = time.perf_counter()
+            case = load_case(d)
+            xi = model_input(case, find_tumor(case).index)[None]
+            pre.append(time.perf_counter() - t)
+            t = time.perf_counter()
+            client.predict(xi)
+            inf.append(time.perf_counter() - t)
+        from client.cohort_batch import classify_cohort
+        s = classify_cohort(cohort, tmp / "pred.csv", target, workers=2, progress=False)
+        serial = sum(pre) + sum(inf)
+        print(f"   {len(cases)} cases: preprocessing {sum(pre):.2f} s + inference {sum(inf):.2f} s = {serial:.2f} s "
+              f"one by one; classify-cohort (2 workers) {s.seconds:.2f} s, ratio {s.seconds / serial:.2f} (target <= 0.7)")
+
+        print("4. CLI, one case, process start to printed result")
+        d = cases[0]
+        t = time.perf_counter()
+        out = subprocess.run([sys.executable, "-m", "client.cli", "classify", str(d), "--server", target, "--json"],
+                             capture_output=True, text=True, check=True)
+        cli = time.perf_counter() - t
+        r = json.loads(out.stdout)
+        work = pre[0] + inf[0]
+        t = time.perf_counter()
+        subprocess.run([sys.executable, "-c", "import client.grpc_client"], check=True)
+        imports = time.perf_counter() - t
+        print(f"   CLI {cli:.2f} s vs preprocessing {pre[0]:.2f} s + inference {inf[0]:.3f} s = {work:.2f} s, "
+              f"ratio {cli / work:.2f} (target < 3); interpreter start + imports alone {imports:.2f} s; "
+              f"CLI's own timings {r['seconds']}")
+    finally:
+        proc.terminate()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,122 @@
+"""Training benchmarks (issue 3), printed as ratios measured in one run; not collected by pytest.
+
+    python tests/bench/bench_train.py throughput [--batch 8] [--steps 4]
+    python tests/bench/bench_train.py memory --cohort DIR
+    python tests/bench/bench_train.py cv --cohort DIR [--out RUN_DIR]
+
+throughput: images/s of the Flax ResNet50 pmap train step (all local devices) vs a TensorFlow Keras
+  ResNet50 (weights=None) with the same input [224, 224, 4], 3 classes and global batch, each in its
+  own process on this machine, one after the other. Target: ratio >= 1.
+memory: peak RSS of a small-configuration training run (`radpath train`, 2 epochs, 2 folds). Target < 4 GB.
+cv: the small CPU configuration's 5-fold cross-validation on the default synthetic cohort: mean
+  challenge score (target >= 0.85) and wall time (target < 30 min on 2 cores).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+
+JAX_STEP = textwrap.dedent("""
+    import os, sys, time, json
+    os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=2")
+    import jax, numpy as np
+    from train.config import TrainConfig
+    from train.examples import Examples
+    from train.loop import _as_pmap_output, _pmapped_train_step, epoch_batches, init_variables, make_model, make_optimizer, TrainState, AXIS
+    batch, steps, width = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
+    cfg = TrainConfig(width=width, batch_size=batch)
+    devs = jax.local_devices()
+    v = init_variables(cfg)
+    state = TrainState.create(apply_fn=make_model(cfg, AXIS).apply, params=v["params"], tx=make_optimizer(cfg, steps), batch_stats=v["batch_stats"])
+    state = _as_pmap_output(state, devs)
+    rng = np.random.default_rng(0)
+    ex = Examples(["x"] * batch, rng.normal(size=(batch, 1, 224, 224, 4)).astype(np.float16), np.arange(batch) % 3, np.full(batch, 2e4, np.float32), (0,), [])
+    step = _pmapped_train_step(cfg, tuple(devs))
+    b = next(epoch_batches(ex, cfg, 0, len(devs)))
+    keys = jax.random.split(jax.random.PRNGKey(0), len(devs))
+    state, m = step(state, *b, keys); jax.block_until_ready(m)
+    t = time.perf_counter()
+    for _ in range(steps):
+        state, m = step(state, *b, keys)
+    jax.block_until_ready(m)
+    print(json.dumps({"images_per_s": steps * batch / (time.perf_counter() - t), "devices": len(devs)}))
+""")
+
+KERAS_STEP = textwrap.dedent("""
+    import sys, time, json
+    import numpy as np, tensorflow as tf
+    batch, steps = int(sys.argv[1]), int(sys.argv[2])
+    model = tf.keras.applications.ResNet50(weights=None, input_shape=(224, 224, 4), classes=3)
+    model.compile(optimizer=tf.keras.optimizers.AdamW(1e-3), loss="sparse_categorical_crossentropy", jit_compile=False)
+    x = np.random.default_rng(0).normal(size=(batch, 224, 224, 4)).astype(np.float32)
+    y = np.arange(batch) % 3
+    model.train_on_batch(x, y)
+    t = time.perf_counter()
+    for _ in range(steps):
+        model.train_on_batch(x, y)
+    print(json.dumps({"images_per_s": steps * batch / (time.perf_counter() - t)}))
+""")
+
+
+def _run(code: str, *args: str) -> dict:
+    out = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True)
+    if out.returncode:
+        raise SystemExit(out.stderr[-3000:])
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def throughput(args) -> None:
+    flax = _run(JAX_STEP, str(args.batch), str(args.steps), "64")
+    keras = _run(KERAS_STEP, str(args.batch), str(args.steps))
+    print(f"train step, ResNet50 width 64, [224, 224, 4], 3 classes, global batch {args.batch}:")
+    print(f"  Flax + pmap over {flax['devices']} devices: {flax['images_per_s']:.2f} images/s")
+    print(f"  TensorFlow Keras ResNet50:          {keras['images_per_s']:.2f} images/s")
+    print(f"  ratio Flax/Keras {flax['images_per_s'] / keras['images_per_s']:.2f} (target >= 1)")
+
+
+def _radpath(*a: str) -> float:
+    t = time.perf_counter()
+    subprocess.run([sys.executable, "-m", "client.cli", *a], check=True)
+    return time.perf_counter() - t
+
+
+def memory(args) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        _radpath("train", args.cohort, "--out", f"{tmp}/run", "--devices", "2", "--epochs", "2", "--folds", "2", "--quiet")
+    peak_gb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024 ** 2
+    print(f"peak RSS of a small-configuration training run (width 8, 2 devices): {peak_gb:.2f} GB (target < 4 GB)")
+
+
+def cv(args) -> None:
+    out = args.out or tempfile.mkdtemp()
+    seconds = _radpath("train", args.cohort, "--out", out, "--devices", "2", "--folds", "5", "--holdout", "0", "--quiet")
+    m = json.loads(open(os.path.join(out, "metrics.json")).read())["cross_validation"]
+    peak_gb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024 ** 2
+    print(f"5-fold CV on {args.cohort}: mean challenge score {m['mean']:.4f} (95% CI {m['ci95']['mean'][0]:.3f}-"
+          f"{m['ci95']['mean'][1]:.3f}; target >= 0.85), F1 {m['f1_micro']:.4f}, kappa {m['kappa']:.4f}, "
+          f"BA {m['balanced_accuracy']:.4f}; wall time {seconds / 60:.1f} min including the final model "
+          f"(target < 30 min); peak RSS {peak_gb:.2f} GB")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("what", choices=["throughput", "memory", "cv"])
+    ap.add_argument("--batch", type=int, default=8)
+    ap.add_argument("--steps", type=int, default=4)
+    ap.add_argument("--cohort")
+    ap.add_argument("--out")
+    args = ap.parse_args()
+    if args.what != "throughput" and not args.cohort:
+        ap.error("--cohort is required (e.g. `radpath synth cohort --cases 221` first)")
+    {"throughput": throughput, "memory": memory, "cv": cv}[args.what](args)
+
+
+if __name__ == "__main__":
+    main()
