@@ -4,8 +4,8 @@
     case = load_case("Radiology/CPM19_CBICA_AAB_1")
     x = model_input(case)            # float32 [224, 224, 4] at the max-tumour slice
 
-Any change to what these functions compute must bump PREPROCESSING_VERSION: training caches and
-exported models record it, and the client refuses a model built for another version.
+Any change to what these functions compute must bump PREPROCESSING_VERSION: the training example
+cache is keyed by it, and every exported model records it (assets.extra/radpath.json).
 """
 from .case import CLASSES, SEQUENCES, Case
 from .errors import CaseError, CohortError, LabelsError, RadPathError
