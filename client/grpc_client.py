@@ -24,7 +24,7 @@ from preprocess.case import CLASSES, Case
 from preprocess.errors import RadPathError
 from serving import GRPC_MAX_MESSAGE_BYTES
 
-from .protos import pb
+from serving.protos import from_proto, pb, to_proto
 
 log = logging.getLogger(__name__)
 
@@ -67,25 +67,6 @@ class Classification:
         return {"case_id": self.case_id, "class": self.label, "probabilities": self.probabilities,
                 "slice_index": self.slice_index, "tumor_found": self.tumor_found,
                 "model": self.model, "model_version": self.model_version, "seconds": self.timings}
-
-
-def _tensor_proto(array: np.ndarray):
-    """TensorProto straight from numpy (byte-identical to tf.make_tensor_proto for float32)."""
-    shape = pb.tensor_shape_pb2.TensorShapeProto
-    array = np.ascontiguousarray(array, dtype=np.float32)
-    return pb.tensor_pb2.TensorProto(dtype=pb.types_pb2.DT_FLOAT, tensor_content=array.tobytes(),
-                                     tensor_shape=shape(dim=[shape.Dim(size=s) for s in array.shape]))
-
-
-def _from_proto(proto) -> np.ndarray:
-    types_pb2 = pb.types_pb2
-    shape = [d.size for d in proto.tensor_shape.dim]
-    if proto.dtype == types_pb2.DT_FLOAT:
-        data = np.frombuffer(proto.tensor_content, np.float32) if proto.tensor_content else np.array(proto.float_val, np.float32)
-        return data.reshape(shape)
-    if proto.dtype == types_pb2.DT_STRING:
-        return np.array([s.decode() for s in proto.string_val], dtype=object).reshape(shape)
-    raise ServingError(f"unexpected output dtype {proto.dtype}")
 
 
 class GlioClient:
@@ -168,13 +149,13 @@ class GlioClient:
         req = pb.predict_pb2.PredictRequest()
         self._spec(req)
         req.model_spec.signature_name = "serving_default"
-        req.inputs["image"].CopyFrom(_tensor_proto(images))
+        req.inputs["image"].CopyFrom(to_proto(images))
         if self.wants_age():
             ages = np.full(len(images), AGE_FILL_DAYS, np.float32) if ages_days is None else np.asarray(ages_days, np.float32)
-            req.inputs["age_days"].CopyFrom(_tensor_proto(np.nan_to_num(ages, nan=AGE_FILL_DAYS)))
+            req.inputs["age_days"].CopyFrom(to_proto(np.nan_to_num(ages, nan=AGE_FILL_DAYS)))
         req.output_filter.append("probabilities")
         resp = self._call(self._predict.Predict, req, "predict")
-        return _from_proto(resp.outputs["probabilities"]), resp.model_spec.version.value
+        return from_proto(resp.outputs["probabilities"]), resp.model_spec.version.value
 
     # -- the product
     def classify_case(self, case: Case, tta: bool = False) -> Classification:

@@ -1,9 +1,11 @@
 """Server-side batching of concurrent Predict requests, as TF Serving's --enable_batching does.
 
-Requests queue up; one worker thread per served version takes everything waiting (up to
-`max_batch_size` rows, waiting at most `batch_timeout_micros` for more once the first arrives),
-concatenates along the batch axis, runs the model once and hands each caller its rows. Requests
-whose own batch exceeds `max_batch_size` run alone.
+Requests queue up; one worker thread per served version takes everything already waiting and, when
+that shows concurrent traffic, waits up to `batch_timeout_micros` for more (up to `max_batch_size`
+rows); a lone request runs at once instead of paying the timeout. The merged batch is padded up to
+the next of `allowed_batch_sizes` (as TF Serving does), because every new batch size costs the
+jax2tf module a compilation; those sizes are compiled ahead by the model's warm-up requests.
+Requests whose own batch reaches `max_batch_size` run alone.
 """
 from __future__ import annotations
 
@@ -11,15 +13,18 @@ import queue
 import threading
 import time
 from concurrent.futures import Future
+from typing import Sequence
 
 import numpy as np
 
 
 class Batcher:
-    def __init__(self, target, max_batch_size: int = 16, batch_timeout_micros: int = 5000, **_ignored):
+    def __init__(self, target, max_batch_size: int = 16, batch_timeout_micros: int = 5000,
+                 allowed_batch_sizes: Sequence[int] = (), **_ignored):
         self.target = target
         self.max_batch_size = max_batch_size
         self.timeout = batch_timeout_micros / 1e6
+        self.allowed = sorted(allowed_batch_sizes) or [max_batch_size]
         self._queue: queue.Queue = queue.Queue()
         threading.Thread(target=self._work, name=f"batcher-{target.name}-{target.version}", daemon=True).start()
 
@@ -31,25 +36,37 @@ class Batcher:
         self._queue.put((inputs, rows, fut))
         return fut.result()
 
+    def _take(self, group: list, rows: int, block_until: float | None) -> int:
+        """Add queued requests to `group` (waiting until `block_until` if given); returns rows."""
+        while rows < self.max_batch_size:
+            try:
+                if block_until is None:
+                    item = self._queue.get_nowait()
+                else:
+                    remaining = block_until - time.monotonic()
+                    if remaining <= 0:
+                        break
+                    item = self._queue.get(timeout=remaining)
+            except queue.Empty:
+                break
+            if rows + item[1] > self.max_batch_size or set(item[0]) != set(group[0][0]):
+                self._run([item])  # does not fit this batch: run it on its own
+                continue
+            group.append(item)
+            rows += item[1]
+        return rows
+
     def _work(self) -> None:
         while True:
             first = self._queue.get()
-            group, rows = [first], first[1]
-            deadline = time.monotonic() + self.timeout
-            while rows < self.max_batch_size:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    break
-                try:
-                    item = self._queue.get(timeout=remaining)
-                except queue.Empty:
-                    break
-                if rows + item[1] > self.max_batch_size or set(item[0]) != set(first[0]):
-                    self._run([item])  # does not fit this batch: run it on its own
-                    continue
-                group.append(item)
-                rows += item[1]
+            group = [first]
+            rows = self._take(group, first[1], None)
+            if len(group) > 1:  # concurrent traffic: worth waiting a little for more
+                rows = self._take(group, rows, time.monotonic() + self.timeout)
             self._run(group)
+
+    def _padded_size(self, rows: int) -> int:
+        return next((s for s in self.allowed if s >= rows), rows)
 
     def _run(self, group) -> None:
         try:
@@ -58,11 +75,15 @@ class Batcher:
                 fut.set_result(self.target.run(inputs))
                 return
             merged = {k: np.concatenate([g[0][k] for g in group]) for k in group[0][0]}
+            rows = sum(g[1] for g in group)
+            pad = self._padded_size(rows) - rows
+            if pad:
+                merged = {k: np.concatenate([v, np.repeat(v[-1:], pad, axis=0)]) for k, v in merged.items()}
             out = self.target.run(merged)
             start = 0
-            for _, rows, fut in group:
-                fut.set_result({k: v[start:start + rows] for k, v in out.items()})
-                start += rows
+            for _, n, fut in group:
+                fut.set_result({k: v[start:start + n] for k, v in out.items()})
+                start += n
         except Exception as exc:  # each caller gets the error (e.g. InvalidArgument)
             for _, _, fut in group:
                 if not fut.done():

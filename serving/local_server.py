@@ -25,14 +25,14 @@ from . import GRPC_MAX_MESSAGE_BYTES
 from .batcher import Batcher
 from .model_config import ModelEntry
 from .model_registry import InvalidArgument, LoadedVersion, ModelRegistry, NotFound
+from .protos import from_proto, to_proto
 
 log = logging.getLogger(__name__)
 
 
 def _tensor_to_numpy(proto) -> np.ndarray:
-    import tensorflow as tf
     try:
-        return tf.make_ndarray(proto)
+        return from_proto(proto)
     except Exception as exc:
         raise InvalidArgument(f"malformed TensorProto ({exc})") from None
 
@@ -112,7 +112,6 @@ class Server:
 def _make_grpc_server(server: Server):
     from tensorflow_serving.apis import (get_model_metadata_pb2, get_model_status_pb2, model_service_pb2_grpc,
                                          predict_pb2, prediction_service_pb2_grpc)
-    import tensorflow as tf
 
     def aborting(api: str):
         def wrap(fn):
@@ -154,7 +153,7 @@ def _make_grpc_server(server: Server):
             resp.model_spec.version.value = lv.version
             resp.model_spec.signature_name = "serving_default"
             for k in wanted:
-                resp.outputs[k].CopyFrom(tf.make_tensor_proto(outputs[k]))
+                resp.outputs[k].CopyFrom(to_proto(outputs[k]))
             return resp
 
         @aborting("metadata")

@@ -57,7 +57,10 @@ def write_models_config(entries: list[ModelEntry], path: Path) -> None:
     path.write_text(text_format.MessageToString(config))
 
 
-def read_batching_config(path: str | Path) -> dict[str, int]:
-    """`name { value: N }` lines of a TF Serving batching parameters file -> {name: N}."""
-    text = Path(path).read_text()
-    return {m.group(1): int(m.group(2)) for m in re.finditer(r"(\w+)\s*\{\s*value:\s*(\d+)\s*\}", text)}
+def read_batching_config(path: str | Path) -> dict:
+    """TF Serving batching parameters file -> {name: N} for `name { value: N }` lines, plus
+    `allowed_batch_sizes` (a repeated field) as a list."""
+    text = "\n".join(line.split("#")[0] for line in Path(path).read_text().splitlines())
+    out: dict = {m.group(1): int(m.group(2)) for m in re.finditer(r"(\w+)\s*\{\s*value:\s*(\d+)\s*\}", text)}
+    out["allowed_batch_sizes"] = [int(v) for v in re.findall(r"allowed_batch_sizes:\s*(\d+)", text)]
+    return out

@@ -58,12 +58,11 @@ def test_unknown_model_and_version(backend):
 
 
 def test_bad_tensor_is_invalid_argument(backend):
-    from client.grpc_client import _tensor_proto
-    from client.protos import pb
+    from serving.protos import pb, to_proto
     with GlioClient(backend.grpc_target, retries=0) as c:
         req = pb.predict_pb2.PredictRequest()
         req.model_spec.name = "glioma"
-        req.inputs["image"].CopyFrom(_tensor_proto(np.zeros((1, 100, 100, 4), np.float32)))
+        req.inputs["image"].CopyFrom(to_proto(np.zeros((1, 100, 100, 4), np.float32)))
         with pytest.raises(InvalidInputError, match="image"):
             c._call(c._predict.Predict, req, "predict")
     code, body = _rest(f"{backend.rest_url}/v1/models/glioma:predict", {"instances": [[1, 2, 3]]})

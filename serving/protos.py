@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import importlib.util
 import sys
+
+import numpy as np
 import threading
 import types
 
@@ -47,3 +49,37 @@ def _import_all():
 
 with _lock:
     pb = _load()
+
+
+# ---------------------------------------------------------------- numpy <-> TensorProto
+def to_proto(array: np.ndarray):
+    """TensorProto from numpy: float32 straight from the buffer (byte-identical to
+    tf.make_tensor_proto), strings as string_val."""
+    shape = pb.tensor_shape_pb2.TensorShapeProto(dim=[pb.tensor_shape_pb2.TensorShapeProto.Dim(size=s) for s in array.shape])
+    if array.dtype == np.float32:
+        return pb.tensor_pb2.TensorProto(dtype=pb.types_pb2.DT_FLOAT, tensor_shape=shape,
+                                         tensor_content=np.ascontiguousarray(array).tobytes())
+    if array.dtype.kind in "OSU":
+        values = [v if isinstance(v, bytes) else str(v).encode() for v in array.reshape(-1)]
+        return pb.tensor_pb2.TensorProto(dtype=pb.types_pb2.DT_STRING, tensor_shape=shape, string_val=values)
+    import tensorflow as tf  # other dtypes: rare here, let TensorFlow do it
+    return tf.make_tensor_proto(array)
+
+
+def from_proto(proto) -> np.ndarray:
+    """numpy from a TensorProto; float32 and strings without TensorFlow, others via tf.make_ndarray."""
+    shape = [d.size for d in proto.tensor_shape.dim]
+    if proto.dtype == pb.types_pb2.DT_FLOAT:
+        if proto.tensor_content:
+            data = np.frombuffer(proto.tensor_content, np.float32)
+        else:
+            data = np.array(proto.float_val, np.float32)
+            if data.size == 1 and int(np.prod(shape)) > 1:
+                data = np.full(int(np.prod(shape)), data[0], np.float32)
+        if data.size != int(np.prod(shape)):
+            raise ValueError(f"tensor holds {data.size} values for shape {shape}")
+        return data.reshape(shape)
+    if proto.dtype == pb.types_pb2.DT_STRING:
+        return np.array(list(proto.string_val), dtype=object).reshape(shape)
+    import tensorflow as tf
+    return tf.make_ndarray(proto)
