@@ -19,12 +19,12 @@ from typing import Mapping
 import grpc
 import numpy as np
 
-from preprocess import find_tumor, load_case, model_input, model_inputs
+from preprocess import find_tumor, lazy_scipy, load_case, model_input, model_inputs
 from preprocess.case import CLASSES, Case
 from preprocess.errors import RadPathError
 from serving import GRPC_MAX_MESSAGE_BYTES
 
-from serving.protos import from_proto, pb, to_proto
+from serving.protos import fill_proto, from_proto, pb
 
 log = logging.getLogger(__name__)
 
@@ -149,10 +149,10 @@ class GlioClient:
         req = pb.predict_pb2.PredictRequest()
         self._spec(req)
         req.model_spec.signature_name = "serving_default"
-        req.inputs["image"].CopyFrom(to_proto(images))
+        fill_proto(req.inputs["image"], images)
         if self.wants_age():
             ages = np.full(len(images), AGE_FILL_DAYS, np.float32) if ages_days is None else np.asarray(ages_days, np.float32)
-            req.inputs["age_days"].CopyFrom(to_proto(np.nan_to_num(ages, nan=AGE_FILL_DAYS)))
+            fill_proto(req.inputs["age_days"], np.nan_to_num(ages, nan=AGE_FILL_DAYS))
         req.output_filter.append("probabilities")
         resp = self._call(self._predict.Predict, req, "predict")
         return from_proto(resp.outputs["probabilities"]), resp.model_spec.version.value
@@ -180,6 +180,7 @@ class GlioClient:
                  tta: bool = False) -> Classification:
         """Load a case (folder or the four files), preprocess, ask the server; age is optional."""
         t0 = time.perf_counter()
+        lazy_scipy.prefetch()  # overlap scipy's import with the NIfTI decompression
         case = load_case(source, age_days=age_days)
         load_s = time.perf_counter() - t0
         result = self.classify_case(case, tta)

@@ -52,6 +52,15 @@ with _lock:
 
 
 # ---------------------------------------------------------------- numpy <-> TensorProto
+def fill_proto(proto, array: np.ndarray) -> None:
+    """Write a float32 array into an existing TensorProto field (no intermediate message: saves a
+    copy of the 6.4 MB a batch of 8 weighs)."""
+    proto.dtype = pb.types_pb2.DT_FLOAT
+    for s in array.shape:
+        proto.tensor_shape.dim.add(size=s)
+    proto.tensor_content = np.ascontiguousarray(array, dtype=np.float32).tobytes()
+
+
 def to_proto(array: np.ndarray):
     """TensorProto from numpy: float32 straight from the buffer (byte-identical to
     tf.make_tensor_proto), strings as string_val."""

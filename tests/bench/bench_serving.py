@@ -51,14 +51,16 @@ def start_server(model_base: Path, batching: bool) -> tuple[subprocess.Popen, st
     raise SystemExit("server did not start")
 
 
-def median_time(fn, repeats: int) -> float:
-    fn()
-    times = []
+def paired_medians(a, b, repeats: int) -> tuple[float, float]:
+    """Median times of `a` and `b`, called alternately so machine noise hits both alike."""
+    a(), b()
+    ta, tb = [], []
     for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times)
+        for fn, times in ((a, ta), (b, tb)):
+            t = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - t)
+    return statistics.median(ta), statistics.median(tb)
 
 
 def main() -> None:
@@ -94,11 +96,11 @@ def main() -> None:
     proc, target = start_server(model_base, batching=True)
     try:
         client = GlioClient(target)
-        print("1. serving overhead (median of", args.repeats, "calls)")
+        print("1. serving overhead (medians of", args.repeats, "alternating calls)")
         for b in (1, 8):
             x = np.random.default_rng(b).normal(size=(b, 224, 224, 4)).astype(np.float32)
-            local = median_time(lambda: fn(image=tf.constant(x))["probabilities"].numpy(), args.repeats)
-            remote = median_time(lambda: client.predict(x), args.repeats)
+            local, remote = paired_medians(lambda: fn(image=tf.constant(x))["probabilities"].numpy(),
+                                           lambda: client.predict(x), args.repeats)
             print(f"   batch {b}: in-process {local * 1000:.1f} ms, gRPC round trip {remote * 1000:.1f} ms, "
                   f"ratio {remote / local:.2f} (target <= 1.2)")
 
