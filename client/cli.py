@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 from preprocess.errors import RadPathError
+from train.config import TrainConfig
 
 log = logging.getLogger("radpath")
 
@@ -100,7 +101,6 @@ def _want_devices(n: int | None) -> None:
 def cmd_train(args: argparse.Namespace) -> int:
     _want_devices(args.devices)
     from train.challenge_metrics import format_scores
-    from train.config import TrainConfig
     from train.run import run_training
     config = TrainConfig(width=args.width, stages=tuple(args.stages), epochs=args.epochs, batch_size=args.batch_size,
                          learning_rate=args.lr, seed=args.seed, use_age=args.use_age,
@@ -301,12 +301,8 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-class _Defaults:
-    """Training defaults shown in --help without importing the train package's heavy parts."""
-    width, epochs, batch_size, learning_rate = 8, 30, 16, 2e-3
-
-
-TRAIN_DEFAULTS = _Defaults
+TRAIN_DEFAULTS = TrainConfig()
+"""Defaults shown in --help (train.config imports no jax, so --help stays instant)."""
 
 
 def main(argv: list[str] | None = None) -> int:

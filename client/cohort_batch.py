@@ -89,14 +89,12 @@ def classify_cohort(cohort: str | Path, out: str | Path, target: str = "localhos
     co = read_cohort(cohort)
     out = Path(out)
     failed_path = out.with_name(out.name + ".failed.csv")
-    entries = co.entries
-    if shard:
-        i, n = parse_shard(shard)
-        entries = [e for e in entries if shard_of(e.case_id, n) == i]
+    i, n = parse_shard(shard) if shard else (0, 1)
+    mine = lambda case_id: shard_of(case_id, n) == i
+    entries = [e for e in co.entries if mine(e.case_id)]
     done = read_done(out, co.id_column)
     todo = [e for e in entries if e.case_id not in done]
-    failed: list[tuple[str, str]] = [(cid, msg) for cid, msg in co.problems
-                                     if not shard or shard_of(cid, parse_shard(shard)[1]) == parse_shard(shard)[0]]
+    failed: list[tuple[str, str]] = [(cid, msg) for cid, msg in co.problems if mine(cid)]
     out.parent.mkdir(parents=True, exist_ok=True)
     new_file = not out.exists() or out.stat().st_size == 0
     written, stopped = 0, None

@@ -6,8 +6,9 @@ Signature `serving_default`: input `image` float32 [batch, 224, 224, 4] (batch p
 `age_days` float32 [batch] for models trained with age); outputs `probabilities` float32
 [batch, 3] in the order A, O, G and `classes` string [batch]. Lowered for CPU and CUDA both, so a
 model trained on a GPU box serves on CPU pods. `assets.extra/` holds TF Serving warm-up requests
-(batch 1, 2, 4, 8, 16 = the batching sizes, and 6 = one case with its test-time views), `radpath.json` (training config, metrics, preprocessing version,
-data description) and the model card.
+(batch 1, 2, 4, 8, 16 = the batching sizes, and 6 = one case with its test-time views),
+`radpath.json` (training config, metrics, preprocessing version, data description) and the model
+card.
 
 Blessing, as TFX's Evaluator/Pusher do: the new model and the current latest version are both
 scored on the run's held-out split through the same inference path; the new version is pushed only
