@@ -19,7 +19,7 @@ from typing import Mapping
 import grpc
 import numpy as np
 
-from preprocess import find_tumor, lazy_scipy, load_case, model_input, model_inputs
+from preprocess import find_tumor, load_case, model_input, model_inputs
 from preprocess.case import CLASSES, Case
 from preprocess.errors import RadPathError
 from serving import GRPC_MAX_MESSAGE_BYTES
@@ -180,7 +180,6 @@ class GlioClient:
                  tta: bool = False) -> Classification:
         """Load a case (folder or the four files), preprocess, ask the server; age is optional."""
         t0 = time.perf_counter()
-        lazy_scipy.prefetch()  # overlap scipy's import with the NIfTI decompression
         case = load_case(source, age_days=age_days)
         load_s = time.perf_counter() - t0
         result = self.classify_case(case, tta)

@@ -14,8 +14,8 @@ from __future__ import annotations
 from typing import Sequence
 
 import numpy as np
+from scipy import ndimage
 
-from . import lazy_scipy
 from .case import SEQUENCES, Case
 from .normalize import case_stats, coarse_brain, grid_step, normalize
 from .tumor_slice import find_tumor
@@ -64,7 +64,7 @@ def model_input(case: Case, slice_index: int | None = None) -> np.ndarray:
     for c, name in enumerate(SEQUENCES):
         plane = normalize(planes[name], stats[name], brain)
         plane = _square(plane, x0, y0, side)
-        resized = lazy_scipy.ndimage().zoom(plane, zoom, order=1, grid_mode=True, mode="grid-constant")
+        resized = ndimage.zoom(plane, zoom, order=1, grid_mode=True, mode="grid-constant")
         # display orientation: rows anterior->posterior, columns patient right->left
         out[:, :, c] = resized[::-1, ::-1].T[:SIZE, :SIZE]
     return out
