@@ -51,8 +51,8 @@ def _find_labels(root: Path) -> Path | None:
         return standard
     for csv_path in sorted(root.glob("*.csv")):
         with open(csv_path, encoding="utf-8-sig") as f:
-            header = f.readline()
-        if any(col in header.split(",")[0] for col in ID_COLUMNS) and "class" in header:
+            fields = {h.strip() for h in f.readline().split(",")}
+        if fields & set(ID_COLUMNS) and "class" in fields:
             return csv_path
     return None
 

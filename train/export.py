@@ -29,6 +29,7 @@ import numpy as np
 from preprocess import PREPROCESSING_VERSION
 from preprocess.case import CLASSES
 from preprocess.errors import RadPathError
+from serving.model_registry import complete_versions
 
 from .challenge_metrics import challenge_scores
 from .config import TrainConfig
@@ -42,14 +43,6 @@ PARITY_TOLERANCE = 1e-5
 
 class NotBlessedError(RadPathError):
     """The new model scores below the current latest version on the same evaluation split."""
-
-
-def versions(model_dir: Path) -> list[int]:
-    """Complete versions (integer folders holding saved_model.pb), ascending."""
-    if not model_dir.is_dir():
-        return []
-    return sorted(int(p.name) for p in model_dir.iterdir()
-                  if p.is_dir() and p.name.isdigit() and (p / "saved_model.pb").is_file())
 
 
 def build_tf_module(variables: dict, config: TrainConfig):
@@ -125,7 +118,7 @@ def export_run(run_dir: str | Path, model_base: str | Path, name: str = "glioma"
     variables, config = load_model(run_dir)
     metrics = json.loads((run_dir / "metrics.json").read_text()) if (run_dir / "metrics.json").exists() else {}
     model_dir = model_base / name
-    existing = versions(model_dir)
+    existing = complete_versions(model_dir)
     version = (existing[-1] + 1) if existing else 1
 
     summary: dict = {"model": name, "version": version, "path": str(model_dir / str(version)), "blessing": None}

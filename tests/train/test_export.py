@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 
 from preprocess.errors import RadPathError
-from train.export import NotBlessedError, export_run, saved_model_predict, versions
+from serving.model_registry import complete_versions as versions
+from train.export import NotBlessedError, export_run, saved_model_predict
 from train.loop import AGE_FILL_DAYS, init_variables, make_model
 from train.run import save_model
 
