@@ -17,7 +17,6 @@ import csv
 import hashlib
 import logging
 import os
-import threading
 import time
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass
@@ -28,6 +27,7 @@ from tqdm import tqdm
 from preprocess.case import CLASSES
 from preprocess.cohort import read_cohort
 from preprocess.errors import CaseError, RadPathError
+from preprocess.labels import prediction_header
 
 from .grpc_client import GlioClient, InvalidInputError, ServingError
 
@@ -48,10 +48,6 @@ def shard_of(case_id: str, n: int) -> int:
     return int(hashlib.sha256(case_id.encode()).hexdigest()[:12], 16) % n
 
 
-def _header(id_column: str) -> list[str]:
-    return [id_column, "class"] + [f"p_{c}" for c in CLASSES]
-
-
 def read_done(out: Path, id_column: str) -> set[str]:
     """IDs already written to `out`; repairs a torn last line; refuses a file of another cohort."""
     if not out.exists() or out.stat().st_size == 0:
@@ -66,8 +62,8 @@ def read_done(out: Path, id_column: str) -> set[str]:
         rows = list(csv.reader(f))
     if not rows:
         return set()
-    if rows[0] != _header(id_column):
-        raise RadPathError(f"{out} exists with header {','.join(rows[0])}, expected {','.join(_header(id_column))}; "
+    if rows[0] != prediction_header(id_column):
+        raise RadPathError(f"{out} exists with header {','.join(rows[0])}, expected {','.join(prediction_header(id_column))}; "
                            "choose another --out")
     return {r[0] for r in rows[1:] if r}
 
@@ -98,11 +94,10 @@ def classify_cohort(cohort: str | Path, out: str | Path, target: str = "localhos
     out.parent.mkdir(parents=True, exist_ok=True)
     new_file = not out.exists() or out.stat().st_size == 0
     written, stopped = 0, None
-    lock = threading.Lock()
     client = GlioClient(target, model, timeout=timeout, retries=retries)
     with open(out, "a", newline="") as f, ThreadPoolExecutor(max(1, workers)) as pool:
         if new_file:
-            f.write(",".join(_header(co.id_column)) + "\n")
+            f.write(",".join(prediction_header(co.id_column)) + "\n")
             f.flush()
         bar = tqdm(total=len(todo), desc="classify", unit="case", disable=not progress)
         pending = {}
@@ -133,9 +128,8 @@ def classify_cohort(cohort: str | Path, out: str | Path, target: str = "localhos
                     failed.append((entry.case_id, f"{type(exc).__name__}: {exc}"))
                 else:
                     line = ",".join([r.case_id, r.label] + [f"{r.probabilities[c]:.6f}" for c in CLASSES]) + "\n"
-                    with lock:
-                        f.write(line)  # one write per row, flushed: never half a row
-                        f.flush()
+                    f.write(line)  # one write per row, by this thread only, flushed: never half a row
+                    f.flush()
                     written += 1
                 bar.update()
                 if stopped is None:

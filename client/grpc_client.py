@@ -23,13 +23,12 @@ from preprocess import find_tumor, load_case, model_input, model_inputs
 from preprocess.case import CLASSES, Case
 from preprocess.errors import RadPathError
 from serving import GRPC_MAX_MESSAGE_BYTES
+from train.config import AGE_FILL_DAYS
 
 from serving.protos import fill_proto, from_proto, pb
 
 log = logging.getLogger(__name__)
 
-AGE_FILL_DAYS = 50 * 365.25
-"""Sent for models with an age input when the age is unknown (same value as training)."""
 
 
 class ServingError(RadPathError):

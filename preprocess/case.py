@@ -50,6 +50,13 @@ class Case:
             self.cache[key] = compute()
         return self.cache[key]
 
+    def nonzero_any(self, region: tuple = ()) -> np.ndarray:
+        """bool: voxels of `volume[region]` that are non-zero in any of the four sequences."""
+        mask = self.volumes[SEQUENCES[0]][region] != 0
+        for name in SEQUENCES[1:]:
+            mask |= self.volumes[name][region] != 0
+        return mask
+
     @cached_property
     def brain_mask(self) -> np.ndarray:
         """bool [x, y, z]: voxels non-zero in any sequence.
@@ -58,7 +65,4 @@ class Case:
         "positive" (bias-field correction leaves some slightly negative voxels), and the four
         sequences' masks differ by a few hundred voxels, hence the union.
         """
-        mask = np.zeros(self.shape, dtype=bool)
-        for name in SEQUENCES:
-            mask |= self.volumes[name] != 0
-        return mask
+        return self.nonzero_any()

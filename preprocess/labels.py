@@ -18,6 +18,11 @@ ID_COLUMNS = ("CPM_RadPath_2019_ID", "CPM_RadPath_2020_ID")
 """Accepted key columns: the 2019 training release and the 2020 validation/test releases."""
 
 
+def prediction_header(id_column: str) -> list[str]:
+    """Header of a predictions CSV: the cohort's ID column, `class`, then p_A, p_O, p_G."""
+    return [id_column, "class"] + [f"p_{c}" for c in CLASSES]
+
+
 @dataclass(frozen=True)
 class LabelTable:
     """Rows of a labels or predictions CSV, keyed by case ID, in file order."""

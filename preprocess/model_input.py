@@ -57,12 +57,11 @@ def model_input(case: Case, slice_index: int | None = None) -> np.ndarray:
         raise IndexError(f"slice_index {slice_index} is outside 0..{nz - 1} for case {case.case_id}")
     stats = case_stats(case)
     x0, y0, side = brain_square(case)
-    planes = {name: case.volumes[name][:, :, slice_index] for name in SEQUENCES}
-    brain = np.logical_or.reduce([p != 0 for p in planes.values()])
+    brain = case.nonzero_any((slice(None), slice(None), slice_index))
     zoom = SIZE / side
     out = np.empty((SIZE, SIZE, CHANNELS), dtype=np.float32)
     for c, name in enumerate(SEQUENCES):
-        plane = normalize(planes[name], stats[name], brain)
+        plane = normalize(case.volumes[name][:, :, slice_index], stats[name], brain)
         plane = _square(plane, x0, y0, side)
         resized = ndimage.zoom(plane, zoom, order=1, grid_mode=True, mode="grid-constant")
         # display orientation: rows anterior->posterior, columns patient right->left

@@ -41,10 +41,7 @@ def coarse_brain(case: Case) -> np.ndarray:
     """
     def compute() -> np.ndarray:
         s = grid_step(case.shape)
-        mask = np.zeros([len(range(0, n, s)) for n in case.shape], dtype=bool)
-        for name in SEQUENCES:
-            mask |= case.volumes[name][::s, ::s, ::s] != 0
-        return mask
+        return case.nonzero_any((slice(None, None, s),) * 3)
     return case.memo("coarse_brain", compute)
 
 

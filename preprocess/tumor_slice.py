@@ -136,10 +136,7 @@ def find_tumor(case: Case) -> TumorSlice:
             near = np.repeat(near, g, axis=axis)
         box = tuple(slice(a * g, min(b * g, n)) for a, b, n in zip(clo, chi, case.shape))
         near = near[tuple(slice(0, s.stop - s.start) for s in box)]
-        brain_box = np.zeros(near.shape, dtype=bool)
-        for name in case.volumes:
-            brain_box |= case.volumes[name][box] != 0
-        mask = fill_holes(_candidates(case, box, brain_box) & near)
+        mask = fill_holes(_candidates(case, box, case.nonzero_any(box)) & near)
         areas = np.zeros(case.shape[2], dtype=np.int64)
         areas[box[2]] = mask.sum(axis=(0, 1))
         return TumorSlice(index=int(areas.argmax()), voxels=int(mask.sum()), found=True, areas=areas)

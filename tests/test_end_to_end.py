@@ -1,7 +1,6 @@
 """The main job end to end through the real command line: synth -> train -> export -> serve ->
 classify through gRPC -> metrics. Small volumes and a tiny network so it takes about a minute."""
 import json
-import os
 import socket
 import subprocess
 import sys

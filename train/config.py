@@ -7,6 +7,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 
+AGE_FILL_DAYS = 50 * 365.25
+"""Age used when a case has none (training, export warm-up, the client); only models trained with
+use_age read it."""
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     width: int = 8

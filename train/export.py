@@ -32,8 +32,8 @@ from preprocess.errors import RadPathError
 from serving.model_registry import complete_versions
 
 from .challenge_metrics import challenge_scores
-from .config import TrainConfig
-from .loop import AGE_FILL_DAYS, make_model
+from .config import AGE_FILL_DAYS, TrainConfig
+from .loop import make_model
 from .run import load_model
 
 log = logging.getLogger(__name__)

@@ -26,7 +26,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
-import flax
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -36,7 +35,7 @@ from flax.training import train_state
 from jax import lax
 from tqdm import tqdm
 
-from .config import TrainConfig
+from .config import AGE_FILL_DAYS, TrainConfig
 from .examples import Examples
 from .resnet import ResNet
 
@@ -188,10 +187,6 @@ def epoch_batches(train: Examples, config: TrainConfig, epoch: int, n_devices: i
         labels = train.labels[idx[sl]].reshape(n_devices, per_dev)
         ages = np.nan_to_num(train.ages_days[idx[sl]], nan=AGE_FILL_DAYS).reshape(n_devices, per_dev)
         yield images, labels, ages.astype(np.float32)
-
-
-AGE_FILL_DAYS = 50 * 365.25
-"""Age used when a case has none (only matters for models trained with use_age)."""
 
 
 # ------------------------------------------------------------------ fit

@@ -27,11 +27,12 @@ from flax import serialization
 from preprocess import PREPROCESSING_VERSION
 from preprocess.case import CLASSES
 from preprocess.cohort import read_cohort
+from preprocess.labels import prediction_header
 
 from .challenge_metrics import bootstrap_intervals, challenge_scores
 from .config import TrainConfig
 from .examples import Examples, build_examples, split_id
-from .loop import fit, predict_proba
+from .loop import fit, init_variables, predict_proba
 from .splits import stratified_holdout, stratified_kfold
 
 log = logging.getLogger(__name__)
@@ -56,7 +57,7 @@ def _site(case_id: str) -> str:
 def write_predictions(path: Path, id_column: str, ids: list[str], probs: np.ndarray) -> None:
     with open(path, "w", newline="") as f:
         w = csv.writer(f)
-        w.writerow([id_column, "class"] + [f"p_{c}" for c in CLASSES])
+        w.writerow(prediction_header(id_column))
         for cid, p in zip(ids, probs):
             w.writerow([cid, CLASSES[int(np.argmax(p))]] + [f"{v:.6f}" for v in p])
 
@@ -84,7 +85,6 @@ def save_model(model_dir: Path, variables: dict, config: TrainConfig) -> None:
 
 def load_model(run_dir: Path) -> tuple[dict, TrainConfig]:
     """(variables, config) of a finished run's final model."""
-    from .loop import init_variables
     model_dir = Path(run_dir) / "model"
     if not (model_dir / "variables.msgpack").is_file():
         raise FileNotFoundError(f"{run_dir}: no trained model (model/variables.msgpack); run `radpath train` first")

@@ -26,7 +26,7 @@ import numpy as np
 from scipy import ndimage
 from tqdm import tqdm
 
-from .anatomy import CSF, GM, WM, make_brain
+from .anatomy import make_brain
 from .fields import smooth_field
 from .tumors import SEQ_ORDER, Tumor, make_tumor
 

@@ -1,6 +1,5 @@
 import threading
 import time
-from types import SimpleNamespace
 
 import numpy as np
 

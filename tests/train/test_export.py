@@ -4,7 +4,6 @@ import jax
 import numpy as np
 import pytest
 
-from preprocess.errors import RadPathError
 from serving.model_registry import complete_versions as versions
 from train.export import NotBlessedError, export_run, saved_model_predict
 from train.loop import AGE_FILL_DAYS, init_variables, make_model
