@@ -46,7 +46,7 @@ def print_json(obj) -> None:
 
 # ---------------------------------------------------------------- data
 def cmd_synth(args: argparse.Namespace) -> int:
-    from preprocess.synthetic.cohort import write_synthetic_cohort
+    from synth.cohort import write_synthetic_cohort
     out = Path(args.out)
     if (out / "training_data_classification_labels.csv").exists() and not args.force:
         raise RadPathError(f"{out} already holds a cohort; choose another folder or pass --force to overwrite it")

@@ -17,7 +17,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from preprocess.synthetic.cohort import write_synthetic_cohort
+from synth.cohort import write_synthetic_cohort
 
 SMALL_SHAPE = (96, 96, 62)
 

@@ -20,7 +20,7 @@ import numpy as np
 
 from preprocess import find_tumor, load_case, model_input
 from preprocess.read_case import _to_canonical, find_sequence_files, read_volume
-from preprocess.synthetic.cohort import write_synthetic_cohort
+from synth.cohort import write_synthetic_cohort
 
 
 def nibabel_only(case_dir: Path) -> None:

@@ -84,7 +84,7 @@ def main() -> None:
         export_run(tmp / "run", model_base)
     cohort = args.cohort
     if cohort is None:
-        from preprocess.synthetic.cohort import write_synthetic_cohort
+        from synth.cohort import write_synthetic_cohort
         cohort = tmp / "cohort"
         write_synthetic_cohort(cohort, cases=args.cases, seed=5, workers=2, progress=False)
 

@@ -4,7 +4,7 @@ import pytest
 from preprocess import NoTumorFoundError, find_tumor, load_case, max_tumor_slice
 from preprocess.case import Case
 from preprocess.read_case import _to_canonical, read_volume
-from preprocess.synthetic.cohort import plan_cohort, save_ras, synthesize_case, write_synthetic_cohort
+from synth.cohort import plan_cohort, save_ras, synthesize_case, write_synthetic_cohort
 from tests.conftest import SMALL_SHAPE
 
 

@@ -1,7 +1,7 @@
 import nibabel as nib
 import numpy as np
 
-from preprocess.synthetic.cohort import REAL_COUNTS, plan_cohort, write_synthetic_cohort
+from synth.cohort import REAL_COUNTS, plan_cohort, write_synthetic_cohort
 
 
 def test_real_class_imbalance_by_default():
