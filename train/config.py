@@ -29,8 +29,15 @@ class TrainConfig:
     use_age: bool = False
     rotate_degrees: float = 12.0
     scale_range: float = 0.1
-    intensity_jitter: float = 0.15
-    noise_std: float = 0.05
+    intensity_jitter: float = 0.25
+    """Per-channel gain and offset jitter (robust-z units): scanners and protocols differ."""
+    contrast_curve: float = 0.6
+    """Strength of a random monotone intensity curve per channel (x + k*2*tanh(x/2), |k| <= this): a
+    model that only works on one contrast mapping has learned the scanner, not the tumour."""
+    blur: float = 0.6
+    """Largest mix with a Gaussian-blurred copy (sigma 1.2 px): other resolutions and slice thicknesses."""
+    noise_std: float = 0.08
+    """Largest per-image noise level (drawn uniformly up to this), inside the brain only."""
     init_weights: str | None = None
     """Optional .npz of ImageNet-style weights for the first layers (see `train.pretrained`)."""
     tta: bool = True

@@ -95,7 +95,7 @@ def select_devices(n: int | None) -> list:
 def augment(rng: jax.Array, x: jax.Array, config: TrainConfig) -> jax.Array:
     """x float32 [b, H, W, C] -> augmented copy; background stays exactly 0."""
     b, h, w, c = x.shape
-    k_flip, k_rot, k_scale, k_gain, k_bias, k_noise = jax.random.split(rng, 6)
+    k_flip, k_rot, k_scale, k_gain = jax.random.split(rng, 4)
     flip = jax.random.bernoulli(k_flip, 0.5, (b,))
     x = jnp.where(flip[:, None, None, None], x[:, :, ::-1, :], x)
     angle = jnp.deg2rad(config.rotate_degrees) * jax.random.uniform(k_rot, (b,), minval=-1, maxval=1)
@@ -111,12 +111,42 @@ def augment(rng: jax.Array, x: jax.Array, config: TrainConfig) -> jax.Array:
         return jax.vmap(sample, in_axes=2, out_axes=2)(img)
 
     x = jax.vmap(warp)(x, angle, scale)
-    brain = jnp.any(x != 0, axis=-1, keepdims=True)
+    return jnp.where(jnp.any(x != 0, axis=-1, keepdims=True), intensity_augment(k_gain, x, config), 0.0)
+
+
+def _gaussian_blur(x: jax.Array, sigma: float = 1.2) -> jax.Array:
+    """x [b, H, W, C] blurred in-plane by a separable Gaussian (7 taps), channel by channel."""
+    taps = jnp.arange(-3, 4, dtype=jnp.float32)
+    k = jnp.exp(-0.5 * (taps / sigma) ** 2)
+    k = k / k.sum()
+    c = x.shape[-1]
+    dn = ("NHWC", "HWIO", "NHWC")
+    kr = jnp.tile(k.reshape(7, 1, 1, 1), (1, 1, 1, c))
+    kc = jnp.tile(k.reshape(1, 7, 1, 1), (1, 1, 1, c))
+    y = lax.conv_general_dilated(x, kr, (1, 1), "SAME", dimension_numbers=dn, feature_group_count=c)
+    return lax.conv_general_dilated(y, kc, (1, 1), "SAME", dimension_numbers=dn, feature_group_count=c)
+
+
+def intensity_augment(rng: jax.Array, x: jax.Array, config: TrainConfig) -> jax.Array:
+    """Domain randomisation of intensities, per image and channel (x [b, H, W, C], robust z-scores).
+
+    Real scans differ from any training set in contrast mapping, conspicuity, resolution and noise:
+    a random monotone curve (keeps "brighter than brain" brighter, changes how much), gain and
+    offset, a random amount of blur and random-level noise. The caller restores the zero background.
+    """
+    b, h, w, c = x.shape
+    k_curve, k_gain, k_bias, k_blur, k_level, k_noise = jax.random.split(rng, 6)
+    curve = config.contrast_curve * jax.random.uniform(k_curve, (b, 1, 1, c), minval=-1, maxval=1)
+    x = x + curve * 2.0 * jnp.tanh(x / 2.0)  # monotone for |curve| < 1
     j = config.intensity_jitter
     gain = 1 + j * jax.random.uniform(k_gain, (b, 1, 1, c), minval=-1, maxval=1)
     bias = j * jax.random.uniform(k_bias, (b, 1, 1, c), minval=-1, maxval=1)
-    noise = config.noise_std * jax.random.normal(k_noise, x.shape)
-    return jnp.where(brain, x * gain + bias + noise, 0.0)
+    x = x * gain + bias
+    if config.blur > 0:
+        mix = config.blur * jax.random.uniform(k_blur, (b, 1, 1, 1))
+        x = (1 - mix) * x + mix * _gaussian_blur(x)
+    level = config.noise_std * jax.random.uniform(k_level, (b, 1, 1, 1))
+    return x + level * jax.random.normal(k_noise, x.shape)
 
 
 # ------------------------------------------------------------------ steps
