@@ -194,6 +194,21 @@ def _fmt(scores: dict | None) -> str:
                       ", ".join(f"{c} {'-' if r is None else f'{r:.2f}'}" for c, r in scores["per_class_recall"].items())])
 
 
+def _external(report: dict) -> str:
+    """Model-card section for the cohorts of `train.cohort_eval` (other styles, the subtle end)."""
+    ext = report.get("external") or {}
+    if not ext:
+        return ("\n### Other cohorts\nNot evaluated on any cohort drawn differently from the training data: "
+                "how it generalises is unknown.\n")
+    parts = ["\n### Other cohorts (drawn differently from the training data)",
+             "In-style numbers above come from the same source as the training cases; these say how the "
+             "model holds on data it was not drawn like."]
+    for name, scores in ext.items():
+        style = f" (generator style `{scores['style']}`)" if scores.get("style") else ""
+        parts += ["", f"#### {name}{style}", f"{scores['data']}", "", _fmt(scores)]
+    return "\n".join(parts) + "\n"
+
+
 def model_card(report: dict) -> str:
     data, cfg = report["data"], report["config"]
     warning = ("**Trained and evaluated on SYNTHETIC data** (simulated MRI written by `radpath synth`). "
@@ -220,6 +235,7 @@ class-balanced sampling, on-device augmentation; test-time averaging {'on' if cf
 
 ### Held-out split (never used in training)
 {_fmt(report['holdout'])}
+{_external(report)}
 
 ## Intended use
 Research and engineering demonstration of the CPM-RadPath task: decision support for a
