@@ -17,7 +17,7 @@ from preprocess.cohort import read_cohort
 
 from .examples import build_examples
 from .loop import predict_proba
-from .run import describe_data, load_model, model_card, scores_with_ci
+from .run import describe_data, load_calibration, load_model, model_card, scores_with_ci
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +49,7 @@ def evaluate_cohort(run_dir: str | Path, cohort: str | Path, name: str, progress
     if not entries:
         raise ValueError(f"{cohort_root}: no labelled cases to evaluate on")
     ex = build_examples(entries, run_dir / "cache", progress=progress)
-    probs = predict_proba(variables, config, ex)
+    probs = predict_proba(variables, config, ex, temperature=load_calibration(run_dir)["temperature"])
     scores = scores_with_ci(ex.labels, probs, ex.case_ids, config.seed)
     scores.update({"cohort": str(cohort_root), "style": cohort_style(cohort_root),
                    "data": describe_data(cohort_root)["description"],

@@ -304,25 +304,26 @@ def fit(train: Examples, config: TrainConfig, ckpt_dir: Path | None = None, devi
 
 # ------------------------------------------------------------------ prediction
 @functools.lru_cache(maxsize=8)
-def make_predict_fn(config: TrainConfig):
+def make_logits_fn(config: TrainConfig):
     model = make_model(config)
 
     @jax.jit
-    def predict(variables, images, ages):
-        return jax.nn.softmax(model.apply(variables, images, ages, train=False), axis=-1)
-    return predict
+    def logits(variables, images, ages):
+        return model.apply(variables, images, ages, train=False)
+    return logits
 
 
-def predict_proba(variables: dict, config: TrainConfig, examples: Examples, batch: int = 32,
-                  tta: bool | None = None) -> np.ndarray:
-    """float32 [n, 3] class probabilities (A, O, G); with TTA, the mean over slices (-1, 0, +1) and
-    left-right flips."""
+def predict_logits(variables: dict, config: TrainConfig, examples: Examples, batch: int = 32,
+                   tta: bool | None = None) -> np.ndarray:
+    """float32 [n, views, 3] logits (A, O, G) per test-time view: slices (-1, 0, +1) x left-right
+    flip with TTA, the centre slice alone without. Calibration fits its temperature on these."""
     tta = config.tta if tta is None else tta
-    predict = make_predict_fn(config)
+    logits_fn = make_logits_fn(config)
     views = [o for o in (-1, 0, 1) if o in examples.offsets] if tta else [0]
     flips = (False, True) if tta else (False,)
     ages = np.nan_to_num(examples.ages_days, nan=AGE_FILL_DAYS).astype(np.float32)
-    out = np.zeros((len(examples.labels), NUM_CLASSES), np.float64)
+    out = np.zeros((len(examples.labels), len(views) * len(flips), NUM_CLASSES), np.float32)
+    v = 0
     for o in views:
         k = examples.offsets.index(o)
         for flip in flips:
@@ -330,5 +331,14 @@ def predict_proba(variables: dict, config: TrainConfig, examples: Examples, batc
                 x = examples.images[s:s + batch, k].astype(np.float32)
                 if flip:
                     x = x[:, :, ::-1, :]
-                out[s:s + batch] += np.asarray(predict(variables, x, ages[s:s + batch]))
-    return (out / (len(views) * len(flips))).astype(np.float32)
+                out[s:s + batch, v] = np.asarray(logits_fn(variables, x, ages[s:s + batch]))
+            v += 1
+    return out
+
+
+def predict_proba(variables: dict, config: TrainConfig, examples: Examples, batch: int = 32,
+                  tta: bool | None = None, temperature: float = 1.0) -> np.ndarray:
+    """float32 [n, 3] class probabilities (A, O, G): the mean over the test-time views of
+    softmax(logits / temperature), exactly what the served model and the client compute."""
+    from .calibration import views_to_proba
+    return views_to_proba(predict_logits(variables, config, examples, batch, tta), temperature).astype(np.float32)

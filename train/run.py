@@ -32,7 +32,8 @@ from preprocess.labels import prediction_header
 from .challenge_metrics import bootstrap_intervals, challenge_scores
 from .config import TrainConfig
 from .examples import Examples, build_examples, split_id
-from .loop import fit, init_variables, predict_proba
+from .calibration import calibrate, reliability_diagram, views_to_proba
+from .loop import fit, init_variables, predict_logits, predict_proba
 from .splits import stratified_holdout, stratified_kfold
 
 log = logging.getLogger(__name__)
@@ -81,6 +82,21 @@ def save_model(model_dir: Path, variables: dict, config: TrainConfig) -> None:
     tmp.replace(model_dir / "variables.msgpack")
     (model_dir / "config.json").write_text(config.to_json())
     (model_dir / "preprocessing_version").write_text(PREPROCESSING_VERSION + "\n")
+
+
+def save_calibration(model_dir: Path, calib: dict) -> None:
+    """model/calibration.json: the temperature and refer threshold the exporter builds in."""
+    keep = {"temperature": calib["temperature"], "refer_threshold": calib["refer"]["threshold"],
+            "refer_max_error": calib["refer_max_error"], "fitted_on": "held-out split", "n": calib["n"]}
+    (model_dir / "calibration.json").write_text(json.dumps(keep, indent=2))
+
+
+def load_calibration(run_dir: Path) -> dict:
+    """The run's calibration (temperature 1 and no refer threshold when the run had no held-out split)."""
+    path = Path(run_dir) / "model" / "calibration.json"
+    if not path.is_file():
+        return {"temperature": 1.0, "refer_threshold": 0.0, "refer_max_error": None, "fitted_on": None, "n": 0}
+    return json.loads(path.read_text())
 
 
 def load_model(run_dir: Path) -> tuple[dict, TrainConfig]:
@@ -168,9 +184,18 @@ def run_training(cohort: str | Path, run_dir: str | Path, config: TrainConfig, f
         return {"interrupted": True}
     save_model(run_dir / "model", result.variables, config)
     if len(held.labels):
-        probs = predict_proba(result.variables, config, held)
+        logits = predict_logits(result.variables, config, held)
+        calib = calibrate(logits, held.labels, seed=config.seed)
+        probs = views_to_proba(logits, calib["temperature"]).astype(np.float32)
+        save_calibration(run_dir / "model", calib)
+        reliability_diagram(views_to_proba(logits, 1.0), probs, held.labels, run_dir / "reliability.png")
+        accepted = probs.max(axis=1) >= calib["refer"]["threshold"]
+        if accepted.any():
+            calib["refer"]["accepted_scores"] = challenge_scores(
+                [CLASSES[i] for i in held.labels[accepted]], [CLASSES[int(i)] for i in probs[accepted].argmax(1)])
+        report["calibration"] = calib
         ho = scores_with_ci(held.labels, probs, held.case_ids, config.seed)
-        ho.update({"split_id": split_id(held.case_ids), "tta": config.tta})
+        ho.update({"split_id": split_id(held.case_ids), "tta": config.tta, "calibrated": True})
         report["holdout"] = ho
         write_predictions(run_dir / "predictions_holdout.csv", co.id_column, held.case_ids, probs)
         np.savez_compressed(run_dir / "holdout.npz", images=held.images[:, held.centre],
@@ -192,6 +217,32 @@ def _fmt(scores: dict | None) -> str:
     return "\n".join(["| metric | value | 95 % bootstrap CI |", "|---|---|---|", *rows,
                       "", f"Cases: {scores['n']}; per-class recall: " +
                       ", ".join(f"{c} {'-' if r is None else f'{r:.2f}'}" for c, r in scores["per_class_recall"].items())])
+
+
+def _calibration(report: dict) -> str:
+    """Model-card section: temperature scaling and the refer flag (see `train.calibration`)."""
+    c = report.get("calibration")
+    if not c:
+        return "\n### Calibration\nNo held-out split: probabilities are uncalibrated softmax outputs and there is no refer threshold.\n"
+    r, x = c["refer"], c.get("cross_fitted") or {}
+    acc = r.get("accepted_scores") or {}
+    err = "-" if r["accepted_error_rate"] is None else f"{r['accepted_error_rate']:.3f}"
+    lines = ["", "### Calibration and the refer flag (held-out split)",
+             f"Temperature T = {c['temperature']:.3f}, fitted on the held-out split (n = {c['n']}) and built into the "
+             "exported model: served probabilities are softmax(logits / T), averaged over the test-time views.",
+             "", "| | ECE (15 bins) | NLL |", "|---|---|---|",
+             f"| before (T = 1) | {c['ece_before']:.3f} | {c['nll_before']:.3f} |",
+             f"| after (fitted and measured on the same split) | {c['ece_after']:.3f} | {c['nll_after']:.3f} |"]
+    if x:
+        lines.append(f"| after, cross-fitted (fit on one half, measured on the other) | {x['ece']:.3f} | {x['nll']:.3f} |")
+    lines += ["", f"Reliability diagram: `reliability.png`. Refer threshold {r['threshold']:.3f} (top-class probability), "
+              f"chosen so that accepted cases err at most {100 * c['refer_max_error']:.0f} %: coverage {r['coverage']:.2f} "
+              f"({r['accepted']} accepted, {r['referred']} referred), accepted error rate {err}"
+              + (f", accepted cases' challenge mean {acc['mean']:.3f}" if acc else "") + "."]
+    if x:
+        xe = "-" if x["accepted_error_rate"] is None else f"{x['accepted_error_rate']:.3f}"
+        lines.append(f"Cross-fitted: coverage {x['coverage']:.2f}, accepted error rate {xe} (what to expect on new cases).")
+    return "\n".join(lines) + "\n"
 
 
 def _external(report: dict) -> str:
@@ -235,6 +286,7 @@ class-balanced sampling, on-device augmentation; test-time averaging {'on' if cf
 
 ### Held-out split (never used in training)
 {_fmt(report['holdout'])}
+{_calibration(report)}
 {_external(report)}
 
 ## Intended use
