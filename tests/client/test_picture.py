@@ -1,0 +1,45 @@
+"""The explanation figure and the PNG writer: a decodable PNG, the heat map where the attribution is,
+the outline where the tumour mask's edge is."""
+import struct
+import zlib
+
+import numpy as np
+
+from client.picture import explanation_figure, png_bytes
+
+
+def _decode(png: bytes) -> np.ndarray:
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+    w, h = struct.unpack(">II", png[16:24])
+    pos, idat = 8, b""
+    while pos < len(png):
+        n = struct.unpack(">I", png[pos:pos + 4])[0]
+        kind = png[pos + 4:pos + 8]
+        if kind == b"IDAT":
+            idat += png[pos + 8:pos + 8 + n]
+        pos += 12 + n
+    raw = np.frombuffer(zlib.decompress(idat), np.uint8).reshape(h, 1 + 3 * w)
+    assert (raw[:, 0] == 0).all()
+    return raw[:, 1:].reshape(h, w, 3)
+
+
+def test_png_roundtrip():
+    rgb = np.random.default_rng(0).integers(0, 256, (5, 7, 3), dtype=np.uint8)
+    assert np.array_equal(_decode(png_bytes(rgb)), rgb)
+
+
+def test_figure_shows_heat_and_outline():
+    img = np.zeros((224, 224, 4), np.float32)
+    img[40:180, 40:180] = 0.5
+    att = np.zeros((224, 224), np.float32)
+    att[100:120, 100:120] = 1.0
+    mask = np.zeros((224, 224), bool)
+    mask[60:90, 60:90] = True
+    fig = _decode(png_bytes(explanation_figure(img, att, mask)))
+    assert fig.shape == (448, 448, 3)
+    for r0, c0 in ((0, 0), (0, 224), (224, 0), (224, 224)):
+        panel = fig[r0:r0 + 224, c0:c0 + 224].astype(int)
+        assert panel[110, 110, 0] > panel[110, 110, 2] + 50          # heat: red over blue
+        assert tuple(panel[60, 75]) == (0, 255, 255)                  # outline on the mask's edge
+        assert tuple(panel[75, 75]) != (0, 255, 255)                  # not inside it
+        assert panel[150, 150, 0] == panel[150, 150, 2]               # grey where no attribution
