@@ -1,0 +1,11 @@
+"""The RadPath web application: a 3D brain viewer, login, upload of the four sequences, results.
+
+One more client of the serving stack: uploads are checked with `preprocess` and classified through
+`client.grpc_client.GlioClient` by workers that take jobs from the database (never inside a request).
+
+Modules, in the order a request meets them: `settings` (typed configuration), `db` (tables, engine),
+`auth` (passwords, sessions, CSRF, throttling), `audit` (append-only log), `uploads` (streamed,
+capped multipart parsing + the preprocess checks), `jobs` (queue with leases), `worker` (runs jobs),
+`artefacts` (slice images and the 3D overlay of a result), `app` (routes), `cli` (`radpath web`,
+`radpath web-worker`, `radpath users`).
+"""
