@@ -298,6 +298,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--labels", help="labels CSV: print the challenge metrics of the merged file")
     s.add_argument("--json", action="store_true")
     s.set_defaults(func=cmd_merge)
+
+    from client.web.cli import add_parsers as add_web_parsers  # web, web-worker, users (light imports)
+    add_web_parsers(sub)
     return p
 
 
