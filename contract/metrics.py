@@ -5,6 +5,9 @@ mean (the leaderboard score); same values as scikit-learn's `f1_score(average="m
 `cohen_kappa_score` and `balanced_accuracy_score` (tests check this), without depending on it.
 Balanced accuracy averages recall over the classes present in the truth, as scikit-learn does.
 Kappa is undefined (NaN, `null` in JSON) when truth and prediction are both a single class.
+
+Lives in `contract` because training (cross-validation, blessing) and the client (`evaluate`,
+`merge-predictions --labels`) must score the same way, and the client installs no training stack.
 """
 from __future__ import annotations
 
@@ -14,9 +17,9 @@ from typing import Sequence
 
 import numpy as np
 
-from preprocess.case import CLASSES
 from preprocess.errors import LabelsError
-from preprocess.labels import read_label_table
+
+from .model_io import CLASSES
 
 
 def confusion_matrix(y_true: Sequence[str], y_pred: Sequence[str], classes: Sequence[str] = CLASSES) -> np.ndarray:
@@ -52,7 +55,7 @@ def scores_from_confusion(cm: np.ndarray, classes: Sequence[str] = CLASSES) -> d
 
 
 def challenge_scores(y_true: Sequence[str], y_pred: Sequence[str]) -> dict:
-    """Challenge metrics for paired class lists (each class one of A, O, G)."""
+    """Challenge metrics for paired class lists (each class one of CLASSES)."""
     unknown = sorted({c for c in list(y_true) + list(y_pred) if c not in CLASSES})
     if unknown:
         raise LabelsError(f"unknown classes {unknown}; expected {', '.join(CLASSES)}")
@@ -78,11 +81,22 @@ def bootstrap_intervals(y_true: Sequence[str], y_pred: Sequence[str], n_boot: in
 
 
 def evaluate_files(predictions_csv: str | Path, labels_csv: str | Path) -> dict:
-    """Score a submission CSV against a labels CSV; every labelled case must be predicted exactly once."""
-    preds = read_label_table(predictions_csv, require_class=True)
-    truth = read_label_table(labels_csv, require_class=True)
-    missing = [i for i in truth.ids if i not in preds.classes]
-    extra = [i for i in preds.ids if i not in truth.classes]
+    """Score a predictions CSV against a labels CSV.
+
+    Every labelled case must be predicted exactly once. Rows of the labels CSV with a blank class
+    (validation/test releases, cases not yet graded) are skipped and counted in
+    `skipped_unlabelled`: the file `classify-cohort` accepts, `evaluate` accepts too."""
+    from preprocess.labels import read_label_table
+
+    from .predictions_csv import read_predictions
+    preds = {r.case_id: r.label for r in read_predictions(predictions_csv).rows}
+    truth = read_label_table(labels_csv, require_class=False)
+    unlabelled = [i for i in truth.ids if truth.classes[i] is None]
+    labelled = [i for i in truth.ids if truth.classes[i] is not None]
+    if not labelled:
+        raise LabelsError(f"{labels_csv}: no row has a class (A, O or G); nothing to score")
+    missing = [i for i in labelled if i not in preds]
+    extra = [i for i in preds if i not in truth.classes]
     if missing or extra:
         parts = []
         if missing:
@@ -90,9 +104,8 @@ def evaluate_files(predictions_csv: str | Path, labels_csv: str | Path) -> dict:
         if extra:
             parts.append(f"{len(extra)} predicted cases are not in the labels (e.g. {', '.join(extra[:5])})")
         raise LabelsError(f"{predictions_csv} vs {labels_csv}: " + "; ".join(parts))
-    y_true = [truth.classes[i] for i in truth.ids]
-    y_pred = [preds.classes[i] for i in truth.ids]
-    result = challenge_scores(y_true, y_pred)
+    result = challenge_scores([truth.classes[i] for i in labelled], [preds[i] for i in labelled])
+    result["skipped_unlabelled"] = len(unlabelled)
     result["predictions"] = str(predictions_csv)
     result["labels"] = str(labels_csv)
     return result
