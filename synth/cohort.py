@@ -3,14 +3,17 @@
     OUT/training_data_classification_labels.csv   CPM_RadPath_2019_ID,class,age_in_days
     OUT/Radiology/<ID>/<ID>_{flair,t1,t1ce,t2}.nii.gz
     OUT/Segmentation/<ID>_seg.nii.gz                BraTS labels (ground truth, NOT part of a release)
-    OUT/SYNTHETIC.md                                 what this is, seed, generator version
+    OUT/Segmentation/appearance.csv                 drawn and realised appearance per case
+    OUT/SYNTHETIC.md                                 what this is, style, seed, generator version
 
 Synthetic data for the demo and the tests: it must never be described as real data, and accuracy
-on it is not clinical accuracy. Scanner effects that the real files have are reproduced: int16,
-arbitrary per-scan scale (20x range), bias field, noise, bright outliers far above the 99.5th
-percentile, a few slightly negative brain voxels, brain masks that differ by a few hundred voxels
-between sequences, `qform_code` 1 or 2, BraTS-like LPS storage. Deterministic per seed: case k's
-random stream depends only on (seed, k), so the worker count does not change a byte of data.
+on it is not clinical accuracy. Each case's look is drawn from a named `Style` (synth/style.py):
+tumour conspicuity, contrasts, noise, bias, blur, signs, and the file quirks real files have (int16
+or float32, arbitrary per-scan scale over 20x, bright outliers far above the 99.5th percentile,
+slightly negative brain voxels, exactly-zero or near-zero resampling residue background, z-scored
+files, brain masks that differ by a few hundred voxels between sequences), `qform_code` 1 or 2,
+BraTS-like LPS storage. Tumour-free control brains (no class) on request. Deterministic per seed:
+case k's random streams depend only on (seed, k), so the worker count does not change a byte.
 """
 from __future__ import annotations
 
@@ -23,16 +26,18 @@ from pathlib import Path
 
 import nibabel as nib
 import numpy as np
-from scipy import ndimage
 from tqdm import tqdm
 
 from .anatomy import make_brain
-from .fields import smooth_field
-from .tumors import SEQ_ORDER, Tumor, make_tumor
+from .render import SEQ_ORDER, draw_appearance, render, robust_z_median, to_full, write_quirks
+from .style import Style, SynthSettingsError, get_style
+from .tumors import make_tumor
 
 log = logging.getLogger(__name__)
 
-GENERATOR_VERSION = "1"
+GENERATOR_VERSION = "2"
+"""2: per-case domain randomisation from named styles (synth/style.py), realised FLAIR/T2 conspicuity,
+file quirks, tumour-free controls. 1: one fixed look (now approximated by style `legacy`)."""
 REAL_COUNTS = {"G": 133, "A": 54, "O": 34}
 """Class counts of the real CPM-RadPath 2019 training release (221 cases)."""
 AGE_YEARS = {"A": (39.0, 11.0), "O": (54.5, 12.0), "G": (60.0, 12.0)}
@@ -42,12 +47,7 @@ LOOKALIKE_RATE = 0.05
 SITES = {"G": ["TCIA01", "TCIA02", "TCIA06", "CBICA"], "A": ["TCIA10", "TCIA12", "CBICA"],
          "O": ["TCIA10", "TCIA13", "CBICA"]}
 """ID prefixes by class, mimicking the real release's site/class leak (never a feature)."""
-
-# relative tissue intensity per sequence (flair, t1, t1ce, t2); index = tissue label
-TISSUE = np.array([[0.0, 0.0, 0.0, 0.0],      # background
-                   [0.13, 0.30, 0.32, 1.30],  # CSF
-                   [0.58, 0.75, 0.78, 0.62],  # GM
-                   [0.50, 1.00, 1.00, 0.45]], dtype=np.float32)  # WM
+MIN_AXIS = 16
 LPS_AFFINE = np.diag([-1.0, -1.0, 1.0, 1.0])
 
 
@@ -55,15 +55,31 @@ LPS_AFFINE = np.diag([-1.0, -1.0, 1.0, 1.0])
 class PlannedCase:
     index: int
     case_id: str
-    label: str
+    label: str | None
+    """class A/O/G; None for a tumour-free control (which has no class)"""
     appearance: str
+    """the class whose look the lesion has ('none' for a control)"""
     age_days: int
+    control: bool = False
 
 
-def plan_cohort(cases: int, seed: int, counts: dict[str, int] | None = None) -> list[PlannedCase]:
-    """IDs, classes, appearances and ages for `cases` cases (real class proportions by default)."""
+def _case_id(rng: np.random.Generator, site: str, used: set[str]) -> str:
+    while True:
+        code = "".join(rng.choice(list("ABCDEFGHIJKLMNOPQRSTUVWXYZ"), 3)) if site == "CBICA" else f"{rng.integers(100, 999)}"
+        case_id = f"CPM19_{site}_{code}_1"
+        if case_id not in used:
+            used.add(case_id)
+            return case_id
+
+
+def plan_cohort(cases: int, seed: int, counts: dict[str, int] | None = None, controls: int = 0) -> list[PlannedCase]:
+    """IDs, classes, appearances and ages for `cases` tumour cases (real class proportions by
+    default), then `controls` tumour-free control brains (no class). Adding controls does not
+    change the tumour cases."""
     if cases < 1:
-        raise ValueError("--cases must be at least 1")
+        raise SynthSettingsError(f"--cases {cases}: need at least 1 case")
+    if controls < 0:
+        raise SynthSettingsError(f"--controls {controls}: cannot be negative")
     rng = np.random.default_rng([seed, 0xC0401])
     if counts is None:
         total = sum(REAL_COUNTS.values())
@@ -82,57 +98,72 @@ def plan_cohort(cases: int, seed: int, counts: dict[str, int] | None = None) -> 
             appearance = str(rng.choice([c for c in "AOG" if c != label]))
         mu, sd = AGE_YEARS[label]
         age = float(np.clip(rng.normal(mu, sd), 18, 88))
-        while True:
-            site = str(rng.choice(SITES[label]))
-            code = "".join(rng.choice(list("ABCDEFGHIJKLMNOPQRSTUVWXYZ"), 3)) if site == "CBICA" else f"{rng.integers(100, 999)}"
-            case_id = f"CPM19_{site}_{code}_1"
-            if case_id not in used:
-                used.add(case_id)
-                break
+        case_id = _case_id(rng, str(rng.choice(SITES[label])), used)
         planned.append(PlannedCase(i, case_id, label, appearance, int(age * 365.25 + rng.integers(0, 365))))
+    for j in range(controls):
+        age = float(rng.uniform(20, 85))
+        case_id = _case_id(rng, "CBICA", used)
+        planned.append(PlannedCase(len(labels) + j, case_id, None, "none",
+                                   int(age * 365.25 + rng.integers(0, 365)), control=True))
     return planned
 
 
-def synthesize_case(plan: PlannedCase, seed: int, shape: tuple[int, int, int],
-                    with_tumor: bool = True) -> tuple[dict[str, np.ndarray], np.ndarray, dict]:
-    """The four int16 volumes and the uint8 BraTS label map, all [x, y, z] in RAS, plus signs.
+def _check_shape(shape: tuple[int, ...]) -> tuple[int, int, int]:
+    shape = tuple(int(s) for s in shape)
+    if len(shape) != 3 or any(s < MIN_AXIS for s in shape):
+        raise SynthSettingsError(f"--shape {' '.join(map(str, shape))}: need three axes of at least "
+                                 f"{MIN_AXIS} voxels (BraTS: 240 240 155)")
+    return shape  # type: ignore[return-value]
 
-    `with_tumor=False` gives the same brain without a lesion (tests of the no-tumour behaviour).
+
+def synthesize_case(plan: PlannedCase, seed: int, shape: tuple[int, int, int], with_tumor: bool = True,
+                    style: Style | str = "broad") -> tuple[dict[str, np.ndarray], np.ndarray, dict]:
+    """The four volumes and the uint8 BraTS label map, all [x, y, z] in RAS, and what was drawn.
+
+    Volumes are int16 or float32 as the case's drawn file quirks say. `with_tumor=False` (or a
+    control plan) gives the same brain and the same appearance without a lesion. Independent random
+    streams for anatomy, lesion, appearance and rendering: the same (seed, index) gives the same brain
+    in every style, and pinning one range (e.g. `flair_z`) changes nothing else.
+    `info` holds the realised values: style, flair_z and t2_z (measured on the returned volumes with
+    the true brain and lesion masks; NaN without a lesion), their targets, dtype, background, contrast
+    family, lesion_ml (at 1 mm, full-size equivalent), tumour_fraction of the brain, and the signs.
     """
-    rng = np.random.default_rng([seed, plan.index])
-    brain = make_brain(rng, shape, plan.age_days / 365.25)
-    tumor = make_tumor(rng, brain, plan.appearance)
-    if not with_tumor:
-        tumor = Tumor(tumor.box, np.zeros_like(tumor.seg), tumor.values, {})
+    style = get_style(style)
+    shape = _check_shape(shape)
+    streams = [np.random.default_rng(s) for s in np.random.SeedSequence([seed, plan.index]).spawn(5)]
+    r_anat, r_tumor, r_look, r_render, r_file = streams
+    brain = make_brain(r_anat, shape, plan.age_days / 365.25)
+    tumor = None
+    if with_tumor and not plan.control:
+        tumor = make_tumor(r_tumor, brain, plan.appearance, style)
+    look = draw_appearance(r_look, style)
+    crops = write_quirks(r_file, render(r_render, brain, tumor, look), brain, look)
     seg = np.zeros(shape, dtype=np.uint8)
-    seg[tumor.box] = tumor.seg
+    lesion = np.zeros(brain.tissue.shape, dtype=bool)
+    if tumor is not None:
+        seg[brain.box][tumor.box] = tumor.seg
+        lesion[tumor.box] = tumor.seg > 0
     inside = brain.tissue > 0
-    contrast = TISSUE * rng.uniform(0.95, 1.05, TISSUE.shape).astype(np.float32)  # other scanner
-    edge = inside & ~ndimage.binary_erosion(inside, iterations=2)
-    edge_idx = np.flatnonzero(edge)
-    bias = np.exp(0.06 * smooth_field(rng, shape, (4, 4, 3)))
-    volumes = {}
-    for s, name in enumerate(SEQ_ORDER):
-        img = contrast[brain.tissue, s]
-        sub = img[tumor.box]
-        sub[tumor.seg > 0] = tumor.values[name][tumor.seg > 0] * rng.uniform(0.95, 1.05)
-        img *= bias
-        img += rng.normal(0.0, rng.uniform(0.015, 0.04), shape).astype(np.float32)
-        scale = 10 ** rng.uniform(np.log10(300), np.log10(6000))  # arbitrary scanner scale, 20x range
-        img *= scale
-        brain_vals = img[inside]
-        p995 = np.percentile(brain_vals[:: max(1, brain_vals.size // 200000)], 99.5)
-        flat = img.reshape(-1)
-        # bright outliers and a few slightly negative voxels, as in bias-corrected BraTS files
-        flat[rng.choice(np.flatnonzero(inside), 30)] = p995 * rng.uniform(2, 5, 30)
-        neg = rng.choice(np.flatnonzero(inside), max(1, int(inside.sum()) // 3000))
-        flat[neg] = -rng.uniform(1, 0.02 * scale, neg.size)
-        img[~inside] = 0
-        data = np.rint(img).astype(np.int16)
-        data[inside & (data == 0)] = 1  # the brain is non-zero
-        data.reshape(-1)[rng.choice(edge_idx, min(edge_idx.size, 300))] = 0  # masks differ a little
-        volumes[name] = data
-    return volumes, seg, tumor.signs
+    volumes = {name: to_full(r_file, crops[name], brain, look) for name in SEQ_ORDER}
+    mm3 = (240.0 / shape[0]) * (240.0 / shape[1]) * (155.0 / shape[2])
+    info = {
+        "style": style.name,
+        "flair_z": round(robust_z_median(crops["flair"], inside, lesion), 3),
+        "t2_z": round(robust_z_median(crops["t2"], inside, lesion), 3),
+        "flair_z_target": round(look["flair_z"], 3) if tumor is not None else float("nan"),
+        "t2_z_target": round(look["t2_z"], 3) if tumor is not None else float("nan"),
+        "lesion_ml": round(float(lesion.sum()) * mm3 / 1000.0, 2),
+        "tumor_fraction": round(float(lesion.sum()) / max(int(inside.sum()), 1), 4),
+        "dtype": look["dtype"],
+        "background": look["background"],
+        "contrast_family": look["family"],
+        "noise": round(look["noise"], 4),
+        "bias": round(look["bias"], 3),
+        "blur_mm": round(look["blur_mm"], 2),
+        "slice_mm": "/".join(f"{x:.1f}" for x in look["slice_mm"]),
+        **({k: bool(v) for k, v in tumor.signs.items()} if tumor is not None else {}),
+    }
+    return volumes, seg, info
 
 
 def save_ras(data: np.ndarray, path: Path, qform_code: int = 1) -> None:
@@ -147,14 +178,23 @@ def save_ras(data: np.ndarray, path: Path, qform_code: int = 1) -> None:
     nib.save(img, str(path))
 
 
-def write_case(out: Path, plan: PlannedCase, seed: int, shape: tuple[int, int, int]) -> dict:
-    volumes, seg, signs = synthesize_case(plan, seed, shape)
+APPEARANCE_COLUMNS = ("case_id", "class", "appearance", "control", "style", "flair_z", "t2_z", "flair_z_target",
+                      "t2_z_target", "lesion_ml", "tumor_fraction", "enhancing", "mismatch", "calcified", "frontal",
+                      "midline", "dtype", "background", "contrast_family", "noise", "bias", "blur_mm", "slice_mm")
+"""Columns of Segmentation/appearance.csv (one row per case, controls included; empty = not applicable)."""
+
+
+def write_case(out: Path, plan: PlannedCase, seed: int, shape: tuple[int, int, int], style: Style | str = "broad") -> dict:
+    volumes, seg, info = synthesize_case(plan, seed, shape, style=style)
     case_dir = out / "Radiology" / plan.case_id
     case_dir.mkdir(parents=True, exist_ok=True)
     for k, name in enumerate(SEQ_ORDER):
         save_ras(volumes[name], case_dir / f"{plan.case_id}_{name}.nii.gz", qform_code=1 + (plan.index + k) % 2)
     save_ras(seg, out / "Segmentation" / f"{plan.case_id}_seg.nii.gz", qform_code=1)
-    return {"case_id": plan.case_id, "class": plan.label, "appearance": plan.appearance, **signs}
+    row = {"case_id": plan.case_id, "class": plan.label or "", "appearance": plan.appearance,
+           "control": int(plan.control), **info}
+    return {k: ("" if isinstance(v, float) and not np.isfinite(v) else int(v) if isinstance(v, bool) else v)
+            for k, v in row.items()}
 
 
 def _write_case_star(args: tuple) -> dict:
@@ -163,45 +203,54 @@ def _write_case_star(args: tuple) -> dict:
 
 def write_synthetic_cohort(out: str | Path, cases: int = 221, seed: int = 0,
                            shape: tuple[int, int, int] = (240, 240, 155), workers: int = 1,
-                           progress: bool = True) -> list[PlannedCase]:
-    """Generate `cases` cases into `out` (see module docstring). Returns the plan (IDs, labels)."""
+                           progress: bool = True, style: Style | str = "broad", controls: int = 0) -> list[PlannedCase]:
+    """Generate `cases` tumour cases and `controls` tumour-free brains into `out` (see the module
+    docstring), each drawn from `style`'s ranges. Returns the plan (IDs, labels; controls last,
+    with `label=None`). Controls are left out of the labels CSV: a cohort reader sees a case folder
+    without a class, which training skips and reports."""
     out = Path(out)
-    if any(s < 16 for s in shape):
-        raise ValueError(f"--shape {shape}: each axis needs at least 16 voxels")
-    plans = plan_cohort(cases, seed)
+    shape = _check_shape(shape)
+    style = get_style(style)
+    if workers < 1:
+        raise SynthSettingsError(f"--workers {workers}: need at least 1")
+    plans = plan_cohort(cases, seed, controls=controls)
     (out / "Segmentation").mkdir(parents=True, exist_ok=True)
     (out / "Radiology").mkdir(parents=True, exist_ok=True)
-    jobs = [(out, p, seed, tuple(shape)) for p in plans]
+    jobs = [(out, p, seed, shape, style) for p in plans]
     bar = tqdm(total=len(jobs), desc="synth", unit="case", disable=not progress)
-    signs = []
+    rows = []
     if workers > 1:
         # spawn, not fork: forking a process that already runs JAX or TensorFlow threads can deadlock
         with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
             for info in pool.map(_write_case_star, jobs):
-                signs.append(info)
+                rows.append(info)
                 bar.update()
     else:
         for job in jobs:
-            signs.append(_write_case_star(job))
+            rows.append(_write_case_star(job))
             bar.update()
     bar.close()
     with open(out / "training_data_classification_labels.csv", "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["CPM_RadPath_2019_ID", "class", "age_in_days"])
         for p in plans:
-            w.writerow([p.case_id, p.label, p.age_days])
+            if not p.control:
+                w.writerow([p.case_id, p.label, p.age_days])
     with open(out / "Segmentation" / "appearance.csv", "w", newline="") as f:
-        keys = sorted({k for s in signs for k in s})
-        w = csv.DictWriter(f, fieldnames=keys)
+        w = csv.DictWriter(f, fieldnames=APPEARANCE_COLUMNS, restval="", extrasaction="raise")
         w.writeheader()
-        w.writerows(signs)
+        w.writerows(rows)
     counts = {c: sum(p.label == c for p in plans) for c in "AOG"}
     (out / "SYNTHETIC.md").write_text(
         "# Synthetic cohort: NOT patient data\n\n"
-        f"Generated by `radpath synth` (generator version {GENERATOR_VERSION}), seed {seed}, "
-        f"{cases} cases of shape {tuple(shape)}; classes A {counts['A']}, O {counts['O']}, G {counts['G']}.\n"
-        "Layout of the CPM-RadPath training release. Anatomy and tumours are simulated; a model trained "
-        "or scored on this data says nothing about clinical accuracy.\n"
+        f"Generated by `radpath synth` (generator version {GENERATOR_VERSION}), style `{style.name}`, seed {seed}, "
+        f"{cases} tumour cases of shape {tuple(shape)}; classes A {counts['A']}, O {counts['O']}, G {counts['G']}; "
+        f"{controls} tumour-free control brains (no class, not in the labels CSV).\n"
+        "Layout of the CPM-RadPath training release. Anatomy, tumours and scanner effects are simulated: each "
+        f"case's appearance (tumour conspicuity, tissue contrasts, noise, bias, blur, file format) is drawn from "
+        f"the ranges of style `{style.name}` (synth/style.py). A model trained or scored on this data says nothing "
+        "about clinical accuracy.\n"
         "`Segmentation/` holds the generator's ground-truth tumour masks (BraTS labels 1, 2, 4) and "
-        "`appearance.csv` the simulated signs per case; neither is part of a real release.\n")
+        "`appearance.csv` the drawn and realised appearance per case (signs, FLAIR/T2 tumour robust z, dtype, "
+        "background); neither is part of a real release.\n")
     return plans

@@ -21,7 +21,7 @@ def smooth_field(rng: np.random.Generator, shape: tuple[int, ...], cells: tuple[
     out = rng.standard_normal(cells).astype(np.float32)
     for axis, (n, c) in enumerate(zip(shape, cells)):
         out = np.moveaxis(np.tensordot(_kernel_matrix(n, c), out, axes=([1], [axis])), 0, axis)
-    std = float(out.std())
+    std = float(out[tuple(slice(None, None, max(1, n // 32)) for n in out.shape)].std())  # a subsample suffices
     return out / std if std > 0 else out
 
 

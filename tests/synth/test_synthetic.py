@@ -1,7 +1,10 @@
+from dataclasses import replace
+
 import nibabel as nib
 import numpy as np
 
 from synth.cohort import REAL_COUNTS, plan_cohort, write_synthetic_cohort
+from synth.style import STYLES
 
 
 def test_real_class_imbalance_by_default():
@@ -30,7 +33,13 @@ def test_deterministic_per_seed_and_worker_count(tmp_path):
     assert la.splitlines()[0] == "CPM_RadPath_2019_ID,class,age_in_days"
 
 
-def test_files_look_like_real_brats_files(small_cohort):
+def test_files_look_like_real_brats_files(tmp_path):
+    """The BraTS-like corner of the space (int16, exactly-zero background): the quirks real files have."""
+    bratslike = replace(STYLES["broad"], name="bratslike", dtypes=(("int16", 1.0),), backgrounds=(("zero", 1.0),),
+                        negatives=(0.0005, 0.001))
+    root = tmp_path / "c"
+    write_synthetic_cohort(root, cases=2, seed=11, shape=(96, 96, 62), progress=False, style=bratslike)
+    small_cohort = root
     case = sorted((small_cohort / "Radiology").iterdir())[0]
     scales = []
     for seq in ("flair", "t1", "t1ce", "t2"):
