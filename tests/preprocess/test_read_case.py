@@ -153,3 +153,76 @@ def test_bad_voxel_size(case_dir, tmp_path):
     nib.save(nib.Nifti1Image(np.asanyarray(img.dataobj), None, img.header), str(_seq(broken, "t1")))
     with pytest.raises(CaseError, match="voxel size"):
         load_case(broken)
+
+
+# ---------------------------------------------------------------- limits (issue 11)
+def _tiny_case(root, name="T", shape=(24, 24, 16), dtype=np.int16):
+    from tests.hardening.corpus import SEQS
+    d = root / name
+    d.mkdir()
+    rng = np.random.default_rng(0)
+    for s in SEQS:
+        write_nifti(d / f"{name}_{s}.nii.gz", (rng.random(shape) * 100 + 1).astype(dtype))
+    return d
+
+
+def test_limits_are_configurable_per_call_and_by_environment(tmp_path, monkeypatch):
+    from preprocess.limits import ReadLimits
+    d = _tiny_case(tmp_path)  # 24x24x16 int16: 18 KiB a volume, 72 KiB a case
+    load_case(d)
+    with pytest.raises(CaseError, match=r"T_flair\.nii\.gz: declares 24x24x16 int16 = 18.0 KiB .* limit per volume"):
+        load_case(d, limits=ReadLimits(max_volume_bytes=10_000))
+    with pytest.raises(CaseError, match=r"^T: the four volumes declare 72.0 KiB .*limit per case"):
+        load_case(d, limits=ReadLimits(max_case_bytes=50_000))
+    monkeypatch.setenv("RADPATH_MAX_CASE_MB", "0")
+    with pytest.raises(CaseError, match="RADPATH_MAX_CASE_MB: must be a positive number"):
+        load_case(d)
+    monkeypatch.setenv("RADPATH_MAX_CASE_MB", "1")
+    load_case(d)
+
+
+def test_default_limits_fit_a_real_sized_float64_case():
+    from preprocess.limits import ReadLimits
+    real = 240 * 240 * 155 * 8
+    assert ReadLimits().max_volume_bytes >= 3 * real and ReadLimits().max_case_bytes >= 1.5 * 4 * real
+
+
+def test_header_is_checked_before_nibabel_reads_extensions(tmp_path, monkeypatch):
+    """nib.load reads every header extension before the header can be checked; the reader must not
+    call it at all."""
+    import nibabel
+    d = _tiny_case(tmp_path)
+    monkeypatch.setattr(nibabel, "load", lambda *a, **k: pytest.fail("nib.load called"))
+    assert load_case(d).shape == (24, 24, 16)
+
+
+def test_fifo_or_directory_is_not_reported_missing(tmp_path):
+    import os
+    d = _tiny_case(tmp_path)
+    (d / "T_t1.nii.gz").unlink()
+    os.mkfifo(d / "T_t1.nii.gz")
+    with pytest.raises(CaseError, match=r"T_t1\.nii\.gz: is not a regular file \(it is a FIFO"):
+        load_case(d)
+
+
+def test_missing_message_does_not_list_unrelated_files(tmp_path):
+    d = _tiny_case(tmp_path)
+    (d / "T_t2.nii.gz").unlink()
+    (d / "secret.txt").write_text("x")
+    with pytest.raises(CaseError) as info:
+        load_case(d)
+    assert "secret" not in str(info.value) and "T_flair.nii.gz" in str(info.value)
+    with pytest.raises(CaseError, match="^/: has no name"):
+        load_case("/")
+
+
+def test_scaled_intensities_are_float32_and_exact(tmp_path):
+    import gzip
+    from tests.hardening.corpus import header_for, nifti_bytes
+    d = _tiny_case(tmp_path)
+    raw = np.asanyarray(nib.load(str(d / "T_t1.nii.gz")).dataobj)
+    hdr = header_for(raw, nib.load(str(d / "T_flair.nii.gz")).affine)
+    (d / "T_t1.nii.gz").write_bytes(gzip.compress(nifti_bytes(raw, hdr, scl_slope=2.0, scl_inter=-5.0)))
+    case = load_case(d)
+    assert case.volumes["t1"].dtype == np.float32
+    np.testing.assert_array_equal(case.volumes["t1"], raw.astype(np.float32) * 2 - 5)
