@@ -11,12 +11,13 @@ from .case import CLASSES, SEQUENCES, Case
 from .errors import CaseError, CohortError, LabelsError, RadPathError
 from .model_input import model_input, model_inputs
 from .read_case import load_case
-from .tumor_slice import NoTumorFoundError, TumorSlice, find_tumor, max_tumor_slice
+from .tumor_slice import NoTumorFoundError, TumorSlice, find_tumor, max_tumor_slice, tumor_mask
+from .sanity import detection_warnings
 
-PREPROCESSING_VERSION = "1"
+PREPROCESSING_VERSION = "2"
 
 __all__ = [
     "CLASSES", "SEQUENCES", "Case", "CaseError", "CohortError", "LabelsError", "RadPathError",
-    "NoTumorFoundError", "TumorSlice", "PREPROCESSING_VERSION", "find_tumor", "load_case",
-    "max_tumor_slice", "model_input", "model_inputs",
+    "NoTumorFoundError", "detection_warnings", "TumorSlice", "PREPROCESSING_VERSION", "find_tumor", "load_case",
+    "max_tumor_slice", "model_input", "model_inputs", "tumor_mask",
 ]

@@ -11,9 +11,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Mapping
+from typing import TYPE_CHECKING, Mapping
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from .brain_mask import BrainMask
+    from .normalize import IntensityStats
+    from .tumor_slice import TumorSlice
 
 SEQUENCES: tuple[str, ...] = ("flair", "t1", "t1ce", "t2")
 """Sequence names as in the CPM-RadPath file names; also the channel order of the model input."""
@@ -37,18 +42,12 @@ class Case:
     age_days: float | None = None
     label: str | None = None
     source_orientation: str = "RAS"
-    cache: dict = field(default_factory=dict, repr=False, compare=False)
-    """Memo of derived values (intensity statistics, tumour mask) shared by the preprocessing steps."""
+    derived: Derived = field(default_factory=lambda: Derived(), repr=False, compare=False)
+    """What the preprocessing steps derived from the volumes, computed once (see `Derived`)."""
 
     @property
     def shape(self) -> tuple[int, int, int]:
         return tuple(int(s) for s in self.volumes[SEQUENCES[0]].shape)  # type: ignore[return-value]
-
-    def memo(self, key: str, compute):
-        """`compute()` once per case; later calls return the stored value."""
-        if key not in self.cache:
-            self.cache[key] = compute()
-        return self.cache[key]
 
     def nonzero_any(self, region: tuple = ()) -> np.ndarray:
         """bool: voxels of `volume[region]` that are non-zero in any of the four sequences."""
@@ -59,10 +58,26 @@ class Case:
 
     @cached_property
     def brain_mask(self) -> np.ndarray:
-        """bool [x, y, z]: voxels non-zero in any sequence.
+        """bool [x, y, z]: the full-resolution brain mask (see `preprocess.brain_mask`: "non-zero in
+        any sequence" on BraTS files, estimated from the intensities when the background is not
+        exactly zero). Costs more than the whole pipeline: the pipeline itself uses the coarse grid."""
+        from .brain_mask import brain_mask
+        return brain_mask(self).full(self)
 
-        BraTS files are skull-stripped with background exactly 0; the brain is "non-zero", not
-        "positive" (bias-field correction leaves some slightly negative voxels), and the four
-        sequences' masks differ by a few hundred voxels, hence the union.
-        """
-        return self.nonzero_any()
+
+@dataclass
+class Derived:
+    """Typed slots for the results of the preprocessing steps, each filled once by the step that owns
+    it (so `find_tumor` then `model_input` on one case do the work once). The steps read each other's
+    results through these functions, never through the slots directly:
+
+    - `brain`: `preprocess.brain_mask.brain_mask(case)`
+    - `stats`: `preprocess.normalize.case_stats(case)`
+    - `tumor`: `preprocess.tumor_slice.find_tumor(case)`
+    - `square`: `preprocess.model_input.brain_square(case)`
+    """
+
+    brain: BrainMask | None = None
+    stats: dict[str, IntensityStats] | None = None
+    tumor: TumorSlice | None = None
+    square: tuple[int, int, int] | None = None

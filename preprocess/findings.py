@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass
 CODES: dict[str, str] = {
     # the brain mask and intensity sanity (preprocess.brain_mask / preprocess.tumor_slice)
     "no-tumour": "no FLAIR/T2-hyperintense lesion found; the slice is the brain's centre",
+    "tumour-uncertain": "no confident lesion; the slice shows the most suspicious region",
     "near-zero-background": "the background is not exactly zero (resampled or float data); the brain mask was estimated",
     "brain-covers-volume": "the estimated brain covers most of the volume",
     "low-contrast": "the intensity spread inside the brain is very small",

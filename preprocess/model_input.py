@@ -6,7 +6,7 @@ slice is cropped to the brain's in-plane bounding box (the same box for every sl
 neighbouring slices line up), padded to a square and resized with one scale factor: no distortion.
 
 Output contract: float32 [224, 224, 4], channels (flair, t1, t1ce, t2), robust z-scores (see
-`normalize`), background exactly 0. Rows run anterior -> posterior, columns patient right -> left
+`normalize`), background (outside `preprocess.brain_mask`) exactly 0. Rows run anterior -> posterior, columns patient right -> left
 (radiological display convention).
 """
 from __future__ import annotations
@@ -17,7 +17,8 @@ import numpy as np
 from scipy import ndimage
 
 from .case import SEQUENCES, Case
-from .normalize import case_stats, coarse_brain, grid_step, normalize
+from .brain_mask import brain_mask
+from .normalize import case_stats, normalize
 from .tumor_slice import find_tumor
 
 SIZE = 224
@@ -28,15 +29,16 @@ MARGIN = 4
 
 def brain_square(case: Case) -> tuple[int, int, int]:
     """(x0, y0, side): the square in-plane crop, centred on the brain, that every slice uses."""
-    def compute() -> tuple[int, int, int]:
-        g = grid_step(case.shape)
-        footprint = coarse_brain(case).any(axis=2)
+    if case.derived.square is None:
+        brain = brain_mask(case)
+        g = brain.step
+        footprint = brain.coarse.any(axis=2)
         xs = np.nonzero(footprint.any(axis=1))[0] * g
         ys = np.nonzero(footprint.any(axis=0))[0] * g
         side = int(max(xs[-1] - xs[0], ys[-1] - ys[0])) + g + 2 * MARGIN
         cx, cy = (xs[0] + xs[-1]) / 2, (ys[0] + ys[-1]) / 2
-        return int(round(cx - side / 2)), int(round(cy - side / 2)), side
-    return case.memo("brain_square", compute)
+        case.derived.square = (int(round(cx - side / 2)), int(round(cy - side / 2)), side)
+    return case.derived.square
 
 
 def _square(plane: np.ndarray, x0: int, y0: int, side: int) -> np.ndarray:
@@ -57,7 +59,7 @@ def model_input(case: Case, slice_index: int | None = None) -> np.ndarray:
         raise IndexError(f"slice_index {slice_index} is outside 0..{nz - 1} for case {case.case_id}")
     stats = case_stats(case)
     x0, y0, side = brain_square(case)
-    brain = case.nonzero_any((slice(None), slice(None), slice_index))
+    brain = brain_mask(case).plane(case, slice_index)
     zoom = SIZE / side
     out = np.empty((SIZE, SIZE, CHANNELS), dtype=np.float32)
     for c, name in enumerate(SEQUENCES):
