@@ -13,11 +13,13 @@ from .model_input import model_input, model_inputs
 from .read_case import load_case
 from .tumor_slice import NoTumorFoundError, TumorSlice, find_tumor, max_tumor_slice, tumor_mask
 from .sanity import detection_warnings
+from .quality import case_warnings, quality_warnings
 
 PREPROCESSING_VERSION = "2"
 
 __all__ = [
     "CLASSES", "SEQUENCES", "Case", "CaseError", "CohortError", "LabelsError", "RadPathError",
     "NoTumorFoundError", "detection_warnings", "TumorSlice", "PREPROCESSING_VERSION", "find_tumor", "load_case",
+    "case_warnings", "quality_warnings",
     "max_tumor_slice", "model_input", "model_inputs", "tumor_mask",
 ]
