@@ -99,7 +99,11 @@ class _Receiver:
         if self.name in SEQUENCES and filename is not None:
             if self.name in self.staged.files:
                 raise UploadError(f"{self.name}: sent twice; send each sequence once")
-            shown = display_name(filename.decode("utf-8", "replace"))
+            raw = filename.decode("utf-8", "replace")
+            shown = display_name(raw)
+            if _CONTROL.search(raw) or "/" in raw or "\\" in raw or len(filename) > 255:
+                raise UploadError(f"{self.name}: file name not accepted ({shown[:60]!r}…): a browser sends a plain "
+                                  "name of at most 255 bytes, without folders or control characters")
             if not shown:
                 self.kind = "skip"  # empty file input: reported as missing below
                 return

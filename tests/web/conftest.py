@@ -76,8 +76,75 @@ def login(c, username: str = "alice", password: str = PASSWORD):
                   follow_redirects=False)
 
 
-def upload_files(c, files: dict[str, Path], csrf: str | None, names: dict[str, str] | None = None, **fields):
+def multipart_body(files: dict[str, Path], names: dict[str, str] | None = None, **fields) -> tuple[bytes, str]:
+    """A multipart/form-data body built by hand, so hostile file names reach the server byte for byte."""
+    boundary = "radpathtestboundary7MA4YWxkTrZu0gW"
     names = names or {}
-    parts = {seq: (names.get(seq, p.name), p.read_bytes(), "application/gzip") for seq, p in files.items()}
-    data = {k: v for k, v in {"csrf_token": csrf, **fields}.items() if v is not None}
-    return c.post("/upload", data=data, files=parts, follow_redirects=False, headers={"accept": "text/html"})
+    out = bytearray()
+    for key, value in fields.items():
+        if value is not None:
+            out += f'--{boundary}\r\nContent-Disposition: form-data; name="{key}"\r\n\r\n{value}\r\n'.encode()
+    for seq, path in files.items():
+        name = names.get(seq, path.name).encode("utf-8", "surrogateescape")
+        out += (f'--{boundary}\r\nContent-Disposition: form-data; name="{seq}"; filename="'.encode() + name
+                + b'"\r\nContent-Type: application/octet-stream\r\n\r\n' + path.read_bytes() + b"\r\n")
+    out += f"--{boundary}--\r\n".encode()
+    return bytes(out), f"multipart/form-data; boundary={boundary}"
+
+
+def upload_files(c, files: dict[str, Path], csrf: str | None, names: dict[str, str] | None = None,
+                 path: str = "/upload", **fields):
+    body, ctype = multipart_body(files, names, csrf_token=csrf, **fields)
+    return c.post(path, content=body, follow_redirects=False, headers={"accept": "text/html", "content-type": ctype})
+
+
+@pytest.fixture(scope="session")
+def model_server(model_base):  # noqa: F811  (model_base: the tiny exported model of tests/serving)
+    """The built-in TF-Serving-compatible server with a tiny exported model: its gRPC target."""
+    backend = _start_builtin(model_base)
+    yield backend.grpc_target
+    backend.stop()
+
+
+PG_DEFAULT_URL = "postgresql+psycopg:///radpath_test?host=/var/run/postgresql"
+
+
+def postgres_url() -> str:
+    """The test database URL; skips only where PostgreSQL is not installed at all."""
+    import glob
+    import os
+
+    import sqlalchemy as sa
+    url = os.environ.get("RADPATH_TEST_DATABASE_URL")
+    if url is None and not (shutil.which("pg_ctlcluster") or glob.glob("/usr/lib/postgresql/*/bin/postgres")):
+        pytest.skip("PostgreSQL is not installed (.ci/run installs and starts it)")
+    url = url or PG_DEFAULT_URL
+    try:
+        engine = sa.create_engine(url)
+        with engine.connect():
+            pass
+        engine.dispose()
+    except Exception as exc:
+        pytest.fail(f"PostgreSQL is installed but {url} is not reachable ({type(exc).__name__}); start it as "
+                    ".ci/run does, or set RADPATH_TEST_DATABASE_URL")
+    return url
+
+
+def fresh_postgres(url: str) -> str:
+    """Empty the web app's tables in the test database (the tests own that database)."""
+    import sqlalchemy as sa
+
+    from client.web import db
+    db._engines.pop(url, None)
+    engine = sa.create_engine(url)
+    with engine.begin() as conn:
+        db.metadata.drop_all(conn)
+    engine.dispose()
+    return url
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request, tmp_path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'jobs.sqlite3'}"
+    return fresh_postgres(postgres_url())
