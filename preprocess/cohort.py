@@ -2,22 +2,17 @@
 
 Layout (see README): `ROOT/Radiology/<ID>/<ID>_{flair,t1,t1ce,t2}.nii[.gz]`, optionally
 `ROOT/training_data_classification_labels.csv`. Cases are found by folder; the CSV adds class and
-age. Nothing is dropped silently: every case that cannot be used ends up in `Cohort.problems` or in
-the errors yielded by `iter_cases`, and the caller's report lists them.
+age. Nothing is dropped silently: every case that cannot be used ends up in `Cohort.problems` (or,
+when its files fail their checks, in the caller's list of failed cases), and the caller's report
+lists them.
 """
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
-
-from tqdm import tqdm
-
-from .case import Case
-from .errors import CaseError, CohortError
+from .errors import CohortError
 from .labels import ID_COLUMNS, LabelTable, read_label_table
-from .read_case import load_case
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +34,6 @@ class Cohort:
     entries: list[CohortEntry]
     problems: list[tuple[str, str]] = field(default_factory=list)
     """(case ID, what is wrong) for cases that cannot be used at all (e.g. listed but absent)."""
-    labels_path: Path | None = None
 
     def labelled(self) -> list[CohortEntry]:
         return [e for e in self.entries if e.label is not None]
@@ -82,15 +76,5 @@ def read_cohort(root: str | Path, labels: str | Path | None = None) -> Cohort:
             if case_id not in folders:
                 problems.append((case_id, f"listed in {table.path.name} but {radiology / case_id} does not exist"))
     id_column = table.id_column if table else ID_COLUMNS[0]
-    return Cohort(root, id_column, entries, problems, labels_path)
+    return Cohort(root, id_column, entries, problems)
 
-
-def iter_cases(entries: list[CohortEntry], progress: bool = True,
-               desc: str = "cases") -> Iterator[tuple[CohortEntry, Case | None, CaseError | None]]:
-    """Load each entry; yields (entry, case, None) or (entry, None, error) and goes on after errors."""
-    for entry in tqdm(entries, desc=desc, unit="case", disable=not progress):
-        try:
-            yield entry, load_case(entry.case_dir, entry.case_id, entry.age_days, entry.label), None
-        except CaseError as exc:
-            log.warning("skipping %s: %s", entry.case_id, exc)
-            yield entry, None, exc

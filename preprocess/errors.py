@@ -2,7 +2,8 @@
 
 Every message names the file (or case) and says what was expected and what was found, so the person
 running a cohort can fix the input without reading a traceback. The CLI turns these into one line and
-exit code 1; the serving layer turns them into INVALID_ARGUMENT.
+exit code 1. They are raised on the client side, where cases are read: the server only ever sees
+tensors, and rejects a bad one with INVALID_ARGUMENT on its own terms.
 """
 from __future__ import annotations
 

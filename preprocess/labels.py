@@ -18,11 +18,6 @@ ID_COLUMNS = ("CPM_RadPath_2019_ID", "CPM_RadPath_2020_ID")
 """Accepted key columns: the 2019 training release and the 2020 validation/test releases."""
 
 
-def prediction_header(id_column: str) -> list[str]:
-    """Header of a predictions CSV: the cohort's ID column, `class`, then p_A, p_O, p_G."""
-    return [id_column, "class"] + [f"p_{c}" for c in CLASSES]
-
-
 @dataclass(frozen=True)
 class LabelTable:
     """Rows of a labels or predictions CSV, keyed by case ID, in file order."""
@@ -31,7 +26,6 @@ class LabelTable:
     id_column: str
     classes: dict[str, str | None]
     ages_days: dict[str, float | None]
-    extra_columns: tuple[str, ...] = ()
 
     @property
     def ids(self) -> list[str]:
@@ -96,5 +90,4 @@ def read_label_table(path: str | Path, require_class: bool = True) -> LabelTable
     if problems:
         shown = "; ".join(problems[:10]) + (f"; ... {len(problems) - 10} more" if len(problems) > 10 else "")
         raise LabelsError(f"{path}: {shown}")
-    extra = tuple(h for h in header if h not in (id_col, "class", "age_in_days"))
-    return LabelTable(path, id_col, classes, ages, extra)
+    return LabelTable(path, id_col, classes, ages)

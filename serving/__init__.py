@@ -10,5 +10,4 @@ CONFIG_DIR = Path(__file__).parent
 MODELS_CONFIG = CONFIG_DIR / "models.config"
 BATCHING_CONFIG = CONFIG_DIR / "batching.config"
 MONITORING_CONFIG = CONFIG_DIR / "monitoring.config"
-GRPC_MAX_MESSAGE_BYTES = 64 * 1024 * 1024
-"""gRPC message limit on both sides: a batch of 8 inputs is 6.4 MB, over gRPC's 4 MB default."""
+from contract.signature import GRPC_MAX_MESSAGE_BYTES  # noqa: E402,F401  (one limit for client and server)

@@ -25,6 +25,7 @@ from .batcher import Batcher
 from .model_config import ModelEntry
 from .model_registry import InvalidArgument, LoadedVersion, ModelRegistry, NotFound
 from .protos import from_proto, to_proto
+from contract.signature import SIGNATURE_NAME
 
 log = logging.getLogger(__name__)
 
@@ -134,8 +135,8 @@ def _make_grpc_server(server: Server):
         return spec.version.value if spec.HasField("version") else None
 
     def check_signature(spec) -> None:
-        if spec.signature_name not in ("", "serving_default"):
-            raise InvalidArgument(f"Serving signature key {spec.signature_name!r} not found; use 'serving_default'")
+        if spec.signature_name not in ("", SIGNATURE_NAME):
+            raise InvalidArgument(f"Serving signature key {spec.signature_name!r} not found; use {SIGNATURE_NAME!r}")
 
     class Prediction(prediction_service_pb2_grpc.PredictionServiceServicer):
         @aborting("predict")
@@ -150,7 +151,7 @@ def _make_grpc_server(server: Server):
             resp = predict_pb2.PredictResponse()
             resp.model_spec.name = lv.name
             resp.model_spec.version.value = lv.version
-            resp.model_spec.signature_name = "serving_default"
+            resp.model_spec.signature_name = SIGNATURE_NAME
             for k in wanted:
                 resp.outputs[k].CopyFrom(to_proto(outputs[k]))
             return resp
@@ -164,7 +165,7 @@ def _make_grpc_server(server: Server):
             resp.model_spec.name = lv.name
             resp.model_spec.version.value = lv.version
             sig_map = get_model_metadata_pb2.SignatureDefMap()
-            sig_map.signature_def["serving_default"].CopyFrom(lv.signature_def)
+            sig_map.signature_def[SIGNATURE_NAME].CopyFrom(lv.signature_def)
             resp.metadata["signature_def"].Pack(sig_map)
             return resp
 

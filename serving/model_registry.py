@@ -10,10 +10,13 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from contract.model_store import ASSETS_EXTRA_DIR, SAVED_MODEL_FILE, WARMUP_FILE, complete_versions
+from contract.signature import SIGNATURE_NAME
 
 from .model_config import ModelEntry
 
@@ -33,11 +36,10 @@ class LoadedVersion:
     name: str
     version: int
     path: Path
-    fn: object                      # tf ConcreteFunction of serving_default
+    fn: object                      # tf ConcreteFunction of the serving signature
     inputs: dict                    # name -> tf.TensorSpec
     outputs: list[str]
     signature_def: object           # tensorflow.core.protobuf.meta_graph_pb2.SignatureDef
-    lock: threading.Lock = field(default_factory=threading.Lock)
 
     def run(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Validate and run the serving signature; raises InvalidArgument with a clear message."""
@@ -62,25 +64,18 @@ class LoadedVersion:
         return {k: v.numpy() for k, v in out.items()}
 
 
-def complete_versions(base: Path) -> list[int]:
-    if not base.is_dir():
-        return []
-    return sorted(int(p.name) for p in base.iterdir()
-                  if p.is_dir() and p.name.isdigit() and (p / "saved_model.pb").is_file())
-
-
 def _signature_def(path: Path):
     from tensorflow.core.protobuf import saved_model_pb2
     sm = saved_model_pb2.SavedModel()
-    sm.ParseFromString((path / "saved_model.pb").read_bytes())
-    return sm.meta_graphs[0].signature_def["serving_default"]
+    sm.ParseFromString((path / SAVED_MODEL_FILE).read_bytes())
+    return sm.meta_graphs[0].signature_def[SIGNATURE_NAME]
 
 
 def _warm_up(lv: LoadedVersion) -> int:
     """Run assets.extra/tf_serving_warmup_requests, as TF Serving does at load. Returns the count."""
     import tensorflow as tf
     from tensorflow_serving.apis import prediction_log_pb2
-    path = lv.path / "assets.extra" / "tf_serving_warmup_requests"
+    path = lv.path / ASSETS_EXTRA_DIR / WARMUP_FILE
     if not path.is_file():
         return 0
     n = 0
@@ -95,9 +90,9 @@ def _warm_up(lv: LoadedVersion) -> int:
 def load_version(name: str, version: int, path: Path) -> LoadedVersion:
     import tensorflow as tf
     loaded = tf.saved_model.load(str(path))
-    if "serving_default" not in loaded.signatures:
-        raise ValueError("no serving_default signature")
-    fn = loaded.signatures["serving_default"]
+    if SIGNATURE_NAME not in loaded.signatures:
+        raise ValueError(f"no {SIGNATURE_NAME} signature")
+    fn = loaded.signatures[SIGNATURE_NAME]
     lv = LoadedVersion(name, version, path, fn, dict(fn.structured_input_signature[1]),
                        sorted(fn.structured_outputs), _signature_def(path))
     lv._keepalive = loaded  # the signature needs its SavedModel object alive
@@ -154,7 +149,7 @@ class ModelRegistry:
                 keep[v] = current[v]
                 continue
             path = entry.base_path / str(v)
-            stamp = (path / "saved_model.pb").stat().st_mtime
+            stamp = (path / SAVED_MODEL_FILE).stat().st_mtime
             if self._failed.get((entry.name, v)) == stamp:
                 continue  # failed before and unchanged since
             try:

@@ -1,22 +1,26 @@
-"""TensorFlow Serving's protos without importing TensorFlow.
+"""TensorFlow Serving's own protos for the built-in server, loaded without importing TensorFlow.
+
+The server answers with tensorflow-serving-api's message classes (its gRPC servicers, the
+SignatureDef of a loaded SavedModel and the warm-up records are TensorFlow's). Clients use
+`contract.tfs_api` instead, which needs no TensorFlow at all; numpy <-> TensorProto for both is
+`contract.tensor_codec`.
 
 `tensorflow_serving.apis.*_pb2` import `tensorflow.core.framework.*_pb2`, and importing anything
-under `tensorflow` runs `tensorflow/__init__.py`, which loads the whole framework: about 5 s and
-1 GB, for a client that only needs a few protobuf classes. When TensorFlow is not imported yet,
-the `tensorflow` package is stood in by an empty package object over the same folder while the
-proto modules load (0.1 s), then removed, so a later `import tensorflow` (e.g. in a process that
-also trains or serves) still gets the real one and reuses the same proto modules.
+under `tensorflow` runs `tensorflow/__init__.py` (about 5 s and 1 GB). When TensorFlow is not
+imported yet, the `tensorflow` package is stood in by an empty package object over the same folder
+while the proto modules load (0.1 s), then removed, so a later `import tensorflow` still gets the
+real one and reuses the same proto modules. Module import runs once (Python's import lock), so no
+lock of our own is needed.
 """
 from __future__ import annotations
 
 import importlib.util
 import sys
-
-import numpy as np
-import threading
 import types
 
-_lock = threading.Lock()
+import numpy as np
+
+from contract.tensor_codec import fill_tensor, from_proto  # noqa: F401  (re-exported for the server)
 
 
 def _load():
@@ -24,7 +28,7 @@ def _load():
         return _import_all()
     spec = importlib.util.find_spec("tensorflow")
     if spec is None or not spec.submodule_search_locations:
-        raise ImportError("the tensorflow package (which ships the TensorFlow Serving protos) is not installed")
+        raise ImportError("the built-in server needs tensorflow and tensorflow-serving-api: pip install 'radpath[serve]'")
     stub = types.ModuleType("tensorflow")
     stub.__path__ = list(spec.submodule_search_locations)
     stub.__spec__ = spec
@@ -47,48 +51,9 @@ def _import_all():
         prediction_service_pb2_grpc=prediction_service_pb2_grpc)
 
 
-with _lock:
-    pb = _load()
-
-
-# ---------------------------------------------------------------- numpy <-> TensorProto
-def fill_proto(proto, array: np.ndarray) -> None:
-    """Write a float32 array into an existing TensorProto field (no intermediate message: saves a
-    copy of the 6.4 MB a batch of 8 weighs)."""
-    proto.dtype = pb.types_pb2.DT_FLOAT
-    for s in array.shape:
-        proto.tensor_shape.dim.add(size=s)
-    proto.tensor_content = np.ascontiguousarray(array, dtype=np.float32).tobytes()
+pb = _load()
 
 
 def to_proto(array: np.ndarray):
-    """TensorProto from numpy: float32 straight from the buffer (byte-identical to
-    tf.make_tensor_proto), strings as string_val."""
-    shape = pb.tensor_shape_pb2.TensorShapeProto(dim=[pb.tensor_shape_pb2.TensorShapeProto.Dim(size=s) for s in array.shape])
-    if array.dtype == np.float32:
-        return pb.tensor_pb2.TensorProto(dtype=pb.types_pb2.DT_FLOAT, tensor_shape=shape,
-                                         tensor_content=np.ascontiguousarray(array).tobytes())
-    if array.dtype.kind in "OSU":
-        values = [v if isinstance(v, bytes) else str(v).encode() for v in array.reshape(-1)]
-        return pb.tensor_pb2.TensorProto(dtype=pb.types_pb2.DT_STRING, tensor_shape=shape, string_val=values)
-    import tensorflow as tf  # other dtypes: rare here, let TensorFlow do it
-    return tf.make_tensor_proto(array)
-
-
-def from_proto(proto) -> np.ndarray:
-    """numpy from a TensorProto; float32 and strings without TensorFlow, others via tf.make_ndarray."""
-    shape = [d.size for d in proto.tensor_shape.dim]
-    if proto.dtype == pb.types_pb2.DT_FLOAT:
-        if proto.tensor_content:
-            data = np.frombuffer(proto.tensor_content, np.float32)
-        else:
-            data = np.array(proto.float_val, np.float32)
-            if data.size == 1 and int(np.prod(shape)) > 1:
-                data = np.full(int(np.prod(shape)), data[0], np.float32)
-        if data.size != int(np.prod(shape)):
-            raise ValueError(f"tensor holds {data.size} values for shape {shape}")
-        return data.reshape(shape)
-    if proto.dtype == pb.types_pb2.DT_STRING:
-        return np.array(list(proto.string_val), dtype=object).reshape(shape)
-    import tensorflow as tf
-    return tf.make_ndarray(proto)
+    """TensorFlow's TensorProto holding `array` (float32 byte-identical to tf.make_tensor_proto)."""
+    return fill_tensor(pb.tensor_pb2.TensorProto(), array)

@@ -6,18 +6,16 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-
-AGE_FILL_DAYS = 50 * 365.25
-"""Age used when a case has none (training, export warm-up, the client); only models trained with
-use_age read it."""
+RESNET50_STAGES = (3, 4, 6, 3)
+"""Bottleneck blocks per stage of ResNet50 (the default; the model card names the real layout)."""
 
 
 @dataclass(frozen=True)
 class TrainConfig:
     width: int = 8
     """Base width of the ResNet50 (64 = the standard model; 8 trains in minutes on a CPU)."""
-    stages: tuple[int, ...] = (3, 4, 6, 3)
-    """Bottleneck blocks per stage: (3, 4, 6, 3) is ResNet50; tests use (1, 1, 1, 1) to compile fast."""
+    stages: tuple[int, ...] = RESNET50_STAGES
+    """Bottleneck blocks per stage: RESNET50_STAGES is ResNet50; tests use (1, 1, 1, 1) to compile fast."""
     epochs: int = 30
     batch_size: int = 16
     """Global batch; split evenly over the devices."""

@@ -1,8 +1,9 @@
 """Training examples from a cohort, built with the `preprocess` library only, cached on disk.
 
-One example per case: the max-tumour slice and its neighbours, float16 [n_offsets, 224, 224, 4]
-(the model input of `preprocess.model_inputs`, no second copy of any preprocessing), plus class and
-age. The cache file is keyed by PREPROCESSING_VERSION, the offsets and each case's file sizes and
+One example per case: the max-tumour slice and its neighbours, [n_offsets, *IMAGE_SHAPE] in
+`contract.model_io.STORAGE_DTYPE` (float16: the model input of `preprocess.model_inputs`, no second
+copy of any preprocessing; exact, because the model input contract rounds every value to float16
+precision, which the client does too), plus class and age. The cache file is keyed by PREPROCESSING_VERSION, the offsets and each case's file sizes and
 modification times, so a change to the preprocessing or to a file rebuilds exactly what changed.
 Bad cases are listed (ID and reason) and skipped, never silently dropped. The case ID is kept for
 bookkeeping only; it never reaches the model.
@@ -19,8 +20,8 @@ from typing import Sequence
 import numpy as np
 from tqdm import tqdm
 
+from contract.model_io import CLASSES, IMAGE_SHAPE, STORAGE_DTYPE
 from preprocess import PREPROCESSING_VERSION, find_tumor, load_case, model_inputs
-from preprocess.case import CLASSES
 from preprocess.cohort import CohortEntry
 from preprocess.errors import CaseError
 
@@ -34,7 +35,7 @@ class Examples:
     """Arrays aligned on axis 0 (one row per usable case)."""
 
     case_ids: list[str]
-    images: np.ndarray          # float16 [n, n_offsets, 224, 224, 4]
+    images: np.ndarray          # STORAGE_DTYPE [n, n_offsets, *IMAGE_SHAPE]
     labels: np.ndarray          # int32 [n], index into CLASSES (-1 if unknown)
     ages_days: np.ndarray       # float32 [n], NaN if unknown
     offsets: tuple[int, ...]
@@ -59,7 +60,7 @@ def _fingerprint(entry: CohortEntry) -> str:
 
 
 def case_example(entry: CohortEntry, offsets: Sequence[int], cache_dir: Path | None) -> np.ndarray:
-    """float16 [len(offsets), 224, 224, 4] for one case, from the cache when still valid."""
+    """STORAGE_DTYPE [len(offsets), *IMAGE_SHAPE] for one case, from the cache when still valid."""
     path = None
     if cache_dir is not None:
         key = hashlib.sha256(f"{_fingerprint(entry)}|{tuple(offsets)}".encode()).hexdigest()[:24]
@@ -69,7 +70,7 @@ def case_example(entry: CohortEntry, offsets: Sequence[int], cache_dir: Path | N
     case = load_case(entry.case_dir, entry.case_id, entry.age_days, entry.label)
     if not find_tumor(case).found:
         log.warning("%s: no tumour found; the example uses the brain's largest slice", entry.case_id)
-    x = model_inputs(case, offsets).astype(np.float16)
+    x = model_inputs(case, offsets).astype(STORAGE_DTYPE)
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".tmp.npy")
@@ -93,7 +94,7 @@ def build_examples(entries: Sequence[CohortEntry], cache_dir: str | Path | None,
         ids.append(entry.case_id)
         labels.append(CLASSES.index(entry.label) if entry.label in CLASSES else -1)
         ages.append(np.nan if entry.age_days is None else float(entry.age_days))
-    stacked = np.stack(images) if images else np.zeros((0, len(offsets), 224, 224, 4), np.float16)
+    stacked = np.stack(images) if images else np.zeros((0, len(offsets), *IMAGE_SHAPE), STORAGE_DTYPE)
     return Examples(ids, stacked, np.array(labels, np.int32), np.array(ages, np.float32),
                     tuple(offsets), failed)
 

@@ -2,10 +2,10 @@
 
     <model_base>/<name>/<version>/saved_model.pb, variables/, assets.extra/
 
-Signature `serving_default`: input `image` float32 [batch, 224, 224, 4] (batch polymorphic; plus
-`age_days` float32 [batch] for models trained with age); outputs `probabilities` float32
-[batch, 3] in the order A, O, G and `classes` string [batch]. Lowered for CPU and CUDA both, so a
-model trained on a GPU box serves on CPU pods. `assets.extra/` holds TF Serving warm-up requests
+The signature is `contract.signature`'s (names, inputs, outputs), the input `contract.model_io`'s
+(shape, dtype, classes, the age fill); the batch dimension is polymorphic. Lowered for CPU and CUDA
+both, so a model trained on a GPU box serves on CPU pods. The store layout and what a complete
+version is are `contract.model_store`'s. `assets.extra/` holds TF Serving warm-up requests
 (batch 1, 2, 4, 8, 16 = the batching sizes, and 6 = one case with its test-time views),
 `radpath.json` (training config, metrics, preprocessing version, data description) and the model
 card.
@@ -26,13 +26,15 @@ from pathlib import Path
 
 import numpy as np
 
+from contract import model_store as store
+from contract.metrics import challenge_scores
+from contract.model_io import CLASSES, IMAGE_SHAPE, fill_ages
+from contract.signature import (AGE_INPUT, CLASSES_OUTPUT, DEFAULT_MODEL_NAME, IMAGE_INPUT, PROBABILITIES_OUTPUT,
+                                SIGNATURE_NAME, input_names)
 from preprocess import PREPROCESSING_VERSION
-from preprocess.case import CLASSES
 from preprocess.errors import RadPathError
-from serving.model_registry import complete_versions
 
-from .challenge_metrics import challenge_scores
-from .config import AGE_FILL_DAYS, TrainConfig
+from .config import TrainConfig
 from .loop import make_model
 from .run import load_model
 
@@ -46,7 +48,7 @@ class NotBlessedError(RadPathError):
 
 
 def build_tf_module(variables: dict, config: TrainConfig):
-    """A tf.Module whose `serving_default` runs the JAX model through jax2tf (weights as tf.Variables)."""
+    """A tf.Module whose serving signature runs the JAX model through jax2tf (weights as tf.Variables)."""
     import jax
     import tensorflow as tf
     from jax.experimental import jax2tf
@@ -56,7 +58,8 @@ def build_tf_module(variables: dict, config: TrainConfig):
     def probabilities(v, images, ages):
         return jax.nn.softmax(model.apply(v, images, ages, train=False), axis=-1)
 
-    converted = jax2tf.convert(probabilities, polymorphic_shapes=[None, "(b, 224, 224, 4)", "(b,)"],
+    image_shape = "(b, " + ", ".join(map(str, IMAGE_SHAPE)) + ")"
+    converted = jax2tf.convert(probabilities, polymorphic_shapes=[None, image_shape, "(b,)"],
                                native_serialization_platforms=("cpu", "cuda"), with_gradient=False)
     module = tf.Module()
     module.weights = tf.nest.map_structure(lambda a: tf.Variable(np.asarray(a), trainable=False), variables)
@@ -64,14 +67,15 @@ def build_tf_module(variables: dict, config: TrainConfig):
 
     def outputs(images, ages):
         probs = converted(module.weights, images, ages)
-        return {"probabilities": probs, "classes": tf.gather(class_names, tf.argmax(probs, axis=1))}
+        return {PROBABILITIES_OUTPUT: probs, CLASSES_OUTPUT: tf.gather(class_names, tf.argmax(probs, axis=1))}
 
-    image_spec = tf.TensorSpec([None, 224, 224, 4], tf.float32, name="image")
+    image_spec = tf.TensorSpec([None, *IMAGE_SHAPE], tf.float32, name=IMAGE_INPUT)
     if config.use_age:
-        module.serve = tf.function(lambda image, age_days: outputs(image, age_days), autograph=False,
-                                   input_signature=[image_spec, tf.TensorSpec([None], tf.float32, name="age_days")])
+        module.serve = tf.function(lambda image, ages: outputs(image, ages), autograph=False,
+                                   input_signature=[image_spec, tf.TensorSpec([None], tf.float32, name=AGE_INPUT)])
     else:
-        module.serve = tf.function(lambda image: outputs(image, tf.fill(tf.shape(image)[:1], np.float32(AGE_FILL_DAYS))),
+        fill = fill_ages(None, 1)[0]
+        module.serve = tf.function(lambda image: outputs(image, tf.fill(tf.shape(image)[:1], fill)),
                                    autograph=False, input_signature=[image_spec])
     return module
 
@@ -80,16 +84,16 @@ def saved_model_predict(path: Path, images: np.ndarray, ages_days: np.ndarray | 
                         batch: int = 8) -> np.ndarray:
     """Probabilities [n, 3] from a SavedModel's serving signature (in-process TensorFlow)."""
     import tensorflow as tf
-    fn = tf.saved_model.load(str(path)).signatures["serving_default"]
-    wants_age = "age_days" in fn.structured_input_signature[1]
+    fn = tf.saved_model.load(str(path)).signatures[SIGNATURE_NAME]
+    wants_age = AGE_INPUT in fn.structured_input_signature[1]
     out = []
     for s in range(0, len(images), batch):
-        kwargs = {"image": tf.constant(images[s:s + batch].astype(np.float32))}
+        x = images[s:s + batch].astype(np.float32)
+        kwargs = {IMAGE_INPUT: tf.constant(x)}
         if wants_age:
-            ages = np.full(len(kwargs["image"]), AGE_FILL_DAYS, np.float32) if ages_days is None else ages_days[s:s + batch]
-            kwargs["age_days"] = tf.constant(np.nan_to_num(ages, nan=AGE_FILL_DAYS).astype(np.float32))
-        out.append(fn(**kwargs)["probabilities"].numpy())
-    return np.concatenate(out) if out else np.zeros((0, 3), np.float32)
+            kwargs[AGE_INPUT] = tf.constant(fill_ages(None if ages_days is None else ages_days[s:s + batch], len(x)))
+        out.append(fn(**kwargs)[PROBABILITIES_OUTPUT].numpy())
+    return np.concatenate(out) if out else np.zeros((0, len(CLASSES)), np.float32)
 
 
 def _write_warmup(path: Path, model_name: str, use_age: bool) -> None:
@@ -98,10 +102,10 @@ def _write_warmup(path: Path, model_name: str, use_age: bool) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     with tf.io.TFRecordWriter(str(path)) as writer:
         for b in WARMUP_BATCH_SIZES:
-            req = predict_pb2.PredictRequest(model_spec=model_pb2.ModelSpec(name=model_name, signature_name="serving_default"))
-            req.inputs["image"].CopyFrom(tf.make_tensor_proto(np.zeros((b, 224, 224, 4), np.float32)))
+            req = predict_pb2.PredictRequest(model_spec=model_pb2.ModelSpec(name=model_name, signature_name=SIGNATURE_NAME))
+            req.inputs[IMAGE_INPUT].CopyFrom(tf.make_tensor_proto(np.zeros((b, *IMAGE_SHAPE), np.float32)))
             if use_age:
-                req.inputs["age_days"].CopyFrom(tf.make_tensor_proto(np.full((b,), AGE_FILL_DAYS, np.float32)))
+                req.inputs[AGE_INPUT].CopyFrom(tf.make_tensor_proto(fill_ages(None, b)))
             log_entry = prediction_log_pb2.PredictionLog(predict_log=prediction_log_pb2.PredictLog(request=req))
             writer.write(log_entry.SerializeToString())
 
@@ -110,33 +114,33 @@ def _mean_score(labels: np.ndarray, probs: np.ndarray) -> float:
     return challenge_scores([CLASSES[i] for i in labels], [CLASSES[int(i)] for i in probs.argmax(1)])["mean"]
 
 
-def export_run(run_dir: str | Path, model_base: str | Path, name: str = "glioma", force: bool = False) -> dict:
+def export_run(run_dir: str | Path, model_base: str | Path, name: str = DEFAULT_MODEL_NAME, force: bool = False) -> dict:
     """Export RUN_DIR's final model as the next version under MODEL_BASE/NAME; returns a summary."""
     import jax
     import tensorflow as tf
     run_dir, model_base = Path(run_dir), Path(model_base)
     variables, config = load_model(run_dir)
     metrics = json.loads((run_dir / "metrics.json").read_text()) if (run_dir / "metrics.json").exists() else {}
-    model_dir = model_base / name
-    existing = complete_versions(model_dir)
-    version = (existing[-1] + 1) if existing else 1
+    model_dir = store.model_dir(model_base, name)
+    existing = store.complete_versions(model_dir)
+    version = store.next_version(model_dir)
 
-    summary: dict = {"model": name, "version": version, "path": str(model_dir / str(version)), "blessing": None}
+    summary: dict = {"model": name, "version": version, "path": str(store.version_dir(model_dir, version)), "blessing": None}
     holdout_path = run_dir / "holdout.npz"
     held = np.load(holdout_path) if holdout_path.exists() else None
     module = build_tf_module(variables, config)
 
     # parity: the SavedModel must compute what the JAX model computes
-    tmp = model_dir / f".tmp-{version}-{os.getpid()}"
+    tmp = store.temp_version_dir(model_dir, version, os.getpid())
     if tmp.exists():
         shutil.rmtree(tmp)
     tmp.parent.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    tf.saved_model.save(module, str(tmp), signatures={"serving_default": module.serve})
+    tf.saved_model.save(module, str(tmp), signatures={SIGNATURE_NAME: module.serve})
     summary["export_seconds"] = round(time.perf_counter() - t0, 1)
     probe = (held["images"][:8].astype(np.float32) if held is not None and len(held["labels"])
-             else np.random.default_rng(0).normal(size=(3, 224, 224, 4)).astype(np.float32))
-    probe_ages = np.full(len(probe), AGE_FILL_DAYS, np.float32)
+             else np.random.default_rng(0).normal(size=(3, *IMAGE_SHAPE)).astype(np.float32))
+    probe_ages = fill_ages(None, len(probe))
     jax_probs = np.asarray(jax.nn.softmax(make_model(config).apply(variables, probe, probe_ages, train=False)))
     tf_probs = saved_model_predict(tmp, probe, probe_ages)
     diff = float(np.abs(jax_probs - tf_probs).max())
@@ -149,7 +153,7 @@ def export_run(run_dir: str | Path, model_base: str | Path, name: str = "glioma"
     if existing and held is not None and len(held["labels"]):
         images, labels, ages = held["images"].astype(np.float32), held["labels"], held["ages_days"]
         new_score = _mean_score(labels, saved_model_predict(tmp, images, ages))
-        old_score = _mean_score(labels, saved_model_predict(model_dir / str(existing[-1]), images, ages))
+        old_score = _mean_score(labels, saved_model_predict(store.version_dir(model_dir, existing[-1]), images, ages))
         blessed = new_score >= old_score
         summary["blessing"] = {"split_cases": int(len(labels)), "new_mean": new_score,
                                "latest_version": existing[-1], "latest_mean": old_score,
@@ -165,18 +169,18 @@ def export_run(run_dir: str | Path, model_base: str | Path, name: str = "glioma"
             raise NotBlessedError("not pushed: this run has no held-out split to compare with version "
                                   f"{existing[-1]}; train with --holdout > 0 or pass --force")
 
-    extra = tmp / "assets.extra"
-    _write_warmup(extra / "tf_serving_warmup_requests", name, config.use_age)
+    extra = tmp / store.ASSETS_EXTRA_DIR
+    _write_warmup(extra / store.WARMUP_FILE, name, config.use_age)
     info = {"model": name, "version": version, "classes": list(CLASSES),
             "preprocessing_version": PREPROCESSING_VERSION, "config": json.loads(config.to_json()),
             "data": metrics.get("data", {}), "holdout": metrics.get("holdout"),
             "cross_validation": metrics.get("cross_validation"), "source_run": str(run_dir.resolve()),
             "exported_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            "inputs": ["image", "age_days"] if config.use_age else ["image"], "blessing": summary["blessing"]}
-    (extra / "radpath.json").write_text(json.dumps(info, indent=2, default=float))
-    if (run_dir / "model_card.md").exists():
-        shutil.copy(run_dir / "model_card.md", extra / "model_card.md")
-    final = model_dir / str(version)
+            "inputs": input_names(config.use_age), "blessing": summary["blessing"]}
+    (extra / store.METADATA_FILE).write_text(json.dumps(info, indent=2, default=float))
+    if (run_dir / store.MODEL_CARD_FILE).exists():
+        shutil.copy(run_dir / store.MODEL_CARD_FILE, extra / store.MODEL_CARD_FILE)
+    final = store.version_dir(model_dir, version)
     if final.exists():
         shutil.rmtree(tmp)
         raise RadPathError(f"{final} appeared while exporting (another export running?); try again")

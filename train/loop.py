@@ -35,14 +35,14 @@ from flax.training import train_state
 from jax import lax
 from tqdm import tqdm
 
-from .config import AGE_FILL_DAYS, TrainConfig
+from contract.model_io import IMAGE_SHAPE, NUM_CLASSES, fill_ages, tta_offsets, tta_views
+
+from .config import TrainConfig
 from .examples import Examples
 from .resnet import ResNet
 
 log = logging.getLogger(__name__)
 AXIS = "batch"
-IMAGE_SHAPE = (224, 224, 4)
-NUM_CLASSES = 3
 
 
 class TrainState(train_state.TrainState):
@@ -215,8 +215,8 @@ def epoch_batches(train: Examples, config: TrainConfig, epoch: int, n_devices: i
         sl = slice(s * config.batch_size, (s + 1) * config.batch_size)
         images = train.images[idx[sl], offset[sl]].reshape((n_devices, per_dev) + IMAGE_SHAPE)
         labels = train.labels[idx[sl]].reshape(n_devices, per_dev)
-        ages = np.nan_to_num(train.ages_days[idx[sl]], nan=AGE_FILL_DAYS).reshape(n_devices, per_dev)
-        yield images, labels, ages.astype(np.float32)
+        ages = fill_ages(train.ages_days[idx[sl]], len(idx[sl])).reshape(n_devices, per_dev)
+        yield images, labels, ages
 
 
 # ------------------------------------------------------------------ fit
@@ -315,24 +315,19 @@ def make_logits_fn(config: TrainConfig):
 
 def predict_logits(variables: dict, config: TrainConfig, examples: Examples, batch: int = 32,
                    tta: bool | None = None) -> np.ndarray:
-    """float32 [n, views, 3] logits (A, O, G) per test-time view: slices (-1, 0, +1) x left-right
-    flip with TTA, the centre slice alone without. Calibration fits its temperature on these."""
+    """float32 [n, views, 3] logits (A, O, G) per test-time view: `contract.model_io.tta_views` (the
+    client's views) with TTA, the centre slice alone without. Calibration fits its temperature on these."""
     tta = config.tta if tta is None else tta
     logits_fn = make_logits_fn(config)
-    views = [o for o in (-1, 0, 1) if o in examples.offsets] if tta else [0]
-    flips = (False, True) if tta else (False,)
-    ages = np.nan_to_num(examples.ages_days, nan=AGE_FILL_DAYS).astype(np.float32)
-    out = np.zeros((len(examples.labels), len(views) * len(flips), NUM_CLASSES), np.float32)
-    v = 0
-    for o in views:
-        k = examples.offsets.index(o)
-        for flip in flips:
-            for s in range(0, len(out), batch):
-                x = examples.images[s:s + batch, k].astype(np.float32)
-                if flip:
-                    x = x[:, :, ::-1, :]
-                out[s:s + batch, v] = np.asarray(logits_fn(variables, x, ages[s:s + batch]))
-            v += 1
+    ks = [examples.offsets.index(o) for o in (tta_offsets(examples.offsets) if tta else (0,))]
+    n_views = 2 * len(ks) if tta else 1
+    ages = fill_ages(examples.ages_days, len(examples.labels))
+    out = np.zeros((len(examples.labels), n_views, NUM_CLASSES), np.float32)
+    for s in range(0, len(out), batch):
+        slices = examples.images[s:s + batch][:, ks].astype(np.float32)  # [b, k, *IMAGE_SHAPE]
+        views = tta_views(slices) if tta else slices
+        for v in range(n_views):
+            out[s:s + batch, v] = np.asarray(logits_fn(variables, np.ascontiguousarray(views[:, v]), ages[s:s + batch]))
     return out
 
 

@@ -14,7 +14,6 @@ last epoch checkpoint.
 """
 from __future__ import annotations
 
-import csv
 import json
 import logging
 import time
@@ -25,12 +24,12 @@ import numpy as np
 from flax import serialization
 
 from preprocess import PREPROCESSING_VERSION
-from preprocess.case import CLASSES
+from contract.metrics import bootstrap_intervals, challenge_scores
+from contract.model_io import CLASSES
+from contract import predictions_csv
 from preprocess.cohort import read_cohort
-from preprocess.labels import prediction_header
 
-from .challenge_metrics import bootstrap_intervals, challenge_scores
-from .config import TrainConfig
+from .config import RESNET50_STAGES, TrainConfig
 from .examples import Examples, build_examples, split_id
 from .calibration import calibrate, reliability_diagram, views_to_proba
 from .loop import fit, init_variables, predict_logits, predict_proba
@@ -56,11 +55,10 @@ def _site(case_id: str) -> str:
 
 
 def write_predictions(path: Path, id_column: str, ids: list[str], probs: np.ndarray) -> None:
-    with open(path, "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(prediction_header(id_column))
-        for cid, p in zip(ids, probs):
-            w.writerow([cid, CLASSES[int(np.argmax(p))]] + [f"{v:.6f}" for v in p])
+    """The challenge CSV of `contract.predictions_csv` (tumour, slice and warning columns left empty)."""
+    rows = [predictions_csv.PredictionRow(cid, CLASSES[int(np.argmax(p))], tuple(float(v) for v in p))
+            for cid, p in zip(ids, probs)]
+    predictions_csv.write_predictions(path, id_column, rows)
 
 
 def scores_with_ci(labels: np.ndarray, probs: np.ndarray, ids: list[str], seed: int) -> dict:
@@ -260,6 +258,16 @@ def _external(report: dict) -> str:
     return "\n".join(parts) + "\n"
 
 
+def _architecture(cfg: dict) -> str:
+    """The model card's description of the network actually trained (stages, width, initialisation)."""
+    stages = tuple(cfg["stages"])
+    name = "ResNet50" if stages == RESNET50_STAGES else f"a reduced ResNet ({sum(stages)} bottleneck blocks)"
+    init = (f"first layers initialised from `{cfg['init_weights']}` (ImageNet-style, RGB conv adapted to 4 channels), "
+            "the rest from scratch" if cfg.get("init_weights") else "trained from scratch")
+    return (f"Flax {name}: bottleneck blocks per stage {list(stages)}, base width {cfg['width']} "
+            f"({'the standard width' if cfg['width'] == 64 else 'the standard model has 64'}); {init},")
+
+
 def model_card(report: dict) -> str:
     data, cfg = report["data"], report["config"]
     warning = ("**Trained and evaluated on SYNTHETIC data** (simulated MRI written by `radpath synth`). "
@@ -275,7 +283,7 @@ def model_card(report: dict) -> str:
   version {report['preprocessing_version']}. The case ID is never a feature.{' Age is an input.' if cfg['use_age'] else ' Age is not used.'}
 
 ## Model
-Flax ResNet50 (bottleneck blocks [3, 4, 6, 3]), width {cfg['width']}, trained from scratch with AdamW
+{_architecture(cfg)} with AdamW
 (lr {cfg['learning_rate']}, warm-up {cfg['warmup_epochs']} epochs, cosine decay, weight decay {cfg['weight_decay']}),
 label smoothing {cfg['label_smoothing']}, {cfg['epochs']} epochs, global batch {cfg['batch_size']},
 class-balanced sampling, on-device augmentation; test-time averaging {'on' if cfg['tta'] else 'off'}.

@@ -5,7 +5,7 @@ import pytest
 from sklearn.metrics import balanced_accuracy_score, cohen_kappa_score, f1_score
 
 from preprocess import LabelsError
-from train.challenge_metrics import bootstrap_intervals, challenge_scores, evaluate_files
+from contract.metrics import bootstrap_intervals, challenge_scores, evaluate_files
 
 
 @pytest.mark.parametrize("seed", range(25))

@@ -1,3 +1,5 @@
+import pytest
+
 from contract import model_store as store
 
 
@@ -17,5 +19,6 @@ def test_complete_versions_ignore_temporary_and_half_written_folders(tmp_path):
 
 
 def test_the_registry_and_the_exporter_share_the_definition():
+    pytest.importorskip("tensorflow_serving")  # the registry is the server's (extra: serve)
     from serving import model_registry
     assert model_registry.complete_versions is store.complete_versions

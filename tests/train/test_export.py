@@ -4,9 +4,10 @@ import jax
 import numpy as np
 import pytest
 
-from serving.model_registry import complete_versions as versions
+from contract.model_store import complete_versions as versions
 from train.export import NotBlessedError, export_run, saved_model_predict
-from train.loop import AGE_FILL_DAYS, init_variables, make_model
+from contract.model_io import AGE_FILL_DAYS
+from train.loop import init_variables, make_model
 from train.run import save_model
 
 
