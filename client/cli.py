@@ -1,36 +1,65 @@
-"""`radpath`: one command, one subcommand per job, each a thin wrapper over an importable function.
+"""`radpath`: one command; each subcommand lives next to what it drives.
 
-Heavy libraries (jax, tensorflow) are imported inside the subcommands, so `radpath --help` is
-instant. Input errors (RadPathError) become one line on stderr and exit code 1, no traceback.
+| subcommands | module | install |
+|---|---|---|
+| classify, classify-cohort, merge-predictions, evaluate, inspect | `client.cli` (here) | core (`pip install radpath`) |
+| synth | `synth.cli` | core |
+| train, export | `train.cli` | `radpath[train]` |
+| serve | `serving.cli` | `radpath[serve]` |
+| web, users | `client.web.cli` | `radpath[web]` |
+
+The dispatcher imports a subcommand's module only when that subcommand runs (all of them for
+`radpath --help`), and each module imports its heavy libraries inside the command, so `--help` is
+instant and the client commands never load training or serving code. A command whose extra is not
+installed says which one to install, in one line, exit 1. Input errors (RadPathError) are one line
+on stderr, exit 1, no traceback.
+
+Exit codes: 0 done; 1 an error (the line on stderr says which); 3 `classify-cohort` finished but
+some cases failed (listed in OUT.failed.csv); 130 interrupted.
 """
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import logging
 import sys
 import time
 from pathlib import Path
 
-from preprocess.errors import RadPathError
-from train.config import TrainConfig
-
 log = logging.getLogger("radpath")
 
+EXIT_ERROR = 1
+EXIT_CASES_FAILED = 3
+"""`classify-cohort`: the run finished but at least one case failed (a Kubernetes shard whose cases
+failed must not "succeed")."""
 
-def _json_default(o):
-    import numpy as np
-    if isinstance(o, (np.integer,)):
-        return int(o)
-    if isinstance(o, (np.floating,)):
-        return float(o)
-    if isinstance(o, Path):
-        return str(o)
-    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
+SEQUENCE_FLAGS = ("flair", "t1", "t1ce", "t2")
+
+# subcommand -> (module with add_parsers(subparsers), extra that module's commands need)
+COMMANDS: dict[str, tuple[str, str | None]] = {
+    "inspect": ("client.cli", None), "evaluate": ("client.cli", None), "classify": ("client.cli", None),
+    "classify-cohort": ("client.cli", None), "merge-predictions": ("client.cli", None),
+    "synth": ("synth.cli", None),
+    "train": ("train.cli", "train"), "export": ("train.cli", "train"),
+    "serve": ("serving.cli", "serve"),
+    "web": ("client.web.cli", "web"), "web-worker": ("client.web.cli", "web"), "users": ("client.web.cli", "web"),
+}
+EXTRA_OF_MODULE = {"jax": "train", "jaxlib": "train", "flax": "train", "optax": "train", "matplotlib": "train",
+                   "tensorflow": "serve", "tensorflow_serving": "serve", "fastapi": "web", "uvicorn": "web",
+                   "sqlalchemy": "web", "jinja2": "web", "multipart": "web", "argon2": "web"}
+"""Third-party top-level modules -> the extra that installs them (for the one-line hint)."""
 
 
+class MissingExtraError(Exception):
+    def __init__(self, command: str, extra: str, module: str):
+        super().__init__(f"radpath {command}: needs the '{extra}' extra (module {module} is not installed): "
+                         f"pip install 'radpath[{extra}]'")
+
+
+# ---------------------------------------------------------------- output
 def print_json(obj) -> None:
-    """JSON on stdout; NaN becomes null (strict JSON has no NaN)."""
+    """JSON on stdout; NaN becomes null (strict JSON has no NaN); numpy scalars and paths as values."""
     import math
 
     def clean(o):
@@ -40,135 +69,82 @@ def print_json(obj) -> None:
             return {k: clean(v) for k, v in o.items()}
         if isinstance(o, (list, tuple)):
             return [clean(v) for v in o]
+        if hasattr(o, "item") and not isinstance(o, (str, bytes)):  # numpy scalar
+            return clean(o.item())
+        if isinstance(o, Path):
+            return str(o)
         return o
-    print(json.dumps(clean(obj), indent=2, default=_json_default))
+    print(json.dumps(clean(obj), indent=2))
 
 
-# ---------------------------------------------------------------- data
-def cmd_synth(args: argparse.Namespace) -> int:
-    from synth.cohort import write_synthetic_cohort
-    out = Path(args.out)
-    if (out / "training_data_classification_labels.csv").exists() and not args.force:
-        raise RadPathError(f"{out} already holds a cohort; choose another folder or pass --force to overwrite it")
-    t0 = time.perf_counter()
-    plans = write_synthetic_cohort(out, cases=args.cases, seed=args.seed, shape=tuple(args.shape),
-                                   workers=args.workers, progress=not args.quiet)
-    counts = {c: sum(p.label == c for p in plans) for c in "AOG"}
-    print(f"wrote {len(plans)} SYNTHETIC cases (A {counts['A']}, O {counts['O']}, G {counts['G']}) to {out} "
-          f"in {time.perf_counter() - t0:.1f} s; ground-truth masks in {out / 'Segmentation'}")
-    return 0
-
-
-def inspect_case(case_dir: str | Path) -> dict:
-    """What `radpath inspect` reports: where the tumour is, and the checks that passed."""
-    from preprocess import find_tumor, load_case, model_input
-    t0 = time.perf_counter()
-    case = load_case(case_dir)
-    tumor = find_tumor(case)
-    x = model_input(case, tumor.index)
-    return {"case_id": case.case_id, "slice_index": tumor.index, "tumor_voxels": tumor.voxels,
-            "tumor_found": tumor.found, "shape": list(case.shape),
-            "stored_orientation": case.source_orientation, "model_input_shape": list(x.shape),
-            "seconds": round(time.perf_counter() - t0, 3)}
-
-
-def cmd_inspect(args: argparse.Namespace) -> int:
-    info = inspect_case(args.case_dir)
-    if args.json:
-        print_json(info)
-    else:
-        found = f"{info['tumor_voxels']} tumour voxels" if info["tumor_found"] else "NO tumour found (brain centre used)"
-        print(f"{info['case_id']}: shape {tuple(info['shape'])}, max-tumour slice {info['slice_index']}, {found}")
-    return 0
-
-
-def cmd_evaluate(args: argparse.Namespace) -> int:
-    from train.challenge_metrics import evaluate_files, format_scores
-    scores = evaluate_files(args.predictions, args.labels)
-    print_json(scores) if args.json else print(format_scores(scores))
-    return 0
-
-
-# ---------------------------------------------------------------- training
-def _want_devices(n: int | None) -> None:
-    """On a CPU, N virtual devices need XLA_FLAGS before jax is imported (GPUs are unaffected)."""
-    import os
-    flags = os.environ.get("XLA_FLAGS", "")
-    if n and n > 1 and "xla_force_host_platform_device_count" not in flags:
-        os.environ["XLA_FLAGS"] = f"{flags} --xla_force_host_platform_device_count={n}".strip()
-
-
-def cmd_train(args: argparse.Namespace) -> int:
-    _want_devices(args.devices)
-    from train.challenge_metrics import format_scores
-    from train.run import run_training
-    config = TrainConfig(width=args.width, stages=tuple(args.stages), epochs=args.epochs, batch_size=args.batch_size,
-                         learning_rate=args.lr, seed=args.seed, use_age=args.use_age,
-                         tta=not args.no_tta, init_weights=args.init_weights)
-    try:
-        report = run_training(args.cohort, args.out, config, folds=args.folds, holdout=args.holdout,
-                              devices=args.devices, cache_dir=args.cache, labels=args.labels,
-                              progress=not args.quiet)
-    except (ValueError, FileNotFoundError) as exc:
-        raise RadPathError(str(exc)) from None
-    data = report["data"]
-    print(f"\ndata: {data['description']}")
-    for name in ("cross_validation", "holdout"):
-        if report[name]:
-            print(f"\n{name.replace('_', '-')}:\n{format_scores(report[name])}")
-    if data["cases_not_used"]:
-        print(f"\n{len(data['cases_not_used'])} cases not used (reasons in metrics.json)")
-    print(f"\nrun folder {args.out}: metrics.json, model_card.md, model/ ({report['seconds']} s)")
-    return 0
-
-
-def cmd_export(args: argparse.Namespace) -> int:
-    from train.export import export_run
-    try:
-        summary = export_run(args.run_dir, args.model_base, args.name, args.force)
-    except FileNotFoundError as exc:
-        raise RadPathError(str(exc)) from None
-    if args.json:
-        print_json(summary)
-    else:
-        b = summary["blessing"]
-        verdict = ("first version" if b is None else
-                   f"blessed: held-out mean {b['new_mean']:.4f} vs version {b['latest_version']} {b['latest_mean']:.4f}"
-                   if b.get("blessed") else "pushed with --force")
-        print(f"pushed {summary['model']} version {summary['version']} to {summary['path']} ({verdict}; "
-              f"SavedModel vs JAX max difference {summary['parity_max_abs_diff']:.1e})")
-    return 0
-
-
-# ---------------------------------------------------------------- serving and client
+# ---------------------------------------------------------------- client commands
 def _server(args: argparse.Namespace) -> str:
     import os
     return args.server or os.environ.get("RADPATH_SERVER", "localhost:8500")
 
 
-def cmd_serve(args: argparse.Namespace) -> int:
-    from serving import MODELS_CONFIG
-    from serving.launch import serve
-    try:
-        serve(args.model_base, args.model_name, args.grpc_port, args.rest_port,
-              args.models_config or MODELS_CONFIG, batching=not args.no_batching, backend=args.backend)
-    except (FileNotFoundError, OSError) as exc:
-        raise RadPathError(str(exc)) from None
+def case_source(args: argparse.Namespace) -> str | dict[str, str]:
+    """CASE_DIR, or the four files given as --flair --t1 --t1ce --t2 (exactly one of the two)."""
+    from preprocess.errors import RadPathError
+    files = {seq: getattr(args, seq) for seq in SEQUENCE_FLAGS}
+    if args.case_dir and any(files.values()):
+        raise RadPathError("give either CASE_DIR or the four files --flair --t1 --t1ce --t2, not both")
+    if args.case_dir:
+        return args.case_dir
+    missing = [f"--{k}" for k, v in files.items() if not v]
+    if missing:
+        raise RadPathError(f"give CASE_DIR or all four files (missing {' '.join(missing)})")
+    return files
+
+
+def inspect_case(source, case_id: str | None = None) -> dict:
+    """What `radpath inspect` reports: where the tumour is, the checks that passed, the warnings."""
+    from client.grpc_client import case_warnings
+    from preprocess import find_tumor, load_case, model_input
+    t0 = time.perf_counter()
+    case = load_case(source, case_id=case_id)
+    tumor = find_tumor(case)
+    x = model_input(case, tumor.index)
+    return {"case_id": case.case_id, "slice_index": tumor.index, "tumor_voxels": tumor.voxels,
+            "tumor_found": tumor.found, "warnings": case_warnings(case, tumor), "shape": list(case.shape),
+            "stored_orientation": case.source_orientation, "model_input_shape": list(x.shape),
+            "seconds": round(time.perf_counter() - t0, 3)}
+
+
+def cmd_inspect(args: argparse.Namespace) -> int:
+    info = inspect_case(case_source(args), args.case_id)
+    if args.json:
+        print_json(info)
+    else:
+        found = f"{info['tumor_voxels']} tumour voxels" if info["tumor_found"] else "NO tumour found (brain centre used)"
+        print(f"{info['case_id']}: shape {tuple(info['shape'])}, max-tumour slice {info['slice_index']}, {found}")
+        for w in info["warnings"]:
+            print(f"  warning [{w['code']}]: {w['message']}")
     return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from contract.metrics import evaluate_files, format_scores
+    scores = evaluate_files(args.predictions, args.labels)
+    _note_unlabelled(scores, args.labels)
+    print_json(scores) if args.json else print(format_scores(scores))
+    return 0
+
+
+def _note_unlabelled(scores: dict, labels: str) -> None:
+    if scores.get("skipped_unlabelled"):
+        print(f"note: {scores['skipped_unlabelled']} rows of {labels} have no class and were not scored",
+              file=sys.stderr)
 
 
 def cmd_classify(args: argparse.Namespace) -> int:
     from client.grpc_client import GlioClient
-    files = {seq: getattr(args, seq) for seq in ("flair", "t1", "t1ce", "t2")}
-    if args.case_dir and any(files.values()):
-        raise RadPathError("give either CASE_DIR or the four files --flair --t1 --t1ce --t2, not both")
-    if not args.case_dir:
-        missing = [f"--{k}" for k, v in files.items() if not v]
-        if missing:
-            raise RadPathError(f"give CASE_DIR or all four files (missing {' '.join(missing)})")
-    source = args.case_dir or files
+    source = case_source(args)
     with GlioClient(_server(args), args.model, args.version, timeout=args.timeout) as client:
-        result = client.classify(source, args.age_days, tta=args.tta)
+        result = client.classify(source, args.age_days, tta=args.tta, case_id=args.case_id)
+    if args.age_days is not None and not result.age_used:
+        print(f"warning: model {result.model} version {result.model_version} does not take age; "
+              "--age-days was ignored", file=sys.stderr)
     if args.json:
         print_json(result.as_dict())
     else:
@@ -176,101 +152,64 @@ def cmd_classify(args: argparse.Namespace) -> int:
         note = "" if result.tumor_found else "  (no tumour found: brain centre slice used)"
         print(f"{result.case_id}: {result.label}   [{probs}]   slice {result.slice_index}, "
               f"model {result.model} v{result.model_version}{note}")
+        for w in result.warnings:
+            print(f"  warning [{w['code']}]: {w['message']}")
     return 0
 
 
 def cmd_classify_cohort(args: argparse.Namespace) -> int:
     from client.cohort_batch import classify_cohort
+    from preprocess.errors import RadPathError
     s = classify_cohort(args.cohort, args.out, _server(args), args.model, args.workers, args.shard,
                         args.tta, args.timeout, args.retries, progress=not args.quiet)
     print(f"{s.written} cases classified, {s.skipped_done} already in {args.out}, {len(s.failed)} failed "
           f"({s.seconds} s)" + (f"; failures listed in {args.out}.failed.csv" if s.failed else ""))
     if s.stopped:
         raise RadPathError(f"stopped: {s.stopped}. Rerun the same command to continue; finished rows are kept")
+    if s.failed:
+        print(f"radpath classify-cohort: {len(s.failed)} cases failed (exit code {EXIT_CASES_FAILED}); "
+              f"reasons in {args.out}.failed.csv", file=sys.stderr)
+        return EXIT_CASES_FAILED
     return 0
 
 
 def cmd_merge(args: argparse.Namespace) -> int:
-    from client.cohort_batch import merge_predictions
+    from contract.predictions_csv import merge_predictions
     n = merge_predictions(args.out, args.shards)
     print(f"merged {n} rows from {len(args.shards)} shards into {args.out}", file=sys.stderr)
     if args.labels:
-        from train.challenge_metrics import evaluate_files, format_scores
+        from contract.metrics import evaluate_files, format_scores
         scores = evaluate_files(args.out, args.labels)
+        _note_unlabelled(scores, args.labels)
         print_json(scores) if args.json else print(format_scores(scores))
     return 0
 
 
-# ---------------------------------------------------------------- parser
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="radpath", description="Diffuse glioma class (A / O / G) from four MRI sequences.")
-    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
-    sub = p.add_subparsers(dest="command", required=True)
+def _case_arguments(s: argparse.ArgumentParser) -> None:
+    s.add_argument("case_dir", nargs="?", help="Radiology/<ID>/ folder (or give the four files)")
+    for seq in SEQUENCE_FLAGS:
+        s.add_argument(f"--{seq}", help=f"{seq} NIfTI file")
+    s.add_argument("--case-id", help="name of the case in the output (default: the folder name, "
+                                     "or the FLAIR file name minus _flair)")
 
-    s = sub.add_parser("synth", help="write a SYNTHETIC cohort in the CPM-RadPath layout")
-    s.add_argument("out", help="output folder")
-    s.add_argument("--cases", type=int, default=221, help="number of cases (default 221, the real release's size)")
-    s.add_argument("--seed", type=int, default=0)
-    s.add_argument("--shape", type=int, nargs=3, default=[240, 240, 155], metavar=("X", "Y", "Z"))
-    s.add_argument("--workers", type=int, default=2, help="processes (output does not depend on it)")
-    s.add_argument("--force", action="store_true", help="overwrite an existing cohort in OUT")
-    s.add_argument("--quiet", action="store_true", help="no progress bar")
-    s.set_defaults(func=cmd_synth)
 
+def add_parsers(sub) -> None:
+    """The client's subcommands (core install: no TensorFlow, JAX or Flax)."""
     s = sub.add_parser("inspect", help="check one case and find its max-tumour slice")
-    s.add_argument("case_dir", help="Radiology/<ID>/ folder")
+    _case_arguments(s)
     s.add_argument("--json", action="store_true")
     s.set_defaults(func=cmd_inspect)
 
     s = sub.add_parser("evaluate", help="challenge metrics of a predictions CSV against a labels CSV")
     s.add_argument("predictions")
-    s.add_argument("labels")
+    s.add_argument("labels", help="labels CSV (rows with a blank class are skipped, with a note)")
     s.add_argument("--json", action="store_true")
     s.set_defaults(func=cmd_evaluate)
 
-    s = sub.add_parser("train", help="train and cross-validate the ResNet50 on a cohort")
-    s.add_argument("cohort", help="cohort root (holds Radiology/ and the labels CSV)")
-    s.add_argument("--out", required=True, help="run folder (resumes if it holds an interrupted run)")
-    s.add_argument("--labels", help="labels CSV (default: the one in the cohort root)")
-    s.add_argument("--width", type=int, default=TRAIN_DEFAULTS.width, help="ResNet50 base width (64 = standard; default %(default)s)")
-    s.add_argument("--stages", type=int, nargs=4, default=[3, 4, 6, 3], metavar="N",
-                   help="bottleneck blocks per stage (default 3 4 6 3 = ResNet50; 1 1 1 1 for quick checks)")
-    s.add_argument("--epochs", type=int, default=TRAIN_DEFAULTS.epochs)
-    s.add_argument("--batch-size", type=int, default=TRAIN_DEFAULTS.batch_size, help="global batch, split over devices")
-    s.add_argument("--lr", type=float, default=TRAIN_DEFAULTS.learning_rate)
-    s.add_argument("--folds", type=int, default=5, help="cross-validation folds (0: none)")
-    s.add_argument("--holdout", type=float, default=0.2, help="fraction held out for evaluation and blessing")
-    s.add_argument("--devices", type=int, help="local devices for pmap (default: all; on a CPU, N virtual devices)")
-    s.add_argument("--seed", type=int, default=0)
-    s.add_argument("--use-age", action="store_true", help="feed age next to the image features")
-    s.add_argument("--no-tta", action="store_true", help="no test-time averaging over slices and flips")
-    s.add_argument("--init-weights", help=".npz of ImageNet-style weights for the first layers")
-    s.add_argument("--cache", help="example cache folder (default RUN_DIR/cache)")
-    s.add_argument("--quiet", action="store_true")
-    s.set_defaults(func=cmd_train)
-    s = sub.add_parser("export", help="push a trained run as a new SavedModel version (jax2tf)")
-    s.add_argument("run_dir")
-    s.add_argument("--model-base", required=True, help="model base folder served by TF Serving")
-    s.add_argument("--name", default="glioma", help="model name (default %(default)s)")
-    s.add_argument("--force", action="store_true", help="push even if it scores below the latest version")
-    s.add_argument("--json", action="store_true")
-    s.set_defaults(func=cmd_export)
-    s = sub.add_parser("serve", help="serve SavedModels over gRPC and REST (TF Serving if installed, else built-in)")
-    s.add_argument("--model-base", required=True, help="folder holding <name>/<version>/ SavedModels")
-    s.add_argument("--model-name", help="serve only this model (default: every model in --models-config)")
-    s.add_argument("--grpc-port", type=int, default=8500)
-    s.add_argument("--rest-port", type=int, default=8501)
-    s.add_argument("--models-config", help="TF Serving model config (default: serving/models.config)")
-    s.add_argument("--no-batching", action="store_true", help="do not batch concurrent requests")
-    s.add_argument("--backend", choices=["auto", "builtin", "tf-serving"], default="auto")
-    s.set_defaults(func=cmd_serve)
-
     server_help = "HOST:PORT of the gRPC server (default $RADPATH_SERVER or localhost:8500)"
     s = sub.add_parser("classify", help="classify one case through the server")
-    s.add_argument("case_dir", nargs="?", help="Radiology/<ID>/ folder (or give the four files)")
-    for seq in ("flair", "t1", "t1ce", "t2"):
-        s.add_argument(f"--{seq}", help=f"{seq} NIfTI file")
-    s.add_argument("--age-days", type=float, help="patient age in days (used if the model takes age)")
+    _case_arguments(s)
+    s.add_argument("--age-days", type=float, help="patient age in days (used if the model takes age; a warning if not)")
     s.add_argument("--server", default=None, help=server_help)
     s.add_argument("--model", default="glioma")
     s.add_argument("--version", type=int, help="ask for this model version (default: the latest)")
@@ -279,7 +218,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--json", action="store_true")
     s.set_defaults(func=cmd_classify)
 
-    s = sub.add_parser("classify-cohort", help="classify every case of a cohort into a submission CSV")
+    s = sub.add_parser("classify-cohort", help="classify every case of a cohort into a predictions CSV",
+                       description=f"Exit codes: 0 every case classified; {EXIT_CASES_FAILED} finished, but some "
+                                   f"cases failed (listed in OUT.failed.csv); {EXIT_ERROR} an error or the server "
+                                   "stayed unavailable (rerun to continue).")
     s.add_argument("cohort")
     s.add_argument("--out", required=True, help="predictions CSV (resumes if it exists)")
     s.add_argument("--server", default=None, help=server_help)
@@ -299,24 +241,85 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--json", action="store_true")
     s.set_defaults(func=cmd_merge)
 
-    from client.web.cli import add_parsers as add_web_parsers  # web, web-worker, users (light imports)
-    add_web_parsers(sub)
+
+# ---------------------------------------------------------------- dispatcher
+def _unavailable(sub, module: str, extra: str | None, reason: str) -> None:
+    """Stand-in parsers for the commands of a module that cannot be imported here."""
+    for name, (mod, _) in COMMANDS.items():
+        if mod != module:
+            continue
+        s = sub.add_parser(name, help=f"(unavailable: {reason})", add_help=False)
+        s.add_argument("rest", nargs=argparse.REMAINDER)
+
+        def fail(args, name=name):
+            hint = f": pip install 'radpath[{extra}]'" if extra else ""
+            raise SystemExit(f"radpath {name}: not available in this install ({reason}){hint}")
+        s.set_defaults(func=fail)
+
+
+def _add_module(sub, module: str, extra: str | None) -> None:
+    if module == "client.cli":
+        add_parsers(sub)
+        return
+    try:
+        mod = importlib.import_module(module)
+    except ModuleNotFoundError as exc:
+        root = (exc.name or "").split(".")[0]
+        _unavailable(sub, module, extra or EXTRA_OF_MODULE.get(root), f"module {exc.name} is not installed")
+        return
+    except Exception as exc:  # a broken optional module must not take the other commands down
+        _unavailable(sub, module, extra, f"{module} failed to import: {type(exc).__name__}: {exc}")
+        return
+    adder = getattr(mod, "add_parsers", None)
+    if adder is None:
+        _unavailable(sub, module, extra, f"{module} has no add_parsers()")
+    else:
+        adder(sub)
+
+
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The parser; with `command`, only the module that defines it is imported."""
+    p = argparse.ArgumentParser(prog="radpath", description="Diffuse glioma class (A / O / G) from four MRI sequences.",
+                                epilog=f"exit codes: 0 done, {EXIT_ERROR} error, {EXIT_CASES_FAILED} classify-cohort "
+                                       "finished with failed cases, 130 interrupted")
+    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = p.add_subparsers(dest="command", required=True)
+    modules: dict[str, str | None] = {}
+    for name, (module, extra) in COMMANDS.items():
+        if command is None or name == command:
+            modules.setdefault(module, extra)
+    for module, extra in modules.items():
+        _add_module(sub, module, extra)
     return p
 
 
-TRAIN_DEFAULTS = TrainConfig()
-"""Defaults shown in --help (train.config imports no jax, so --help stays instant)."""
+def _command_of(argv: list[str]) -> str | None:
+    """The subcommand named in argv (skipping global options), if it is a known one."""
+    for a in argv:
+        if a.startswith("-"):
+            continue
+        return a if a in COMMANDS else None
+    return None
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = build_parser(_command_of(argv)).parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
+    from preprocess.errors import RadPathError
     try:
         return int(args.func(args) or 0)
     except RadPathError as exc:
         print(f"radpath {args.command}: error: {exc}", file=sys.stderr)
-        return 1
+        return EXIT_ERROR
+    except ModuleNotFoundError as exc:
+        root = (exc.name or "").split(".")[0]
+        extra = COMMANDS.get(args.command, (None, None))[1] or EXTRA_OF_MODULE.get(root)
+        if root in EXTRA_OF_MODULE and extra:
+            print(MissingExtraError(args.command, extra, exc.name), file=sys.stderr)
+            return EXIT_ERROR
+        raise
     except KeyboardInterrupt:
         print(f"radpath {args.command}: interrupted", file=sys.stderr)
         return 130
