@@ -1,8 +1,9 @@
 """Classify a whole cohort through the server: resumable, sharded, overlapping I/O and inference.
 
-- Output: the challenge submission CSV (the cohort's ID column, `class`, then p_A, p_O, p_G).
+- Output: the challenge predictions CSV of `contract.predictions_csv` (the cohort's ID column,
+  `class`, the probabilities, tumour found, slice, warnings), quoted by the csv module.
 - Resumable: cases already in the output are skipped; every row is written with one `write` and
-  flushed, and a torn last line left by a killed process is cut off before appending.
+  flushed, and a torn last row left by a killed process is cut off before appending.
 - Failures: a case that cannot be read or is rejected goes to `<output>.failed.csv` with the
   reason, and the run goes on. A server that stays unavailable stops the run with a clear message;
   rerunning the same command continues where it stopped, without duplicate rows.
@@ -24,12 +25,14 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from preprocess.case import CLASSES
+from contract.predictions_csv import (LINE_END, PredictionRow, append_row, format_header, neutralise, prediction_header,
+                                      read_predictions)
+from contract.model_io import CLASSES
+from contract.signature import DEFAULT_MODEL_NAME
 from preprocess.cohort import read_cohort
-from preprocess.errors import CaseError, RadPathError
-from preprocess.labels import prediction_header
+from preprocess.errors import CaseError, LabelsError, RadPathError
 
-from .grpc_client import GlioClient, InvalidInputError, ServingError
+from .grpc_client import Classification, GlioClient, InvalidInputError, ServingError
 
 log = logging.getLogger(__name__)
 
@@ -49,23 +52,22 @@ def shard_of(case_id: str, n: int) -> int:
 
 
 def read_done(out: Path, id_column: str) -> set[str]:
-    """IDs already written to `out`; repairs a torn last line; refuses a file of another cohort."""
+    """IDs already written to `out`; repairs a torn last row; refuses a file of another cohort or format."""
     if not out.exists() or out.stat().st_size == 0:
         return set()
-    data = out.read_bytes()
-    if not data.endswith(b"\n"):
-        cut = data.rfind(b"\n") + 1
-        log.warning("%s: removing an incomplete last line left by an interrupted run", out)
-        with open(out, "r+b") as f:
-            f.truncate(cut)
-    with open(out, newline="") as f:
-        rows = list(csv.reader(f))
-    if not rows:
-        return set()
-    if rows[0] != prediction_header(id_column):
-        raise RadPathError(f"{out} exists with header {','.join(rows[0])}, expected {','.join(prediction_header(id_column))}; "
-                           "choose another --out")
-    return {r[0] for r in rows[1:] if r}
+    try:
+        table = read_predictions(out, repair=True)
+    except LabelsError as exc:
+        raise RadPathError(f"cannot resume: {exc}; choose another --out") from None
+    if table.header != prediction_header(id_column):
+        raise RadPathError(f"{out} exists with header {','.join(table.header)}, expected "
+                           f"{','.join(prediction_header(id_column))}; choose another --out")
+    return {r.case_id for r in table.rows}
+
+
+def as_row(r: Classification) -> PredictionRow:
+    return PredictionRow(r.case_id, r.label, tuple(r.probabilities[c] for c in CLASSES), r.tumor_found,
+                         r.slice_index, tuple(w["code"] for w in r.warnings))
 
 
 @dataclass
@@ -77,13 +79,20 @@ class CohortRunSummary:
     seconds: float
     stopped: str | None = None
 
+    @property
+    def ok(self) -> bool:
+        """Every case of this shard is in the output (nothing failed, the run was not stopped)."""
+        return not self.failed and self.stopped is None
 
-def classify_cohort(cohort: str | Path, out: str | Path, target: str = "localhost:8500", model: str = "glioma",
+
+def classify_cohort(cohort: str | Path, out: str | Path, target: str = "localhost:8500", model: str = DEFAULT_MODEL_NAME,
                     workers: int = 2, shard: str | None = None, tta: bool = False, timeout: float = 60.0,
                     retries: int = 4, progress: bool = True) -> CohortRunSummary:
     t0 = time.perf_counter()
-    co = read_cohort(cohort)
     out = Path(out)
+    if out.is_dir():
+        raise RadPathError(f"--out {out}: is a folder; give the predictions CSV's file name, e.g. {out / 'predictions.csv'}")
+    co = read_cohort(cohort)
     failed_path = out.with_name(out.name + ".failed.csv")
     i, n = parse_shard(shard) if shard else (0, 1)
     mine = lambda case_id: shard_of(case_id, n) == i
@@ -95,9 +104,9 @@ def classify_cohort(cohort: str | Path, out: str | Path, target: str = "localhos
     new_file = not out.exists() or out.stat().st_size == 0
     written, stopped = 0, None
     client = GlioClient(target, model, timeout=timeout, retries=retries)
-    with open(out, "a", newline="") as f, ThreadPoolExecutor(max(1, workers)) as pool:
+    with open(out, "a", newline="", encoding="utf-8") as f, ThreadPoolExecutor(max(1, workers)) as pool:
         if new_file:
-            f.write(",".join(prediction_header(co.id_column)) + "\n")
+            f.write(format_header(co.id_column))
             f.flush()
         bar = tqdm(total=len(todo), desc="classify", unit="case", disable=not progress)
         pending = {}
@@ -127,9 +136,7 @@ def classify_cohort(cohort: str | Path, out: str | Path, target: str = "localhos
                     log.exception("%s failed", entry.case_id)
                     failed.append((entry.case_id, f"{type(exc).__name__}: {exc}"))
                 else:
-                    line = ",".join([r.case_id, r.label] + [f"{r.probabilities[c]:.6f}" for c in CLASSES]) + "\n"
-                    f.write(line)  # one write per row, by this thread only, flushed: never half a row
-                    f.flush()
+                    append_row(f, as_row(r))  # one write per row, by this thread only, flushed
                     written += 1
                 bar.update()
                 if stopped is None:
@@ -144,36 +151,11 @@ def classify_cohort(cohort: str | Path, out: str | Path, target: str = "localhos
         os.fsync(f.fileno())
     client.close()
     if failed:
-        with open(failed_path, "w", newline="") as ff:
-            w = csv.writer(ff)
+        with open(failed_path, "w", newline="", encoding="utf-8") as ff:
+            w = csv.writer(ff, lineterminator=LINE_END)
             w.writerow([co.id_column, "reason"])
-            w.writerows(failed)
+            w.writerows([neutralise(cid), neutralise(reason)] for cid, reason in failed)
     elif failed_path.exists():
         failed_path.unlink()
     return CohortRunSummary(len(entries), len(entries) - len(todo), written, failed,
                             round(time.perf_counter() - t0, 2), stopped)
-
-
-def merge_predictions(out: str | Path, shards: list[str | Path]) -> int:
-    """Concatenate shard CSVs (same header) into `out`; refuses duplicate case IDs. Returns rows."""
-    header, rows, seen = None, [], {}
-    for path in shards:
-        with open(path, newline="") as f:
-            data = list(csv.reader(f))
-        if not data:
-            raise RadPathError(f"{path}: empty shard file")
-        if header is None:
-            header = data[0]
-        elif data[0] != header:
-            raise RadPathError(f"{path}: header {','.join(data[0])} differs from {','.join(header)}")
-        for r in data[1:]:
-            if r[0] in seen:
-                raise RadPathError(f"case {r[0]} appears in both {seen[r[0]]} and {path}")
-            seen[r[0]] = path
-            rows.append(r)
-    rows.sort(key=lambda r: r[0])
-    with open(out, "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(header)
-        w.writerows(rows)
-    return len(rows)

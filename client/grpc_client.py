@@ -1,10 +1,12 @@
-"""The gRPC client of the serving stack (TensorFlow Serving's PredictionService protos).
+"""The gRPC client of the serving stack (TensorFlow Serving's PredictionService API).
 
     client = GlioClient("localhost:8500")
     result = client.classify("cohort/Radiology/CPM19_CBICA_AAB_1")   # or four paths, age optional
-    result.label, result.probabilities, result.slice_index, result.model_version
+    result.label, result.probabilities, result.slice_index, result.model_version, result.warnings
 
-Preprocessing comes from `preprocess` only, the same code that built the training examples.
+Light: the messages are `contract.tfs_api`'s (TF Serving's wire format, no TensorFlow), the model
+input and its test-time views are `contract.model_io`'s, the signature names `contract.signature`'s;
+preprocessing comes from `preprocess` only, the same code that built the training examples.
 UNAVAILABLE is retried with exponential backoff; INVALID_ARGUMENT, NOT_FOUND and
 DEADLINE_EXCEEDED become specific errors with a message that says what to do.
 """
@@ -19,16 +21,34 @@ from typing import Mapping
 import grpc
 import numpy as np
 
+from contract.model_io import CLASSES, TTA_OFFSETS, check_input, fill_ages, round_input, tta_views
+from contract.signature import (AGE_INPUT, DEFAULT_MODEL_NAME, GRPC_MAX_MESSAGE_BYTES, IMAGE_INPUT,
+                                PROBABILITIES_OUTPUT, SIGNATURE_NAME)
+from contract.tensor_codec import TensorCodecError, fill_tensor, from_proto
+from contract.tfs_api import serving_apis_pb2 as apis
+from contract.tfs_api import serving_apis_pb2_grpc as services
 from preprocess import find_tumor, load_case, model_input, model_inputs
-from preprocess.case import CLASSES, Case
+from preprocess.case import Case
 from preprocess.errors import RadPathError
-from serving import GRPC_MAX_MESSAGE_BYTES
-from train.config import AGE_FILL_DAYS
-
-from serving.protos import fill_proto, from_proto, pb
 
 log = logging.getLogger(__name__)
 
+
+def case_warnings(case: Case, tumor) -> list[dict[str, str]]:
+    """The case's warnings as {code, message} (`preprocess.findings` codes).
+
+    `preprocess.quality.case_warnings` collects them all; until it exists, the detection result's
+    own `no-tumour` warning stands in."""
+    try:
+        from preprocess.quality import case_warnings as collect
+    except ImportError:
+        collect = None
+    if collect is not None:
+        return [w.as_dict() for w in collect(case)]
+    if not tumor.found:
+        return [{"code": "no-tumour", "message": f"{case.case_id}: no FLAIR/T2-hyperintense lesion found; "
+                                                 f"slice {tumor.index} is the brain's centre"}]
+    return []
 
 
 class ServingError(RadPathError):
@@ -61,25 +81,30 @@ class Classification:
     model: str
     model_version: int
     timings: dict[str, float] = field(default_factory=dict)
+    warnings: list[dict[str, str]] = field(default_factory=list)
+    """{code, message} per warning (codes of `preprocess.findings`)."""
+    age_used: bool = False
+    """Whether the model took the case's age (False for a model trained without age)."""
 
     def as_dict(self) -> dict:
         return {"case_id": self.case_id, "class": self.label, "probabilities": self.probabilities,
-                "slice_index": self.slice_index, "tumor_found": self.tumor_found,
-                "model": self.model, "model_version": self.model_version, "seconds": self.timings}
+                "slice_index": self.slice_index, "tumor_found": self.tumor_found, "warnings": self.warnings,
+                "age_used": self.age_used, "model": self.model, "model_version": self.model_version,
+                "seconds": self.timings}
 
 
 class GlioClient:
     """A connection to a TF Serving (or built-in) server holding the glioma model."""
 
-    def __init__(self, target: str = "localhost:8500", model: str = "glioma", version: int | None = None,
+    def __init__(self, target: str = "localhost:8500", model: str = DEFAULT_MODEL_NAME, version: int | None = None,
                  timeout: float = 30.0, retries: int = 4, backoff: float = 0.5):
         self.target, self.model, self.version = target, model, version
         self.timeout, self.retries, self.backoff = timeout, retries, backoff
         options = [("grpc.max_send_message_length", GRPC_MAX_MESSAGE_BYTES),
                    ("grpc.max_receive_message_length", GRPC_MAX_MESSAGE_BYTES)]
         self._channel = grpc.insecure_channel(target, options=options)
-        self._predict = pb.prediction_service_pb2_grpc.PredictionServiceStub(self._channel)
-        self._models = pb.model_service_pb2_grpc.ModelServiceStub(self._channel)
+        self._predict = services.PredictionServiceStub(self._channel)
+        self._models = services.ModelServiceStub(self._channel)
         self._wants_age: bool | None = None
 
     def close(self) -> None:
@@ -123,63 +148,76 @@ class GlioClient:
 
     def status(self) -> list[tuple[int, str]]:
         """[(version, state)] of the model on the server (GetModelStatus)."""
-        req = pb.get_model_status_pb2.GetModelStatusRequest()
+        req = apis.GetModelStatusRequest()
         self._spec(req)
         resp = self._call(self._models.GetModelStatus, req, "status")
-        return [(s.version, pb.get_model_status_pb2.ModelVersionStatus.State.Name(s.state)) for s in resp.model_version_status]
+        return [(s.version, apis.ModelVersionStatus.State.Name(s.state)) for s in resp.model_version_status]
 
     def wants_age(self) -> bool:
-        """Whether the served signature has an `age_days` input (GetModelMetadata)."""
+        """Whether the served signature has the age input (GetModelMetadata)."""
         if self._wants_age is None:
-            get_model_metadata_pb2 = pb.get_model_metadata_pb2
-            req = get_model_metadata_pb2.GetModelMetadataRequest(metadata_field=["signature_def"])
+            req = apis.GetModelMetadataRequest(metadata_field=["signature_def"])
             self._spec(req)
             resp = self._call(self._predict.GetModelMetadata, req, "metadata")
-            sig_map = get_model_metadata_pb2.SignatureDefMap()
-            resp.metadata["signature_def"].Unpack(sig_map)
-            self._wants_age = "age_days" in sig_map.signature_def["serving_default"].inputs
+            sig_map = apis.SignatureDefMap()
+            if not resp.metadata["signature_def"].Unpack(sig_map):
+                raise ServingError(f"server {self.target}: metadata holds {resp.metadata['signature_def'].type_url}, "
+                                   "not a SignatureDefMap")
+            self._wants_age = AGE_INPUT in sig_map.signature_def[SIGNATURE_NAME].inputs
         return self._wants_age
 
     def predict(self, images: np.ndarray, ages_days: np.ndarray | None = None) -> tuple[np.ndarray, int]:
-        """(probabilities float32 [n, 3] in order A, O, G, model version) for images [n, 224, 224, 4]."""
+        """(probabilities float32 [n, len(CLASSES)] in CLASSES order, model version) for images
+        [n, *IMAGE_SHAPE]; unknown ages (None, NaN) get the contract's fill."""
         images = np.asarray(images, np.float32)
-        if images.ndim != 4 or images.shape[1:] != (224, 224, 4):
-            raise InvalidInputError(f"images must be [n, 224, 224, 4], got {list(images.shape)}")
-        req = pb.predict_pb2.PredictRequest()
+        try:
+            check_input(images)
+        except ValueError as exc:
+            raise InvalidInputError(str(exc)) from None
+        req = apis.PredictRequest()
         self._spec(req)
-        req.model_spec.signature_name = "serving_default"
-        fill_proto(req.inputs["image"], images)
+        req.model_spec.signature_name = SIGNATURE_NAME
+        fill_tensor(req.inputs[IMAGE_INPUT], images)
         if self.wants_age():
-            ages = np.full(len(images), AGE_FILL_DAYS, np.float32) if ages_days is None else np.asarray(ages_days, np.float32)
-            fill_proto(req.inputs["age_days"], np.nan_to_num(ages, nan=AGE_FILL_DAYS))
-        req.output_filter.append("probabilities")
+            fill_tensor(req.inputs[AGE_INPUT], fill_ages(ages_days, len(images)))
+        req.output_filter.append(PROBABILITIES_OUTPUT)
         resp = self._call(self._predict.Predict, req, "predict")
-        return from_proto(resp.outputs["probabilities"]), resp.model_spec.version.value
+        try:
+            probs = from_proto(resp.outputs[PROBABILITIES_OUTPUT])
+        except TensorCodecError as exc:
+            raise ServingError(f"server {self.target}: unreadable {PROBABILITIES_OUTPUT} ({exc})") from None
+        if probs.shape != (len(images), len(CLASSES)) or not np.isfinite(probs).all():
+            raise ServingError(f"server {self.target}: model {self.model} answered {PROBABILITIES_OUTPUT} of shape "
+                               f"{list(probs.shape)}" + ("" if np.isfinite(probs).all() else " holding NaN or inf")
+                               + f"; expected [{len(images)}, {len(CLASSES)}] finite values")
+        return probs, resp.model_spec.version.value
 
     # -- the product
     def classify_case(self, case: Case, tta: bool = False) -> Classification:
         """Classify an already loaded case (see `classify`)."""
         t0 = time.perf_counter()
         tumor = find_tumor(case)
-        if tta:  # the same views as training's test-time averaging: slices -1, 0, +1, each flipped
-            views = model_inputs(case, (-1, 0, 1), tumor.index)
-            x = np.concatenate([views, views[:, :, ::-1, :]])
+        if tta:  # the contract's views, the same as training's test-time averaging
+            x = tta_views(model_inputs(case, TTA_OFFSETS, tumor.index))
         else:
             x = model_input(case, tumor.index)[None]
+        x = round_input(x)  # the precision the model was trained and evaluated at (contract.model_io)
+        warnings = case_warnings(case, tumor)
         t1 = time.perf_counter()
-        ages = None if case.age_days is None else np.full(len(x), case.age_days, np.float32)
-        probs, version = self.predict(x, ages)
+        probs, version = self.predict(x, None if case.age_days is None else np.full(len(x), case.age_days))
         t2 = time.perf_counter()
         p = probs.mean(axis=0)
         return Classification(case.case_id, CLASSES[int(p.argmax())], {c: float(v) for c, v in zip(CLASSES, p)},
                               tumor.index, tumor.found, self.model, version,
-                              {"preprocess": round(t1 - t0, 4), "inference": round(t2 - t1, 4)})
+                              {"preprocess": round(t1 - t0, 4), "inference": round(t2 - t1, 4)}, warnings,
+                              age_used=case.age_days is not None and self.wants_age())
 
     def classify(self, source: str | Path | Mapping[str, str | Path], age_days: float | None = None,
-                 tta: bool = False) -> Classification:
-        """Load a case (folder or the four files), preprocess, ask the server; age is optional."""
+                 tta: bool = False, case_id: str | None = None) -> Classification:
+        """Load a case (folder or the four files), preprocess, ask the server; age is optional.
+        `case_id` names the case (default: the folder name, or the FLAIR file name minus `_flair`)."""
         t0 = time.perf_counter()
-        case = load_case(source, age_days=age_days)
+        case = load_case(source, case_id=case_id, age_days=age_days)
         load_s = time.perf_counter() - t0
         result = self.classify_case(case, tta)
         result.timings["load"] = round(load_s, 4)

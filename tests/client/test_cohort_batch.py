@@ -4,7 +4,9 @@ import time
 
 import pytest
 
-from client.cohort_batch import classify_cohort, merge_predictions, parse_shard, shard_of
+from client.cli import EXIT_CASES_FAILED, main
+from client.cohort_batch import classify_cohort, parse_shard, shard_of
+from contract.predictions_csv import merge_predictions, prediction_header
 from preprocess.errors import RadPathError
 from serving.local_server import Server
 from serving.model_config import ModelEntry
@@ -29,7 +31,8 @@ def test_cohort_run_resumes_without_duplicates(small_cohort, server, tmp_path):
     s = classify_cohort(small_cohort, out, server, progress=False)
     assert (s.written, s.skipped_done, s.failed, s.stopped) == (12, 0, [], None)
     rows = _rows(out)
-    assert rows[0] == ["CPM_RadPath_2019_ID", "class", "p_A", "p_O", "p_G"] and len(rows) == 13
+    assert rows[0] == prediction_header("CPM_RadPath_2019_ID") and len(rows) == 13
+    assert {r[5] for r in rows[1:]} <= {"true", "false"} and all(r[6].isdigit() for r in rows[1:])
     # a killed run: last rows lost, a torn half row at the end
     text = out.read_text().splitlines(keepends=True)
     out.write_text("".join(text[:-3]) + text[-3][:10])
@@ -40,7 +43,7 @@ def test_cohort_run_resumes_without_duplicates(small_cohort, server, tmp_path):
     assert classify_cohort(small_cohort, out, server, progress=False).written == 0
 
 
-def test_bad_case_is_listed_and_the_rest_go_on(small_cohort, server, tmp_path):
+def test_bad_case_is_listed_the_rest_go_on_and_the_exit_code_says_so(small_cohort, server, tmp_path, capsys):
     root = tmp_path / "c"
     (root / "Radiology").mkdir(parents=True)
     cases = sorted((small_cohort / "Radiology").iterdir())[:3]
@@ -48,10 +51,30 @@ def test_bad_case_is_listed_and_the_rest_go_on(small_cohort, server, tmp_path):
         copy_case(c, root / "Radiology")
     next((root / "Radiology" / cases[1].name).glob("*_t1.nii.gz")).write_bytes(b"garbage")
     out = tmp_path / "p.csv"
-    s = classify_cohort(root, out, server, progress=False)
-    assert s.written == 2 and [f[0] for f in s.failed] == [cases[1].name]
+    code = main(["classify-cohort", str(root), "--out", str(out), "--server", server, "--quiet"])
+    assert code == EXIT_CASES_FAILED and "1 cases failed" in capsys.readouterr().err
+    assert len(_rows(out)) == 3
     failed = _rows(tmp_path / "p.csv.failed.csv")
     assert failed[1][0] == cases[1].name and "_t1.nii.gz" in failed[1][1]
+
+
+def test_hostile_case_ids_survive_a_resumed_run_merge_and_evaluate(small_cohort, server, tmp_path, capsys):
+    root = tmp_path / "c"
+    (root / "Radiology").mkdir(parents=True)
+    ids = ["a,b", 'q"uote', "=HYPERLINK(1)", "-1"]
+    for cid, c in zip(ids, sorted((small_cohort / "Radiology").iterdir())):
+        copy_case(c, root / "Radiology", cid)
+    out = tmp_path / "p.csv"
+    assert classify_cohort(root, out, server, progress=False).written == 4
+    assert classify_cohort(root, out, server, progress=False).written == 0  # resume reads it back
+    cells = [r[0] for r in _rows(out)[1:]]
+    assert sorted(cells) == sorted(["a,b", 'q"uote', "'=HYPERLINK(1)", "'-1"])  # formulas neutralised
+    labels = tmp_path / "labels.csv"
+    labels.write_text("CPM_RadPath_2019_ID,class\n" + "".join(f'"{i.replace(chr(34), 2 * chr(34))}",A\n' for i in ids)
+                      + "UNGRADED_1,\n")
+    assert main(["merge-predictions", str(tmp_path / "m.csv"), str(out), "--labels", str(labels), "--json"]) == 0
+    captured = capsys.readouterr()
+    assert '"n": 4' in captured.out and "1 rows of" in captured.err and "no class" in captured.err
 
 
 def test_shards_cover_every_case_exactly_once(small_cohort, server, tmp_path):
