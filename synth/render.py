@@ -22,7 +22,7 @@ from .tumors import Tumor
 SEQ_ORDER = ("flair", "t1", "t1ce", "t2")
 SOLVED = ("flair", "t2")
 """Sequences whose lesion level is solved for a drawn robust z (the others are relative values)."""
-BRAIN_SAMPLE = 250_000
+BRAIN_SAMPLE = 100_000
 """Brain voxels used for the robust statistics while solving (exact statistics at the end)."""
 
 
@@ -69,12 +69,14 @@ def contrast(d: dict) -> np.ndarray:
     return np.concatenate([np.zeros((4, 1)), table], axis=1).astype(np.float32)
 
 
-def _blur(x: np.ndarray, sigma_xy: float, sigma_z: float) -> np.ndarray:
+def _blur(x: np.ndarray, sigma_xy: float, slab: int) -> np.ndarray:
+    """Partial volume: Gaussian in-plane point spread, and a thick slice's box profile of `slab`
+    voxels (odd, so nothing shifts) along z, as after resampling thick slices to 1 mm."""
     if sigma_xy > 0.3:
-        x = ndimage.gaussian_filter1d(x, sigma_xy, axis=0, truncate=3.0)
-        x = ndimage.gaussian_filter1d(x, sigma_xy, axis=1, truncate=3.0)
-    if sigma_z > 0.3:
-        x = ndimage.gaussian_filter1d(x, sigma_z, axis=2, truncate=3.0)
+        x = ndimage.gaussian_filter1d(x, sigma_xy, axis=0, truncate=2.5)
+        x = ndimage.gaussian_filter1d(x, sigma_xy, axis=1, truncate=2.5)
+    if slab > 1:
+        x = ndimage.uniform_filter1d(x, slab, axis=2)
     return x
 
 
@@ -152,7 +154,7 @@ def render(rng: np.random.Generator, brain: Brain, tumor: Tumor | None, d: dict)
     resample = d["residue_shift"] if d["background"] == "residue" else None
     out = {}
     for s, name in enumerate(SEQ_ORDER):
-        sigma_z = 0.35 * d["slice_mm"][s] * unit_z if d["slice_mm"][s] > 1.0 else 0.0
+        slab = 2 * int(round((d["slice_mm"][s] * unit_z - 1.0) / 2.0)) + 1
         img = np.take(table[s], brain.tissue)
         img *= texture
         wm = float(table[s][3])
@@ -163,21 +165,24 @@ def render(rng: np.random.Generator, brain: Brain, tumor: Tumor | None, d: dict)
             les = tumor.seg > 0
             if name in SOLVED:
                 sub[les] = ref
-                margin = int(np.ceil(3 * max(sigma_xy, sigma_z))) + 1
+                margin = int(np.ceil(max(2.5 * sigma_xy, slab / 2.0))) + 1
                 gbox = _grow(tumor.box, margin, shape)
                 pattern = np.zeros(tuple(b.stop - b.start for b in gbox), dtype=np.float32)
                 inner = tuple(slice(t.start - g.start, t.stop - g.start) for t, g in zip(tumor.box, gbox))
                 pattern[inner] = getattr(tumor, name)
                 g_full = np.zeros(shape, dtype=np.float32)
-                g_full[gbox] = _blur(pattern, sigma_xy, sigma_z) * bias[gbox]
+                g_full[gbox] = _blur(pattern, sigma_xy, slab) * bias[gbox]
             else:
                 sub[les] = getattr(tumor, name)[les] * wm
-        img = _blur(img, sigma_xy, sigma_z) * bias
+        img = _blur(img, sigma_xy, slab) * bias
         noise = noise_std(in_idx.size, dtype=np.float32) * np.float32(d["noise"] * ref)
         img.ravel()[in_idx] += noise
         img[outside] = 0.0  # skull-stripped
         if resample is not None:  # a later cubic resample: ringing and residue outside the brain
             img = _cubic_shift(img, resample)
+            # keep the ringing near the brain; the far residue (< 1e-4 of the brain) is replaced in
+            # `to_full` by a low-entropy one of the same magnitude, else gzip takes seconds per file
+            img[outside & (np.abs(img) < np.float32(1e-4 * ref))] = 0.0
         if g_full is not None:
             g_full[outside] = 0.0
             if resample is not None:
@@ -191,18 +196,25 @@ def render(rng: np.random.Generator, brain: Brain, tumor: Tumor | None, d: dict)
     return out
 
 
-def _cubic_shift(x: np.ndarray, shifts: list[float]) -> np.ndarray:
-    """Resample at a sub-voxel offset with cubic B-splines, axis by axis (what a cubic resample of
-    a skull-stripped image does: negative ringing at the edge, decaying near-zero residue beyond)."""
-    def bspline(t: float) -> float:
-        t = abs(t)
-        return 2 / 3 - t * t + t ** 3 / 2 if t < 1 else (2 - t) ** 3 / 6 if t < 2 else 0.0
+def _cardinal_cubic(t: np.ndarray) -> np.ndarray:
+    """Interpolation kernel of cubic B-spline interpolation (prefilter included): sum_k c_k beta3(t - k)
+    with c_k = sqrt(3) z^|k|, z = sqrt(3) - 2 (the inverse of the B-spline's (1, 4, 1) / 6 sampling)."""
+    z = np.sqrt(3.0) - 2.0
+    k = np.arange(-24, 25)
+    c = np.sqrt(3.0) * z ** np.abs(k)
+    x = np.abs(t[:, None] - k[None, :])
+    beta = np.where(x < 1, 2 / 3 - x ** 2 + x ** 3 / 2, np.where(x < 2, (2 - x) ** 3 / 6, 0.0))
+    return (beta * c).sum(axis=1)
 
+
+def _cubic_shift(x: np.ndarray, shifts: list[float], taps: int = 7) -> np.ndarray:
+    """Resample at a sub-voxel offset with cubic B-splines, axis by axis (what a cubic resample of
+    a skull-stripped image does: negative ringing at the edge, decaying near-zero residue beyond).
+    One FIR pass per axis: the kernel decays as 0.268^|k|, so 2 * 7 + 1 taps leave < 1e-4 out."""
+    j = np.arange(-taps, taps + 1)
     for axis, delta in enumerate(shifts):
-        coef = ndimage.spline_filter1d(x, order=3, axis=axis, output=np.float32, mode="mirror")
-        frac = delta - np.floor(delta)
-        w = [0.0, bspline(1 + frac), bspline(frac), bspline(1 - frac), bspline(2 - frac)]
-        x = ndimage.correlate1d(coef, w, axis=axis, mode="constant", cval=0.0)
+        weights = _cardinal_cubic(delta - j).astype(np.float32)
+        x = ndimage.correlate1d(x, weights, axis=axis, mode="constant", cval=0.0)
     return x
 
 
@@ -237,7 +249,7 @@ def write_quirks(rng: np.random.Generator, vols: dict[str, np.ndarray], brain: B
             img[~inside] = 0.0
             flat = img.reshape(-1)
             flat[dropped] = 0.0
-            out[name] = img.astype(np.float32)
+            out[name] = _coarse_mantissa(img)
             continue
         scale = d["scale"][s]
         img *= np.float32(scale / max(float(np.median(brain_vals)), 1e-12))
@@ -253,19 +265,32 @@ def write_quirks(rng: np.random.Generator, vols: dict[str, np.ndarray], brain: B
                 keep = inside.copy()
                 keep.reshape(-1)[dropped] = False
                 img[keep & (img == 0)] = 1  # the brain is non-zero
-        out[name] = img.astype(np.float32) if d["dtype"] == "float32" else img
+        out[name] = _coarse_mantissa(img) if d["dtype"] == "float32" else img
     return out
+
+
+def _coarse_mantissa(x: np.ndarray, bits: int = 12) -> np.ndarray:
+    """float32 with `bits` mantissa bits (relative precision 2^-12, far below any MRI noise): the
+    files compress to a fraction of full-entropy floats, which keeps generation fast."""
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    x.view(np.uint32)[...] &= np.uint32((0xFFFFFFFF << (23 - bits)) & 0xFFFFFFFF)
+    return x
 
 
 def to_full(rng: np.random.Generator, crop: np.ndarray, brain: Brain, d: dict) -> np.ndarray:
     """The full volume: the brain box pasted into a background of zeros, or, for a float residue
     background, of tiny values (float arithmetic residue of a resample, as in real resampled files)."""
     full = np.zeros(brain.shape, dtype=crop.dtype)
+    x, _, z = brain.shape
+    residue = (10.0 ** rng.uniform(-40, -12, (x, 1, z)) * np.sign(rng.uniform(-1, 1, (x, 1, z)))).astype(np.float32)
     if d["background"] == "residue" and crop.dtype == np.float32:
-        x, _, z = brain.shape
-        mag = 10.0 ** rng.uniform(-40, -20, (x, 1, z)) * np.sign(rng.uniform(-1, 1, (x, 1, z))) * d["scale"][0]
-        full[...] = mag.astype(np.float32)
+        # tiny values everywhere but a few lines (constant along y, so the file compresses)
+        residue[rng.random((x, 1, z)) < 0.2] = 0.0
+        full[...] = _coarse_mantissa(residue * np.float32(d["scale"][0]))
+        box = full[brain.box]
+        keep = crop != 0
+        box[keep] = crop[keep]
     else:
-        rng.uniform(size=2 * brain.shape[0] * brain.shape[2])  # same stream whatever the kind
-    full[brain.box] = crop
+        rng.random((x, 1, z))  # same stream whatever the kind
+        full[brain.box] = crop
     return full
