@@ -79,7 +79,7 @@ def test_every_file_quirk_is_written_and_readable(tmp_path, background, dtype):
         assert (flair < 0).sum() > 50  # ringing at the brain's edge
         if dtype == "float32":
             bg = flair[far]
-            assert (bg != 0).mean() > 0.9 and np.abs(bg).max() < 1e-6 * np.abs(flair).max()
+            assert (bg != 0).mean() > 0.6 and np.abs(bg).max() < 1e-6 * np.abs(flair).max()
     else:
         nonzero = flair[flair != 0]
         assert abs(float(nonzero.mean())) < 0.05 and abs(float(nonzero.std()) - 1) < 0.05
