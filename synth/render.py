@@ -49,8 +49,10 @@ def draw_appearance(rng: np.random.Generator, style: Style) -> dict:
     d["bias"] = draw_range(rng, style.bias)
     d["blur_mm"] = draw_range(rng, style.blur_mm)
     d["slice_mm"] = [draw_range(rng, style.slice_mm) for _ in SEQ_ORDER]
-    d["flair_z"] = draw_range(rng, style.flair_z)
-    d["t2_z"] = draw_range(rng, style.t2_z)
+    # log-uniform: as many cases between 1.5 and 3 as between 4 and 8 (the subtle end is where real
+    # tumours sit: DATA.md's real medians are 2.6-2.9)
+    d["flair_z"] = draw_range(rng, style.flair_z, log=style.flair_z[0] > 0)
+    d["t2_z"] = draw_range(rng, style.t2_z, log=style.t2_z[0] > 0)
     d["dtype"] = draw_choice(rng, style.dtypes)
     d["background"] = draw_choice(rng, style.backgrounds)
     if d["background"] == "zscored":

@@ -7,7 +7,8 @@ how often each radiological sign appears, and the file-format quirks (dtype, int
 negative values, exactly-zero or near-zero background, z-scored files). A model trained on one
 style and tested on another (`train` vs `heldout`) shows whether it learned the signs or the look.
 
-A range is `(lo, hi)`, drawn uniformly per case (`scale` ranges log-uniformly); `lo == hi` pins a
+A range is `(lo, hi)`, drawn uniformly per case (`flair_z`, `t2_z` and the scales log-uniformly,
+so the subtle end is as well covered as the conspicuous one); `lo == hi` pins a
 value (e.g. `dataclasses.replace(STYLES["broad"], flair_z=(1.5, 1.5))`). A sign prevalence range
 `(lo, hi)` draws the case's probability, then the sign: the sign's overall rate is the mean.
 Choices (`families`, `dtypes`, `backgrounds`) are `(name, weight)` pairs.
@@ -81,7 +82,7 @@ class Style:
     """in-plane Gaussian sigma (mm)"""
     slice_mm: Range = (1.0, 6.0)
     """slice thickness (mm), drawn per sequence: anisotropic resolution resampled to 1 mm"""
-    lesion_scale: Range = (0.6, 1.3)
+    lesion_scale: Range = (0.75, 1.45)
     """lesion radius relative to the class's typical size"""
     irregularity: Range = (0.0, 0.35)
     texture: Range = (0.0, 0.25)
@@ -152,12 +153,12 @@ STYLES: dict[str, Style] = {s.name: s for s in (
     Style("train", flair_z=(2.5, 8.0), t2_z=(1.5, 5.0),
           families=_w(**{"se_1.5t": 1.0, "mprage_3t": 1.0, "low_contrast": 1.0}),
           contrast_jitter=(0.0, 0.1), noise=(0.01, 0.05), bias=(0.0, 0.15), blur_mm=(0.0, 0.7),
-          slice_mm=(1.0, 3.0), lesion_scale=(0.8, 1.3), dtypes=_w(int16=0.85, float32=0.15),
+          slice_mm=(1.0, 3.0), lesion_scale=(0.85, 1.45), dtypes=_w(int16=0.85, float32=0.15),
           backgrounds=_w(zero=0.85, residue=0.15, zscored=0.0)),
     Style("heldout", flair_z=(1.5, 3.0), t2_z=(0.5, 2.5),
           families=_w(flair_csf_bright=1.0, flair_gm_dark=1.0),
           contrast_jitter=(0.05, 0.15), noise=(0.03, 0.08), bias=(0.1, 0.3), blur_mm=(0.5, 1.2),
-          slice_mm=(3.0, 6.0), lesion_scale=(0.5, 1.2), dtypes=_w(int16=0.4, float32=0.6),
+          slice_mm=(3.0, 6.0), lesion_scale=(0.65, 1.25), dtypes=_w(int16=0.4, float32=0.6),
           backgrounds=_w(zero=0.2, residue=0.5, zscored=0.3)),
     # The subtle end of the space (what lower-grade gliomas and other FLAIR protocols look like).
     Style("subtle", flair_z=(1.5, 2.5), t2_z=(0.5, 2.5)),
@@ -166,7 +167,7 @@ STYLES: dict[str, Style] = {s.name: s for s in (
     Style("legacy", flair_z=(5.5, 8.0), t2_z=(2.5, 4.5), families=_w(**{"se_1.5t": 1.0}),
           contrast_jitter=(0.05, 0.05), tissue_texture=(0.0, 0.0), enhancement=(1.6, 2.0), lesion_t1=(0.9, 1.0),
           noise=(0.015, 0.04), bias=(0.06, 0.06), blur_mm=(0.0, 0.0), slice_mm=(1.0, 1.0),
-          lesion_scale=(1.0, 1.0), irregularity=(0.05, 0.25), texture=(0.03, 0.12),
+          lesion_scale=(0.9, 0.9), irregularity=(0.05, 0.25), texture=(0.03, 0.12),
           g_ring=(0.875, 0.875), g_midline=(0.0, 0.0), a_mismatch=(0.47, 0.47), a_enhancing=(0.1, 0.1),
           o_calcified=(0.6, 0.6), o_frontal=(0.6, 0.6), o_patchy=(0.5, 0.5), other_mismatch=(0.0, 0.0),
           other_calcified=(0.0, 0.0), dtypes=_w(int16=1.0), backgrounds=_w(zero=1.0), negatives=(0.00033, 0.00033)),

@@ -130,7 +130,7 @@ def make_tumor(rng: np.random.Generator, brain: Brain, appearance: str, style: S
     enhancement = draw_range(rng, style.enhancement)
     lesion_t1 = draw_range(rng, style.lesion_t1)
     center = _place(rng, brain, appearance, signs["frontal"], signs["midline"])
-    base = {"G": (8, 16), "A": (10, 20), "O": (10, 19)}[appearance]  # mm; G's oedema reaches 1.25-1.6x
+    base = {"G": (12, 20), "A": (12, 24), "O": (12, 22)}[appearance]  # mm; G's oedema reaches 1.3-1.6x
     radius = unit * size * rng.uniform(*base)
     reach = 1.9 if appearance == "G" else 1.25
     lo = np.maximum(np.floor(center - reach * radius * 1.4).astype(int), 0)
@@ -157,7 +157,7 @@ def make_tumor(rng: np.random.Generator, brain: Brain, appearance: str, style: S
 
     if appearance == "G":
         t = _distance(rng, bshape, c_local, radius, 0.1 + irregularity)
-        t_ed = _distance(rng, bshape, c_local, radius * rng.uniform(1.25, 1.6), 0.15 + irregularity)
+        t_ed = _distance(rng, bshape, c_local, radius * rng.uniform(1.3, 1.6), 0.15 + irregularity)
         necrotic_r = rng.uniform(0.45, 0.7)
         paint((t_ed < 1) & (t >= 1), ED, OEDEMA, 0.2 * texture)
         if signs["enhancing"]:
