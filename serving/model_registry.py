@@ -3,7 +3,9 @@
 A version is an integer folder holding saved_model.pb. The registry polls the base path, loads new
 versions (running their warm-up requests), serves the newest N per the version policy, and never
 drops a working version for one that fails to load: a corrupt or half-written push is logged with
-the reason and the previous version keeps serving.
+the reason and the previous version keeps serving. A version that failed is retried when any of
+its files changes (a `cp -r` lands saved_model.pb before variables/: the first load fails, the
+completed copy loads).
 """
 from __future__ import annotations
 
@@ -31,6 +33,18 @@ class InvalidArgument(Exception):
     """Bad request tensor (gRPC INVALID_ARGUMENT, HTTP 400)."""
 
 
+class Unavailable(Exception):
+    """The server cannot take the request now, e.g. the batch queue is full (gRPC UNAVAILABLE, HTTP 503)."""
+
+
+class ModelFailure(Exception):
+    """The model itself misbehaved on a valid request, e.g. non-finite outputs (gRPC INTERNAL, HTTP 500)."""
+
+
+DEFAULT_MAX_ROWS = 16
+"""Largest request batch when no batching config says otherwise (the export's largest warm-up size)."""
+
+
 @dataclass
 class LoadedVersion:
     name: str
@@ -40,28 +54,92 @@ class LoadedVersion:
     inputs: dict                    # name -> tf.TensorSpec
     outputs: list[str]
     signature_def: object           # tensorflow.core.protobuf.meta_graph_pb2.SignatureDef
+    compiled_sizes: tuple[int, ...] = ()
+    """Batch sizes the warm-up compiled; `run` pads (or splits) to them so no request size compiles
+    anew (each new size costs the jax2tf module 2-4 s and ~10 MB that is never freed)."""
 
-    def run(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """Validate and run the serving signature; raises InvalidArgument with a clear message."""
-        import tensorflow as tf
+    def validate(self, inputs: dict[str, np.ndarray], max_rows: int = DEFAULT_MAX_ROWS) -> int:
+        """Check one request on its own (names, dtype, shape, batch 1..max_rows, finite values)
+        before it may join a batch; returns its row count or raises InvalidArgument."""
+        where = f"model {self.name!r} version {self.version}"
+        if not inputs:
+            raise InvalidArgument(f"the request has no inputs; {where} takes {sorted(self.inputs)}")
         missing = sorted(set(self.inputs) - set(inputs))
         unknown = sorted(set(inputs) - set(self.inputs))
         if missing or unknown:
-            raise InvalidArgument(f"model {self.name} version {self.version} takes inputs {sorted(self.inputs)}; "
+            raise InvalidArgument(f"{where} takes inputs {sorted(self.inputs)}; "
                                   f"missing {missing or 'none'}, unknown {unknown or 'none'}")
-        feed = {}
+        rows = set()
         for key, spec in self.inputs.items():
             arr = inputs[key]
-            if arr.dtype != spec.dtype.as_numpy_dtype:
-                raise InvalidArgument(f"input '{key}' must be {spec.dtype.name}, got {arr.dtype}")
-            if not spec.shape.is_compatible_with(arr.shape):
-                raise InvalidArgument(f"input '{key}' must have shape {spec.shape.as_list()} (None = any), got {list(arr.shape)}")
-            feed[key] = tf.constant(arr)
-        batch = {a.shape[0] for a in inputs.values()}
-        if len(batch) > 1:
-            raise InvalidArgument(f"inputs disagree on the batch size: {sorted(batch)}")
-        out = self.fn(**feed)
-        return {k: v.numpy() for k, v in out.items()}
+            check_spec(key, spec, arr.dtype, list(arr.shape), max_rows)
+            if arr.dtype.kind == "f" and not np.isfinite(arr).all():
+                bad = int(arr.size - np.count_nonzero(np.isfinite(arr)))
+                raise InvalidArgument(f"input '{key}' holds {bad} NaN or infinite values; a model input must be finite")
+            rows.add(arr.shape[0])
+        if len(rows) > 1:
+            raise InvalidArgument(f"inputs disagree on the batch size: {sorted(rows)}")
+        return rows.pop()
+
+    def run(self, inputs: dict[str, np.ndarray], validated: bool = False) -> dict[str, np.ndarray]:
+        """Run the serving signature, padded or split to the compiled batch sizes (validating first
+        unless the caller did). Raises InvalidArgument for a bad request, ModelFailure for
+        non-finite outputs."""
+        rows = len(next(iter(inputs.values()))) if validated and inputs else self.validate(inputs, max_rows=2 ** 31)
+        chunk = max(self.compiled_sizes) if self.compiled_sizes else rows
+        parts = [self._run_padded({k: v[i:i + chunk] for k, v in inputs.items()}) for i in range(0, rows, chunk)]
+        out = parts[0] if len(parts) == 1 else {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+        for k, v in out.items():
+            if v.dtype.kind == "f" and not np.isfinite(v).all():
+                raise ModelFailure(f"model {self.name!r} version {self.version} produced non-finite '{k}' "
+                                   "for a finite input; the model is broken, not the request")
+        return out
+
+    def _run_padded(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        import tensorflow as tf
+        rows = len(next(iter(inputs.values())))
+        size = next((s for s in self.compiled_sizes if s >= rows), rows)
+        if size > rows:
+            inputs = {k: pad_rows(v, size) for k, v in inputs.items()}
+        out = self.fn(**{k: tf.constant(v) for k, v in inputs.items()})
+        return {k: v.numpy()[:rows] for k, v in out.items()}
+
+
+def pad_rows(array: np.ndarray, size: int) -> np.ndarray:
+    """`array` with its last row repeated up to `size` rows (padding rows are dropped from outputs)."""
+    return np.concatenate([array, np.repeat(array[-1:], size - len(array), axis=0)])
+
+
+def check_spec(key: str, spec, dtype: np.dtype, shape: list[int], max_rows: int) -> None:
+    """One input's dtype and shape against its TensorSpec, with the batch (first) axis in
+    1..max_rows; shared by the numpy check and the TensorProto pre-check (which runs before a
+    single value is decoded). Raises InvalidArgument."""
+    want = spec.shape.as_list()
+    if dtype != spec.dtype.as_numpy_dtype:
+        raise InvalidArgument(f"input '{key}' must be {spec.dtype.name}, got {np.dtype(dtype).name}")
+    if len(shape) != len(want) or any(w is not None and w != d for w, d in zip(want, shape)):
+        got = "a scalar" if not shape else str(shape)
+        raise InvalidArgument(f"input '{key}' must have shape {want} (None = any), got {got}")
+    if any(d < 0 for d in shape):
+        raise InvalidArgument(f"input '{key}' has a negative dimension in shape {shape}")
+    if want and want[0] is None and not 1 <= shape[0] <= max_rows:
+        raise InvalidArgument(f"input '{key}' has a batch of {shape[0]} rows; this server takes 1..{max_rows} "
+                              "per request (split larger batches)")
+
+
+def _fingerprint(path: Path) -> tuple:
+    """(file count, total bytes, newest mtime) of a version folder: changes while a copy is still
+    landing, so a version that failed to load is retried once its files change."""
+    count, size, newest = 0, 0, 0.0
+    for p in path.rglob("*"):
+        try:
+            st = p.stat()
+        except OSError:
+            continue
+        count += 1
+        size += st.st_size
+        newest = max(newest, st.st_mtime)
+    return count, size, newest
 
 
 def _signature_def(path: Path):
@@ -78,12 +156,15 @@ def _warm_up(lv: LoadedVersion) -> int:
     path = lv.path / ASSETS_EXTRA_DIR / WARMUP_FILE
     if not path.is_file():
         return 0
-    n = 0
+    n, sizes = 0, set()
     for record in tf.data.TFRecordDataset(str(path)):
         entry = prediction_log_pb2.PredictionLog.FromString(record.numpy())
         req = entry.predict_log.request
-        lv.run({k: tf.make_ndarray(v) for k, v in req.inputs.items()})
+        inputs = {k: tf.make_ndarray(v) for k, v in req.inputs.items()}
+        lv.run(inputs)
+        sizes.add(len(next(iter(inputs.values()))))
         n += 1
+    lv.compiled_sizes = tuple(sorted(sizes))
     return n
 
 
@@ -107,7 +188,7 @@ class ModelRegistry:
         self.entries = {e.name: e for e in entries}
         self.poll_seconds = poll_seconds
         self._loaded: dict[str, dict[int, LoadedVersion]] = {e.name: {} for e in entries}
-        self._failed: dict[tuple[str, int], float] = {}
+        self._failed: dict[tuple[str, int], tuple] = {}
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -149,9 +230,9 @@ class ModelRegistry:
                 keep[v] = current[v]
                 continue
             path = entry.base_path / str(v)
-            stamp = (path / SAVED_MODEL_FILE).stat().st_mtime
+            stamp = _fingerprint(path)
             if self._failed.get((entry.name, v)) == stamp:
-                continue  # failed before and unchanged since
+                continue  # failed before and unchanged since (a copy still landing changes it: retried)
             try:
                 keep[v] = load_version(entry.name, v, path)
             except Exception as exc:
