@@ -3,38 +3,56 @@
 Used where `tensorflow_model_server` cannot be installed (these machines: not on PyPI, not in
 Debian, no Docker engine); production runs the official image. Implements
 `PredictionService.Predict` / `GetModelMetadata`, `ModelService.GetModelStatus`, and REST
-`POST /v1/models/<name>[/versions/<v>]:predict`, `GET /v1/models/<name>[/versions/<v>]`,
-`GET /v1/models/<name>/metadata`, `GET /monitoring/prometheus/metrics`, with TF Serving's status
+(`serving.rest`: `POST /v1/models/<name>[/versions/<v>]:predict`, `GET /v1/models/<name>[/versions/<v>]`,
+`GET /v1/models/<name>/metadata`, `GET /monitoring/prometheus/metrics`), with TF Serving's status
 codes (NOT_FOUND for an unknown model or version, INVALID_ARGUMENT for a bad tensor).
+
+Every request is validated on its own before it may join a batch (input names, dtype, shape and
+value count from the TensorProto's own fields before a value is decoded, batch 1..`max_rows`,
+finite values), so a 50-byte request cannot make the server allocate gigabytes and a malformed
+request never fails a concurrent valid one. Ports are bound exclusively (no SO_REUSEPORT): a second
+server on a port in use refuses to start with one line instead of silently taking half the traffic.
 """
 from __future__ import annotations
 
-import json
 import logging
-import re
 import threading
 import time
 from concurrent import futures
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import grpc
 import numpy as np
 
-from . import GRPC_MAX_MESSAGE_BYTES
-from .batcher import Batcher
-from .model_config import ModelEntry
-from .model_registry import InvalidArgument, LoadedVersion, ModelRegistry, NotFound
-from .protos import from_proto, to_proto
 from contract.signature import SIGNATURE_NAME
+from preprocess.errors import RadPathError
+
+from . import GRPC_MAX_MESSAGE_BYTES
+from .batcher import Batcher, check_parameters
+from .model_config import ModelEntry
+from .model_registry import (DEFAULT_MAX_ROWS, InvalidArgument, LoadedVersion, ModelFailure, ModelRegistry,
+                             NotFound, Unavailable, check_spec)
+from .protos import from_proto, pb, to_proto
 
 log = logging.getLogger(__name__)
 
 
-def _tensor_to_numpy(proto) -> np.ndarray:
+def tensor_to_numpy(key: str, proto, spec, max_rows: int) -> np.ndarray:
+    """Decode one request TensorProto after checking, from its own fields, that it is what the
+    signature takes: dtype, shape (a scalar or an empty batch is refused) and value count, so that
+    decoding (which may broadcast a single value to the declared shape) allocates at most one
+    valid request's worth of memory."""
+    if proto.tensor_shape.unknown_rank:
+        raise InvalidArgument(f"input '{key}' has an unknown rank; expected shape {spec.shape.as_list()}")
+    if proto.dtype != spec.dtype.as_datatype_enum:
+        types = pb.types_pb2
+        got = types.DataType.Name(proto.dtype) if proto.dtype in types.DataType.values() else proto.dtype
+        raise InvalidArgument(f"input '{key}' must be {spec.dtype.name}, got {got}")
+    shape = [int(d.size) for d in proto.tensor_shape.dim]
+    check_spec(key, spec, spec.dtype.as_numpy_dtype, shape, max_rows)
     try:
-        return from_proto(proto)
-    except Exception as exc:
-        raise InvalidArgument(f"malformed TensorProto ({exc})") from None
+        return from_proto(proto, max_elements=int(np.prod(shape, dtype=np.int64)))
+    except Exception as exc:  # count/size mismatch, unsupported dtype
+        raise InvalidArgument(f"malformed TensorProto for input '{key}' ({exc})") from None
 
 
 class Metrics:
@@ -51,11 +69,15 @@ class Metrics:
             self.seconds[(api, model)] = self.seconds.get((api, model), 0.0) + seconds
 
     def text(self) -> str:
+        def label(v: str) -> str:  # Prometheus label value escaping (model names come from requests)
+            return v.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
         with self._lock:
             lines = ["# TYPE radpath_requests_total counter"]
-            lines += [f'radpath_requests_total{{api="{a}",model="{m}",code="{c}"}} {n}' for (a, m, c), n in sorted(self.counts.items())]
+            lines += [f'radpath_requests_total{{api="{label(a)}",model="{label(m)}",code="{label(c)}"}} {n}'
+                      for (a, m, c), n in sorted(self.counts.items())]
             lines.append("# TYPE radpath_request_seconds_total counter")
-            lines += [f'radpath_request_seconds_total{{api="{a}",model="{m}"}} {s:.6f}' for (a, m), s in sorted(self.seconds.items())]
+            lines += [f'radpath_request_seconds_total{{api="{label(a)}",model="{label(m)}"}} {s:.6f}'
+                      for (a, m), s in sorted(self.seconds.items())]
         return "\n".join(lines) + "\n"
 
 
@@ -63,46 +85,63 @@ class Server:
     """Registry + optional batching + the two front ends."""
 
     def __init__(self, entries: list[ModelEntry], grpc_port: int = 8500, rest_port: int = 8501,
-                 batching: dict[str, int] | None = None, poll_seconds: float = 2.0, host: str = "0.0.0.0"):
+                 batching: dict | None = None, poll_seconds: float = 2.0, host: str = "0.0.0.0"):
         self.registry = ModelRegistry(entries, poll_seconds)
-        self.batching = batching
+        self.batching = check_parameters(dict(batching)) if batching else None
+        self.max_rows = self.batching.get("max_batch_size", 16) if self.batching else DEFAULT_MAX_ROWS
+        """Largest batch one request may carry (TF Serving refuses a task larger than max_batch_size)."""
         self._batchers: dict[tuple[str, int], Batcher] = {}
         self._batchers_lock = threading.Lock()
         self.metrics = Metrics()
         self.grpc_port, self.rest_port, self.host = grpc_port, rest_port, host
         self._grpc = None
-        self._http = None
+        self._rest = None
 
     # -- inference
-    def predict(self, name: str, version: int | None, inputs: dict[str, np.ndarray]) -> tuple[LoadedVersion, dict]:
-        lv = self.registry.get(name, version)
+    def run(self, lv: LoadedVersion, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Validate one request on its own, then run it (alone or batched with other valid ones)."""
+        rows = lv.validate(inputs, self.max_rows)
         if not self.batching:
-            return lv, lv.run(inputs)
+            return lv.run(inputs, validated=True)
         key = (lv.name, lv.version)
         with self._batchers_lock:
             batcher = self._batchers.get(key)
             if batcher is None or batcher.target is not lv:
                 batcher = self._batchers[key] = Batcher(lv, **self.batching)
-        return lv, batcher.submit(inputs)
+        return batcher.submit(inputs, rows)
+
+    def predict(self, name: str, version: int | None, inputs: dict[str, np.ndarray]) -> tuple[LoadedVersion, dict]:
+        lv = self.registry.get(name, version)
+        return lv, self.run(lv, inputs)
 
     # -- lifecycle
     def start(self) -> "Server":
-        self.registry.start()
+        """Bind both ports first (a port in use fails at once, before minutes of model loading),
+        then load the models, then serve."""
+        from .rest import RestServer, bind
         self._grpc = _make_grpc_server(self)
-        self.grpc_port = self._grpc.add_insecure_port(f"{self.host}:{self.grpc_port}")
+        try:
+            bound = self._grpc.add_insecure_port(f"{self.host}:{self.grpc_port}")
+        except RuntimeError:
+            bound = 0
+        if not bound:
+            raise RadPathError(f"gRPC port {self.grpc_port} on {self.host} is not available (in use?); is another "
+                               "`radpath serve` running? Stop it or choose --grpc-port")
+        self.grpc_port = bound
+        sock = bind(self.host, self.rest_port)
+        self.rest_port = sock.getsockname()[1]
+        self.registry.start()
         self._grpc.start()
-        self._http = ThreadingHTTPServer((self.host, self.rest_port), _rest_handler(self))
-        self.rest_port = self._http.server_address[1]
-        threading.Thread(target=self._http.serve_forever, name="rest", daemon=True).start()
+        self._rest = RestServer(self, sock).start()
         log.info("serving gRPC on %d, REST on %d", self.grpc_port, self.rest_port)
         return self
 
     def stop(self) -> None:
         self.registry.stop()
         if self._grpc:
-            self._grpc.stop(grace=1)
-        if self._http:
-            self._http.shutdown()
+            self._grpc.stop(grace=1).wait(5)  # the port is free when this returns
+        if self._rest:
+            self._rest.stop()
 
     def wait(self) -> None:
         self._grpc.wait_for_termination()
@@ -128,6 +167,16 @@ def _make_grpc_server(server: Server):
                 except InvalidArgument as exc:
                     server.metrics.observe(api, name, "INVALID_ARGUMENT", time.perf_counter() - t0)
                     context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+                except Unavailable as exc:
+                    server.metrics.observe(api, name, "UNAVAILABLE", time.perf_counter() - t0)
+                    context.abort(grpc.StatusCode.UNAVAILABLE, str(exc))
+                except ModelFailure as exc:
+                    server.metrics.observe(api, name, "INTERNAL", time.perf_counter() - t0)
+                    context.abort(grpc.StatusCode.INTERNAL, str(exc))
+                except Exception as exc:  # a bug: say so in one line, keep the traceback in the log
+                    log.exception("%s request failed", api)
+                    server.metrics.observe(api, name, "INTERNAL", time.perf_counter() - t0)
+                    context.abort(grpc.StatusCode.INTERNAL, f"internal error ({type(exc).__name__})")
             return handler
         return wrap
 
@@ -142,8 +191,16 @@ def _make_grpc_server(server: Server):
         @aborting("predict")
         def Predict(self, request, context):
             check_signature(request.model_spec)
-            inputs = {k: _tensor_to_numpy(v) for k, v in request.inputs.items()}
-            lv, outputs = server.predict(request.model_spec.name, version_of(request.model_spec), inputs)
+            lv = server.registry.get(request.model_spec.name, version_of(request.model_spec))
+            given = set(request.inputs)
+            if not given:
+                raise InvalidArgument(f"the request has no inputs; model {lv.name!r} takes {sorted(lv.inputs)}")
+            missing, unknown = sorted(set(lv.inputs) - given), sorted(given - set(lv.inputs))
+            if missing or unknown:
+                raise InvalidArgument(f"model {lv.name!r} version {lv.version} takes inputs {sorted(lv.inputs)}; "
+                                      f"missing {missing or 'none'}, unknown {unknown or 'none'}")
+            inputs = {k: tensor_to_numpy(k, request.inputs[k], spec, server.max_rows) for k, spec in lv.inputs.items()}
+            outputs = server.run(lv, inputs)
             wanted = list(request.output_filter) or list(outputs)
             unknown = sorted(set(wanted) - set(outputs))
             if unknown:
@@ -189,117 +246,9 @@ def _make_grpc_server(server: Server):
             return resp
 
     options = [("grpc.max_send_message_length", GRPC_MAX_MESSAGE_BYTES),
-               ("grpc.max_receive_message_length", GRPC_MAX_MESSAGE_BYTES)]
+               ("grpc.max_receive_message_length", GRPC_MAX_MESSAGE_BYTES),
+               ("grpc.so_reuseport", 0)]  # a second server on the same port must fail, not share it
     g = grpc.server(futures.ThreadPoolExecutor(max_workers=16), options=options)
     prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(Prediction(), g)
     model_service_pb2_grpc.add_ModelServiceServicer_to_server(Models(), g)
     return g
-
-
-# ---------------------------------------------------------------- REST
-_PREDICT = re.compile(r"^/v1/models/([^/:]+)(?:/versions/(\d+))?:predict$")
-_STATUS = re.compile(r"^/v1/models/([^/:]+)(?:/versions/(\d+))?(/metadata)?$")
-
-
-def _rest_handler(server: Server):
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-
-        def log_message(self, fmt, *args):  # route access logs to logging, not stderr
-            log.debug("rest: " + fmt, *args)
-
-        def _send(self, code: int, body: dict | str, content_type: str = "application/json") -> None:
-            data = (body if isinstance(body, str) else json.dumps(body)).encode()
-            self.send_response(code)
-            self.send_header("Content-Type", content_type)
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-
-        def do_GET(self):
-            if self.path == "/monitoring/prometheus/metrics":
-                return self._send(200, server.metrics.text(), "text/plain; version=0.0.4")
-            m = _STATUS.match(self.path)
-            if not m:
-                return self._send(404, {"error": f"unknown path {self.path}"})
-            name, version, metadata = m.group(1), m.group(2), m.group(3)
-            try:
-                if metadata:
-                    lv = server.registry.get(name, int(version) if version else None)
-                    return self._send(200, {"model_spec": {"name": name, "version": str(lv.version)},
-                                            "metadata": {"signature_def": {"inputs": {k: {"dtype": s.dtype.name, "shape": s.shape.as_list()} for k, s in lv.inputs.items()},
-                                                                           "outputs": lv.outputs}}})
-                loaded = server.registry.loaded_versions(name)
-                wanted = [int(version)] if version else loaded
-                if not loaded or any(v not in loaded for v in wanted):
-                    raise NotFound(f"Could not find version {version} of model {name!r}" if version
-                                   else f"Could not find any versions of model {name!r}")
-                return self._send(200, {"model_version_status": [
-                    {"version": str(v), "state": "AVAILABLE", "status": {"error_code": "OK", "error_message": ""}}
-                    for v in wanted]})
-            except NotFound as exc:
-                return self._send(404, {"error": str(exc)})
-
-        def do_POST(self):
-            m = _PREDICT.match(self.path)
-            if not m:
-                return self._send(404, {"error": f"unknown path {self.path}; expected /v1/models/<name>[/versions/<v>]:predict"})
-            t0 = time.perf_counter()
-            name, version = m.group(1), int(m.group(2)) if m.group(2) else None
-            try:
-                length = int(self.headers.get("Content-Length", 0))
-                try:
-                    body = json.loads(self.rfile.read(length) or b"{}")
-                except json.JSONDecodeError as exc:
-                    raise InvalidArgument(f"body is not JSON ({exc})") from None
-                lv = server.registry.get(name, version)
-                inputs, row_format = _rest_inputs(body, lv)
-                _, outputs = server.predict(name, version, inputs)
-                server.metrics.observe("rest_predict", name, "OK", time.perf_counter() - t0)
-                return self._send(200, _rest_outputs(outputs, row_format))
-            except NotFound as exc:
-                server.metrics.observe("rest_predict", name, "NOT_FOUND", time.perf_counter() - t0)
-                return self._send(404, {"error": str(exc)})
-            except InvalidArgument as exc:
-                server.metrics.observe("rest_predict", name, "INVALID_ARGUMENT", time.perf_counter() - t0)
-                return self._send(400, {"error": str(exc)})
-    return Handler
-
-
-def _rest_inputs(body: dict, lv: LoadedVersion) -> tuple[dict[str, np.ndarray], bool]:
-    """TF Serving's REST formats: row ("instances") or columnar ("inputs")."""
-    names = list(lv.inputs)
-    if "instances" in body:
-        rows = body["instances"]
-        if not isinstance(rows, list) or not rows:
-            raise InvalidArgument("'instances' must be a non-empty list")
-        if len(names) == 1 and not isinstance(rows[0], dict):
-            cols = {names[0]: rows}
-        else:
-            if not all(isinstance(r, dict) for r in rows):
-                raise InvalidArgument(f"with several inputs {names}, each instance must be an object keyed by input name")
-            cols = {k: [r.get(k) for r in rows] for k in names}
-        row_format = True
-    elif "inputs" in body:
-        cols = body["inputs"] if isinstance(body["inputs"], dict) else {names[0]: body["inputs"]}
-        row_format = False
-    else:
-        raise InvalidArgument("request body needs 'instances' (row format) or 'inputs' (columnar format)")
-    out = {}
-    for k, v in cols.items():
-        spec = lv.inputs.get(k)
-        try:
-            out[k] = np.asarray(v, dtype=spec.dtype.as_numpy_dtype if spec is not None else np.float32)
-        except (ValueError, TypeError) as exc:
-            raise InvalidArgument(f"input '{k}' is not a rectangular numeric array ({exc})") from None
-    return out, row_format
-
-
-def _rest_outputs(outputs: dict[str, np.ndarray], row_format: bool) -> dict:
-    def plain(a: np.ndarray):
-        return [x.decode() if isinstance(x, bytes) else x for x in a.tolist()] if a.dtype == object else a.tolist()
-    if row_format:
-        n = len(next(iter(outputs.values())))
-        keys = sorted(outputs)
-        return {"predictions": [{k: plain(outputs[k][i:i + 1])[0] for k in keys} for i in range(n)]}
-    return {"outputs": {k: plain(v) for k, v in outputs.items()}}
