@@ -7,14 +7,17 @@ a fixed intensity), on a coarse grid so a full 240 x 240 x 155 case costs a few 
 
 - `resampled`: the voxel size (read from the affine, not the header's pixdim) is not 1 mm, or the
   voxels carry interpolation residue: a background that is near zero but not zero in a large part
-  of the volume, or (float data with fractional values) negative ringing. A field of view other
+  of the volume, or (float data with fractional values) negative ringing; data that is signed by
+  design (z-scored: a fifth or more of the voxels negative) is not ringing. A field of view other
   than 240 x 240 x 155 is only mentioned in that message: a 1 mm case on another grid is not
   warned about for its size alone.
-- `not-skull-stripped`: much signal outside a brain-shaped mask. Three signs, any one suffices: a
+- `not-skull-stripped`: much signal outside a brain-shaped mask. Four signs, any one suffices: a
   shell of signal separated from the brain (scalp beyond a dark skull: what an erosion splits off
   the brain and the dilation of the brain does not reach back), a dark layer enclosed by signal
-  (the skull between brain and scalp, seen as holes in axial slices), or signal covering a large
-  part of a face of the field of view (the neck, a head cut by the field of view).
+  (the skull between brain and scalp, seen as holes in axial slices), an outer surface that is
+  bright on T1 (scalp fat; a stripped brain's surface is CSF and grey matter, dark on T1, whatever
+  the skull looks like), or signal covering a large part of a face of the field of view (the neck,
+  a head cut by the field of view).
 - `swap-flair-t2`: CSF is the brightest tissue on T2 and among the darkest on FLAIR (fluid
   attenuated), while nothing is bright on FLAIR and dark on T2 (oedema and tumour are bright on
   both). So the voxels "bright on the T2 slot, dark on the FLAIR slot" far outnumber those "bright on
@@ -75,6 +78,9 @@ OUTSIDE_WARN = 0.08
 (clean brains: thin gyri trimmed by the opening, under 2 %)."""
 HOLES_WARN = 0.08
 """Share of the axially hole-filled head that is an enclosed dark layer (skull) before warning."""
+SHELL_RANK_WARN = 0.5
+"""Median T1 rank of the foreground's outermost layer above which that layer is not a brain surface
+(CSF and grey matter: 0.05-0.15 on synthetic styles, 0.11-0.25 on real cases) but scalp fat (0.8-0.9)."""
 FACE_WARN = 0.15
 """Share of one face of the field of view covered by signal before warning (a BraTS brain never
 touches a face; a neck cut by the bottom face covers a quarter of it)."""
@@ -113,6 +119,8 @@ class QualityMeasures:
     """Share of the axially hole-filled foreground that is enclosed background (a dark shell)."""
     face: float
     """Largest share of one face of the field of view covered by foreground."""
+    shell: float
+    """Median T1 (and T1ce) rank, within the foreground, of the foreground's outermost voxels."""
     flair_t2: tuple[int, int]
     """(expected, reversed) votes: (bright T2 & dark FLAIR, bright FLAIR & dark T2) voxels."""
     t1_t1ce: tuple[int, int]
@@ -206,15 +214,16 @@ def _flair_t2_votes(flair: np.ndarray, t2: np.ndarray) -> tuple[int, int]:
     return expected, reversed_
 
 
-def _enhancement_votes(t1: np.ndarray, t1ce: np.ndarray, fg: np.ndarray) -> tuple[int, int]:
+def _enhancement_votes(t1: np.ndarray, t1ce: np.ndarray, r1: np.ndarray, rc: np.ndarray,
+                       fg: np.ndarray) -> tuple[int, int]:
     """(expected, reversed): voxels that enhance on the T1ce slot relative to the T1 slot, and the reverse.
 
     "Enhances" = much higher rank (`ENHANCE_RANK`) and a robust z-score difference beyond
     `ENHANCE_K` robust SDs of the voxel-wise differences (at least `ENHANCE_Z_MIN`): the threshold
     follows how much the two sequences disagree everywhere (noise, different protocols), so a 3-D
-    T1ce beside a 2-D T1 does not vote, while vessels and enhancing rims (z +5..+10) do."""
-    r1, rc = _rank(t1[fg]), _rank(t1ce[fg])
-    dz = _robust_z(t1ce[fg]) - _robust_z(t1[fg])
+    T1ce beside a 2-D T1 does not vote, while vessels and enhancing rims (z +5..+10) do.
+    `t1`, `t1ce`: the foreground's values; `r1`, `rc`: their ranks; `fg`: the foreground mask."""
+    dz = _robust_z(t1ce) - _robust_z(t1)
     q25, q50, q75 = np.percentile(dz[::3], [25, 50, 75])
     cut = max(ENHANCE_K * (q75 - q25) / 1.349, ENHANCE_Z_MIN)
     dz -= np.float32(q50)
@@ -286,9 +295,13 @@ def quality_measures(case: Case) -> QualityMeasures:
                 ringing = max(ringing, negative)
     outside, holes, face = _skull_measures(fg)
     flair_t2 = _flair_t2_votes(vols["flair"][fg], vols["t2"][fg])
-    t1_t1ce = _enhancement_votes(vols["t1"], vols["t1ce"], fg)
+    t1, t1ce = vols["t1"][fg], vols["t1ce"][fg]
+    r1, rc = _rank(t1), _rank(t1ce)
+    t1_t1ce = _enhancement_votes(t1, t1ce, r1, rc, fg)
+    surface = (fg & ~ndimage.binary_erosion(fg))[fg]
+    shell = float(np.median(np.concatenate([r1[surface], rc[surface]]))) if surface.any() else 0.0
     return QualityMeasures(shape=case.shape, voxel_mm=voxel_size_mm(case.affine), residue=residue,
-                           ringing=ringing, outside=outside, holes=holes, face=face, flair_t2=flair_t2,
+                           ringing=ringing, outside=outside, holes=holes, face=face, shell=shell, flair_t2=flair_t2,
                            t1_t1ce=t1_t1ce, foreground=int(fg.sum()), step=step)
 
 
@@ -302,6 +315,9 @@ def warnings_from(case_id: str, m: QualityMeasures) -> list[QualityWarning]:
     if m.holes > HOLES_WARN:
         signs.append(f"a dark layer enclosed by signal makes up {100 * m.holes:.0f} % of the head "
                      f"(a skull; expected under {100 * HOLES_WARN:.0f} %)")
+    if m.shell > SHELL_RANK_WARN:
+        signs.append(f"the outer surface is bright on T1 (median rank {m.shell:.2f} of the signal, a brain's "
+                     f"surface of CSF and grey matter is dark: under {SHELL_RANK_WARN:.2f}; scalp fat is bright)")
     if m.face > FACE_WARN:
         signs.append(f"signal covers {100 * m.face:.0f} % of a face of the field of view "
                      f"(a stripped brain does not reach it)")

@@ -80,12 +80,16 @@ def synthetic(styles: list[str], cases: int, shape: tuple[int, int, int], seed: 
             r["false alarm not-skull-stripped (clean)"].append("not-skull-stripped" in clean)
             r[f"resampled on the clean case, background {bg}"].append("resampled" in clean)
             if i % 2 == 0:  # the variants cost more to build: every other case
-                r["skull + scalp flagged not-skull-stripped"].append("not-skull-stripped" in codes_of(with_skull(case))[0])
-                r["head to the FOV edge flagged"].append("not-skull-stripped" in codes_of(with_skull(case, True))[0])
-                r["2 mm grid flagged resampled"].append("resampled" in codes_of(downsampled(case))[0])
-                r["cubic float resample flagged resampled"].append("resampled" in codes_of(float_interpolated(case))[0])
-            if verbose and (("swap-flair-t2" not in ft) or clean & {"swap-flair-t2", "swap-t1-t1ce", "not-skull-stripped"}
-                            or (info.get("enhancing") and "swap-t1-t1ce" not in tc)):
+                for label, variant, code in (
+                        ("skull + scalp flagged", with_skull(case), "not-skull-stripped"),
+                        ("head to the FOV edge flagged", with_skull(case, True), "not-skull-stripped"),
+                        ("skull with bright marrow (no dark gap) flagged", with_skull(case, dark_skull=False),
+                         "not-skull-stripped"),
+                        ("2 mm grid flagged resampled", downsampled(case), "resampled"),
+                        ("cubic float resample flagged resampled", float_interpolated(case), "resampled")):
+                    r[label].append(code in codes_of(variant)[0])
+            alarm = clean & {"swap-flair-t2", "swap-t1-t1ce", "not-skull-stripped"}
+            if verbose and ("swap-flair-t2" not in ft or alarm or (info.get("enhancing") and "swap-t1-t1ce" not in tc)):
                 print(f"   {style} {case.case_id} {info.get('contrast_family')} {bg} {info.get('dtype')} {enh}: "
                       f"votes flair/t2 {m.flair_t2} t1/t1ce {m.t1_t1ce}; clean warnings {sorted(clean)}")
         print(f"\nstyle {style}: {cases} cases of {shape}, seed {seed}")
@@ -127,12 +131,15 @@ def real(folder: Path) -> None:
         print(f"  {d.name}: shape {case.shape}, voxel {tuple(round(z, 2) for z in m.voxel_mm)} mm, "
               f"{1000 * dt:.0f} ms wall, {1000 * CPU_TIMES[-1]:.0f} ms CPU")
         print(f"    warnings: {sorted(found) or 'none'}")
-        print(f"    votes flair/t2 {m.flair_t2}, t1/t1ce {m.t1_t1ce}; residue {m.residue:.3f}, ringing {m.ringing:.3f}, "
-              f"outside {m.outside:.3f}, holes {m.holes:.3f}, face {m.face:.3f}")
+        print(f"    votes flair/t2 {m.flair_t2}, t1/t1ce {m.t1_t1ce}; residue {m.residue:.3f}, "
+              f"ringing {m.ringing:.3f}, outside {m.outside:.3f}, holes {m.holes:.3f}, face {m.face:.3f}, "
+              f"T1 surface rank {m.shell:.2f}")
         for a, b, code in (("flair", "t2", "swap-flair-t2"), ("t1", "t1ce", "swap-t1-t1ce")):
             sw, _, _ = codes_of(swapped(case, a, b))
             print(f"    {a}<->{b} swapped: {'flagged' if code in sw else 'MISSED'} ({sorted(sw)})")
-        for name, variant in (("skull + scalp", with_skull(case)), ("2 mm", downsampled(case))):
+        for name, variant in (("skull + scalp", with_skull(case)),
+                              ("skull with bright marrow", with_skull(case, dark_skull=False)),
+                              ("2 mm", downsampled(case))):
             print(f"    {name}: {sorted(codes_of(variant)[0])}")
 
 

@@ -60,10 +60,11 @@ def _tissue(case: Case) -> np.ndarray:
     return mask
 
 
-def with_skull(case: Case, neck: bool = False) -> Case:
+def with_skull(case: Case, neck: bool = False, dark_skull: bool = True) -> Case:
     """The brain wrapped in a dark skull (1.5-8 mm out) and a bright scalp (8-13 mm out), millimetres
     scaled to the volume (the small test volumes are 96/240 of BraTS). `neck=True` also fills a
-    neck-sized disc from below the brain to the bottom face of the field of view."""
+    neck-sized disc from below the brain to the bottom face of the field of view. `dark_skull=False`
+    gives the skull bright marrow instead (0.7 of the scalp), so no dark gap separates the layers."""
     brain = _tissue(case)
     unit = case.shape[0] / 240
     dist = ndimage.distance_transform_edt(~brain)
@@ -81,7 +82,7 @@ def with_skull(case: Case, neck: bool = False) -> Case:
     for name, v in case.volumes.items():
         level = float(np.percentile(v[brain], 75))
         w = v.copy()
-        w[skull] = np.asarray(0.03 * level).astype(v.dtype)
+        w[skull] = np.asarray((0.03 if dark_skull else 0.7 * brightness[name]) * level).astype(v.dtype)
         w[scalp] = np.asarray(brightness[name] * level).astype(v.dtype)
         out[name] = w
     return Case(case.case_id, out, case.affine)
@@ -183,6 +184,13 @@ def test_skull_shell_is_flagged(clean_cases):
         found = codes(with_skull(case))
         assert "not-skull-stripped" in found, info["style"]
         assert not found & {"resampled", "swap-flair-t2"}
+
+
+def test_skull_with_bright_marrow_is_flagged_by_its_bright_surface(clean_cases):
+    for case, info in clean_cases[1::3]:
+        m = quality_measures(with_skull(case, dark_skull=False))
+        assert m.shell > 0.5 > quality_measures(case).shell, info["style"]
+        assert "not-skull-stripped" in codes(with_skull(case, dark_skull=False))
 
 
 def test_head_reaching_the_field_of_view_edge_is_flagged(clean_cases):
