@@ -1,21 +1,22 @@
 """Benchmark: input quality checks (preprocess.quality) on synthetic cases and, optionally, real ones.
 
     python tests/bench/bench_quality.py [REAL_FOLDER] [--cases 40] [--styles broad,train,heldout]
-                                        [--shape 96,96,62] [--full 4]
+                                        [--shape 96,96,62] [--full 6] [-v]
 
 Per generator style, over `--cases` synthetic cases (in memory, 1 mm):
 - swap detection: FLAIR<->T2 and T1<->T1ce swapped files flagged (T1/T1ce also split by whether the
   case enhances at all: without enhancement there is no evidence, see preprocess/quality.py);
 - swap false alarms on the unswapped case (target for both: >= 95 % flagged, <= 2 % false alarms);
-- `not-skull-stripped` on a skull-and-scalp variant and on a head reaching the bottom face, and its
-  false alarms on the clean case;
+- `not-skull-stripped` on a skull-and-scalp variant, the same with bright marrow (no dark gap) and
+  a head reaching the bottom face, and its false alarms on the clean case;
 - `resampled` on a 2 mm variant and on a cubic float resample, and its rate on the clean case by
   the generator's background kind (zero: a false alarm; residue: a resample, should be flagged;
   z-scored: not a resample);
 - time of `quality_warnings` per case.
-`--full N` times N full-size (240 x 240 x 155) cases. With REAL_FOLDER (a cohort with
-Radiology/<ID>/...), every real case's warnings and measures are printed, and its swapped variants:
-real cases are unswapped, so a swap warning on the original is a false alarm.
+`--full N` checks N clean full-size (240 x 240 x 155) cases (any warning is a false alarm) and
+times them. With REAL_FOLDER (a cohort with Radiology/<ID>/...), every real case's warnings and
+measures are printed, and its swapped, skull and 2 mm variants: real cases are unswapped, so a swap
+warning on the original is a false alarm.
 Not collected by pytest: the numbers are printed, not asserted.
 """
 from __future__ import annotations
@@ -33,8 +34,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repo root, f
 
 from preprocess import load_case  # noqa: E402
 from preprocess.quality import quality_measures, warnings_from  # noqa: E402
-from tests.preprocess.test_quality import (downsampled, float_interpolated, swapped,  # noqa: E402
-                                           synthetic_case, with_skull)
+from tests.preprocess.test_quality import (clean_style, downsampled, float_interpolated,  # noqa: E402
+                                           swapped, synthetic_case, with_skull)
 
 
 CPU_TIMES: list[float] = []
@@ -104,21 +105,34 @@ def synthetic(styles: list[str], cases: int, shape: tuple[int, int, int], seed: 
             print(f"  {k:48s} {rate(total[k])}")
 
 
-def full_size(n: int, seed: int) -> None:
+def full_size(n: int, styles: list[str], seed: int) -> None:
+    """`n` clean full-size cases (exactly-zero background) cycling through `styles`: any warning is a
+    false alarm; also the swapped variants and the time."""
     times, cpu = [], []
+    alarms, ft_hits, tc_hits, enhancing = 0, 0, 0, 0
     for i in range(n):
+        style = styles[i % len(styles)]
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
-            case, info = synthetic_case(i, "broad", seed=seed, shape=(240, 240, 155))
+            case, info = synthetic_case(i, clean_style(style), seed=seed, shape=(240, 240, 155))
         found, m, dt = codes_of(case)
         times.append(dt)
         cpu.append(CPU_TIMES[-1])
-        _, m_ft, dt_ft = codes_of(swapped(case, "flair", "t2"))
+        ft, _, dt_ft = codes_of(swapped(case, "flair", "t2"))
         times.append(dt_ft)
         cpu.append(CPU_TIMES[-1])
-        print(f"  full-size {case.case_id} ({info.get('background')}, {info.get('dtype')}): {1000 * dt:.0f} ms, "
-              f"warnings {sorted(found)}, votes flair/t2 {m.flair_t2} (swapped {m_ft.flair_t2}), t1/t1ce {m.t1_t1ce}")
-    print(f"full size 240x240x155: quality_warnings wall median {1000 * np.median(times):.0f} ms "
+        tc, _, _ = codes_of(swapped(case, "t1", "t1ce"))
+        alarms += bool(found)
+        ft_hits += "swap-flair-t2" in ft
+        tc_hits += "swap-t1-t1ce" in tc
+        enhancing += bool(info.get("enhancing"))
+        print(f"  full-size {style} {case.case_id} ({info.get('contrast_family')}, {info.get('dtype')}, "
+              f"{'enhancing' if info.get('enhancing') else 'not enhancing'}): {1000 * dt:.0f} ms, warnings "
+              f"{sorted(found) or 'none'}; votes flair/t2 {m.flair_t2}, t1/t1ce {m.t1_t1ce}; swapped flagged: "
+              f"flair/t2 {'swap-flair-t2' in ft}, t1/t1ce {'swap-t1-t1ce' in tc}")
+    print(f"full size 240x240x155, {n} clean cases: any warning (false alarm) {alarms}/{n}; FLAIR/T2 swap flagged "
+          f"{ft_hits}/{n}; T1/T1ce swap flagged {tc_hits}/{n} ({enhancing} enhance)")
+    print(f"  quality_warnings per case: wall median {1000 * np.median(times):.0f} ms "
           f"(max {1000 * np.max(times):.0f}), CPU median {1000 * np.median(cpu):.0f} ms over {len(times)} runs")
 
 
@@ -149,7 +163,7 @@ def main() -> None:
     ap.add_argument("--cases", type=int, default=40, help="synthetic cases per style")
     ap.add_argument("--styles", default="broad,train,heldout")
     ap.add_argument("--shape", default="96,96,62")
-    ap.add_argument("--full", type=int, default=2, help="full-size cases to time")
+    ap.add_argument("--full", type=int, default=6, help="clean full-size cases (false alarms, time)")
     ap.add_argument("--seed", type=int, default=2026)
     ap.add_argument("-v", "--verbose", action="store_true", help="print every miss and false alarm")
     args = ap.parse_args()
@@ -158,7 +172,7 @@ def main() -> None:
         synthetic(args.styles.split(","), args.cases, shape, args.seed, args.verbose)
     if args.full:
         print()
-        full_size(args.full, args.seed)
+        full_size(args.full, args.styles.split(","), args.seed)
     if args.real:
         real(args.real)
 
