@@ -88,8 +88,9 @@ touches a face; a neck cut by the bottom face covers a quarter of it)."""
 CSF_Z = 1.0
 """FLAIR/T2: a voxel votes when it is this many robust SDs above the brain's median on one sequence
 and as many below it on the other (CSF: +3..+8 on T2; -1.5..-6 on FLAIR, the least with incomplete
-fluid suppression or thick slices). Measured: 1.0 separates best (ratio of votes >= 20 on every
-synthetic style, 100-1000 on the real cases); 2.0 loses CSF on thick-slice FLAIR."""
+fluid suppression or thick slices). Measured: 1.0 separates best (ratio of votes >= 20 on 180
+cases of the broad/train/heldout styles, >= 200 on the real cases); 2.0 loses CSF on thick-slice
+FLAIR."""
 ENHANCE_RANK = 0.5
 """T1/T1ce: a voxel enhances when its rank on one is this much above its rank on the other ..."""
 ENHANCE_K = 5.0
