@@ -77,7 +77,7 @@ def create_app(settings: Settings) -> FastAPI:
         h["X-Frame-Options"] = "DENY"
         h["Referrer-Policy"] = "no-referrer"
         h["Cross-Origin-Opener-Policy"] = "same-origin"
-        if not request.url.path.startswith("/static/"):
+        if not request.url.path.startswith(("/static/", "/vendor/")):
             h.setdefault("Cache-Control", "no-store")
         if request.url.scheme == "https":
             h["Strict-Transport-Security"] = "max-age=31536000"
@@ -159,7 +159,7 @@ def create_app(settings: Settings) -> FastAPI:
             return JSONResponse({"status": "database unavailable", "error": type(exc).__name__}, 503)
         return {"status": "ok"}
 
-    @app.get("/static/vendor/niivue.js", include_in_schema=False)
+    @app.get("/vendor/niivue.js", include_in_schema=False)
     async def niivue():
         if not NIIVUE_JS.is_file():
             raise Problem(404, "NiiVue is not installed: run scripts/setup (npm ci in client/web)")

@@ -18,7 +18,7 @@ from client.web import audit, jobs
 from client.web.app import SESSION_COOKIE, create_app
 from tests.web.conftest import PASSWORD, csrf_of, login, upload_files
 
-PUBLIC = {"/", "/login", "/api/token", "/healthz", "/static/vendor/niivue.js", "/demo/brain.nii.gz"}
+PUBLIC = {"/", "/login", "/api/token", "/healthz", "/vendor/niivue.js", "/demo/brain.nii.gz"}
 HTML = {"accept": "text/html"}
 
 

@@ -1,7 +1,7 @@
 // The 3D viewer of the home page and of each result page (NiiVue, served from our own origin).
 // The canvas says what to show: data-volume (a NIfTI URL) and optionally data-mask (tumour overlay).
 // Buttons with data-action drive it; window.radpathViewer exposes the state for tests and support.
-import { Niivue, SLICE_TYPE } from "/static/vendor/niivue.js";
+import { Niivue, SLICE_TYPE } from "/vendor/niivue.js";
 
 const ROTATE_STEP = 30;     // degrees per click
 const ZOOM_STEP = 1.25;
@@ -14,9 +14,9 @@ async function start() {
   const status = document.getElementById("viewer-status");
   const say = (text) => { if (status) status.textContent = text; };
   const nv = new Niivue({ backColor: [0, 0, 0, 1], show3Dcrosshair: false, isColorbar: false,
-                          loadingText: "loading…", dragAndDropEnabled: false });
+                          loadingText: "loading", dragAndDropEnabled: false });
   await nv.attachToCanvas(canvas);
-  const volumes = [{ url: canvas.dataset.volume, colormap: "gray", opacity: 1.0 }];
+  const volumes = [{ url: canvas.dataset.volume, colormap: "gray", opacity: 0.8 }];
   if (canvas.dataset.mask) volumes.push({ url: canvas.dataset.mask, colormap: "red", opacity: 0.6, cal_min: 0.5, cal_max: 1 });
   try {
     await nv.loadVolumes(volumes);
@@ -27,38 +27,37 @@ async function start() {
   nv.setSliceType(SLICE_TYPE.RENDER);
   const base = nv.volumes[0];
   const lo = base.robust_min ?? base.cal_min, hi = base.robust_max ?? base.cal_max;
-  const state = { azimuth: 110, elevation: 15, opacity: 1.0, contrast: 0, scale: 1.0 };
-  function apply() {
-    nv.setRenderAzimuthElevation(state.azimuth, state.elevation);
-    nv.setOpacity(0, state.opacity);
-    const span = hi - lo;
+  const state = { azimuth: 110, elevation: 15, opacity: 0.8, contrast: 0, scale: 1.0 };
+  // one NiiVue call (one redraw) per action: software WebGL on a server without a GPU is slow
+  const span = hi - lo;
+  const applyRotation = () => nv.setRenderAzimuthElevation(state.azimuth, state.elevation);
+  const applyOpacity = () => nv.setOpacity(0, state.opacity);
+  const applyContrast = () => {
     base.cal_min = lo + state.contrast * span;
     base.cal_max = hi - state.contrast * span;
     nv.updateGLVolume();
-    nv.setScale(state.scale);
-    nv.drawScene();
-  }
+  };
+  const applyScale = () => nv.setScale(state.scale);
   const actions = {
-    "rotate-left": () => { state.azimuth = (state.azimuth - ROTATE_STEP + 360) % 360; },
-    "rotate-right": () => { state.azimuth = (state.azimuth + ROTATE_STEP) % 360; },
-    "opacity-up": () => { state.opacity = Math.min(1, state.opacity + OPACITY_STEP); },
-    "opacity-down": () => { state.opacity = Math.max(0.1, state.opacity - OPACITY_STEP); },
-    "contrast-up": () => { state.contrast = Math.min(0.45, state.contrast + CONTRAST_STEP); },
-    "contrast-down": () => { state.contrast = Math.max(-0.6, state.contrast - CONTRAST_STEP); },
-    "zoom-in": () => { state.scale = Math.min(4, state.scale * ZOOM_STEP); },
-    "zoom-out": () => { state.scale = Math.max(0.3, state.scale / ZOOM_STEP); },
+    "rotate-left": () => { state.azimuth = (state.azimuth - ROTATE_STEP + 360) % 360; applyRotation(); },
+    "rotate-right": () => { state.azimuth = (state.azimuth + ROTATE_STEP) % 360; applyRotation(); },
+    "opacity-up": () => { state.opacity = Math.min(1, state.opacity + OPACITY_STEP); applyOpacity(); },
+    "opacity-down": () => { state.opacity = Math.max(0.1, state.opacity - OPACITY_STEP); applyOpacity(); },
+    "contrast-up": () => { state.contrast = Math.min(0.45, state.contrast + CONTRAST_STEP); applyContrast(); },
+    "contrast-down": () => { state.contrast = Math.max(-0.6, state.contrast - CONTRAST_STEP); applyContrast(); },
+    "zoom-in": () => { state.scale = Math.min(4, state.scale * ZOOM_STEP); applyScale(); },
+    "zoom-out": () => { state.scale = Math.max(0.3, state.scale / ZOOM_STEP); applyScale(); },
   };
   for (const button of document.querySelectorAll("button[data-action]")) {
     const action = button.dataset.action;
     button.addEventListener("click", () => {
-      if (action === "save-image") { nv.saveScene("radpath-view.png"); return; }
-      actions[action]();
-      apply();
+      if (action === "save-image") nv.saveScene("radpath-view.png");
+      else actions[action]();
     });
   }
   // mouse drag rotates too (NiiVue's own handler); keep our state in step with it
   nv.onAzimuthElevationChange = (az, el) => { state.azimuth = az; state.elevation = el; };
-  apply();
+  applyRotation();
   window.radpathViewer = { nv, state };
   canvas.dataset.ready = "true";
   say("Drag to rotate; use the buttons to rotate, change opacity, contrast and zoom, or save the view as PNG.");

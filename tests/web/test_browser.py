@@ -1,0 +1,185 @@
+"""The site in real headless Chromium (Debian's, driven by Playwright; never `playwright install`).
+
+Home renders a non-blank 3D view, every control changes it, save-image downloads a PNG; log in,
+upload a synthetic case, and the result page shows the class and the case's 3D view. Screenshots
+are kept in test-artifacts/web/ (CI artefacts)."""
+from __future__ import annotations
+
+import io
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.web.conftest import PASSWORD
+
+CHROMIUM = os.environ.get("RADPATH_CHROMIUM", "/usr/bin/chromium")
+ROOT = Path(__file__).resolve().parents[2]
+ARTIFACTS = ROOT / "test-artifacts" / "web"
+CONTROLS = ["rotate-left", "rotate-right", "opacity-up", "opacity-down", "contrast-up", "contrast-down",
+            "zoom-in", "zoom-out"]
+
+pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason=f"{CHROMIUM} is not installed (.ci/run installs Debian's chromium)")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory, demo_dir, model_server, model_base):
+    """`radpath web` with one worker, on a free port, talking to the tiny model server."""
+    data = tmp_path_factory.mktemp("site") / "data"
+    shutil.copytree(demo_dir, data / "demo")
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    cli = [sys.executable, "-m", "client.web.cli"]
+    subprocess.run(cli + ["users", "add", "alice", "--password-stdin", "--data", str(data)], input=PASSWORD + "\n",
+                   text=True, check=True, env=env, cwd=ROOT, capture_output=True)
+    port = _free_port()
+    proc = subprocess.Popen(cli + ["web", "--port", str(port), "--data", str(data), "--server", model_server,
+                                   "--model-base", str(model_base), "--workers", "1"], env=env, cwd=ROOT)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            urllib.request.urlopen(url + "/healthz", timeout=2)
+            break
+        except OSError:
+            if time.monotonic() > deadline or proc.poll() is not None:
+                proc.kill()
+                raise RuntimeError("the site did not start")
+            time.sleep(0.3)
+    yield url
+    proc.terminate()
+    proc.wait(20)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=[
+            "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+            "--disable-component-update", "--disable-sync", "--no-first-run"])
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def page(browser):
+    context = browser.new_context(viewport={"width": 1100, "height": 1300}, accept_downloads=True)
+    pg = context.new_page()
+    errors: list[str] = []
+    pg.on("pageerror", lambda exc: errors.append(str(exc)))
+    pg.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
+    pg.errors = errors
+    yield pg
+    context.close()
+
+
+GRAB = """() => {
+  const c = document.querySelector('canvas[data-testid=viewer]');
+  window.radpathViewer.nv.drawScene();
+  const off = document.createElement('canvas'); off.width = 160; off.height = 120;
+  const ctx = off.getContext('2d'); ctx.drawImage(c, 0, 0, 160, 120);
+  return Array.from(ctx.getImageData(0, 0, 160, 120).data);
+}"""
+
+
+def _view(page) -> np.ndarray:
+    """The viewer's pixels, 160 x 120 RGB, read in the page right after a redraw."""
+    return np.asarray(page.evaluate(GRAB), np.uint8).reshape(120, 160, 4)[..., :3].astype(np.int16)
+
+
+def _wait_ready(page, timeout: float = 60_000) -> None:
+    page.wait_for_selector("canvas[data-testid=viewer][data-ready=true]", timeout=timeout)
+    page.wait_for_timeout(300)
+
+
+def _shot(page, name: str) -> None:
+    page.locator("canvas[data-testid=viewer]").screenshot(path=str(ARTIFACTS / f"{name}.png"))
+
+
+def test_home_3d_view_renders_and_every_control_changes_it(site, page):
+    page.goto(site + "/")
+    _wait_ready(page)
+    page.screenshot(path=str(ARTIFACTS / "home.png"), full_page=True)
+    _shot(page, "home-viewer")
+    before = _view(page)
+    assert before.std() > 10 and (before.sum(axis=2) > 60).mean() > 0.05, "the 3D view is blank"
+    for control in CONTROLS:
+        page.get_by_test_id(control).click()
+        page.wait_for_timeout(250)
+        after = _view(page)
+        _shot(page, f"home-after-{control}")
+        change = np.abs(after - before).mean()
+        assert change > 0.5, f"{control} did not change the view (mean pixel change {change:.2f})"
+        before = after
+    # mouse drag rotates too
+    box = page.get_by_test_id("viewer").bounding_box()
+    page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    page.mouse.down()
+    page.mouse.move(box["x"] + box["width"] / 2 + 120, box["y"] + box["height"] / 2 + 10, steps=8)
+    page.mouse.up()
+    page.wait_for_timeout(250)
+    assert np.abs(_view(page) - before).mean() > 0.5, "dragging did not rotate the view"
+    assert not [e for e in page.errors if "favicon" not in e], page.errors
+
+
+def test_save_image_downloads_a_png(site, page):
+    page.goto(site + "/")
+    _wait_ready(page)
+    with page.expect_download() as info:
+        page.get_by_test_id("save-image").click()
+    path = ARTIFACTS / "saved-view.png"
+    info.value.save_as(path)
+    data = path.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 5000
+
+
+def test_login_upload_and_result_page(site, page, small_case):
+    page.goto(site + "/")
+    page.get_by_test_id("get-started").click()
+    page.fill("input[name=username]", "alice")
+    page.fill("input[name=password]", "wrong password!")
+    page.get_by_test_id("login-submit").click()
+    assert "invalid user name or password" in page.get_by_test_id("error").inner_text()
+    page.fill("input[name=username]", "alice")
+    page.fill("input[name=password]", PASSWORD)
+    page.get_by_test_id("login-submit").click()
+    page.wait_for_url("**/cases")
+    page.goto(site + "/upload")
+    for seq, path in small_case.items():
+        page.set_input_files(f"input[name={seq}]", str(path))
+    page.screenshot(path=str(ARTIFACTS / "upload.png"), full_page=True)
+    page.get_by_test_id("upload-submit").click()
+    page.wait_for_url("**/cases/*")
+    page.wait_for_selector("[data-testid=job-state]:text-matches('succeeded|failed')", timeout=90_000)
+    assert page.get_by_test_id("job-state").inner_text() == "succeeded", page.content()[-2000:]
+    assert page.get_by_test_id("predicted-class").inner_text() in ("A", "O", "G")
+    probs = [float(page.get_by_test_id(f"prob-{c}").inner_text()) for c in "AOG"]
+    assert abs(sum(probs) - 1) < 0.01
+    assert "version" in page.get_by_test_id("model-name").inner_text()
+    for seq in small_case:
+        assert page.get_by_test_id(f"slice-{seq}").evaluate("img => img.naturalWidth") > 0
+    _wait_ready(page)
+    page.screenshot(path=str(ARTIFACTS / "result.png"), full_page=True)
+    _shot(page, "result-viewer")
+    view = _view(page)
+    assert view.std() > 10, "the case's 3D view is blank"
+    with page.expect_download() as info:
+        page.get_by_test_id("download-json").click()
+    import json
+    result = json.loads(Path(info.value.path()).read_text())
+    assert result["result"]["class"] == page.get_by_test_id("predicted-class").inner_text()
+    assert not [e for e in page.errors if "favicon" not in e], page.errors
