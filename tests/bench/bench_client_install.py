@@ -50,6 +50,8 @@ def free_port() -> int:
 
 def make_light_venv(where: Path) -> tuple[Path, float]:
     venv = where / "light-venv"
+    if (venv / "bin" / "radpath").is_file():  # --keep DIR of an earlier run: reuse its install
+        return venv, float("nan")
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
     t0 = time.perf_counter()
     subprocess.run([str(venv / "bin" / "pip"), "install", "--quiet", "--disable-pip-version-check", f"{ROOT}[client]"],
@@ -97,7 +99,8 @@ def main() -> int:
     p.add_argument("--case", type=Path, help="case folder (default: a synthetic 240x240x155 case)")
     p.add_argument("--model-base", type=Path, help="model base to serve (default: a tiny exported model)")
     p.add_argument("--runs", type=int, default=7)
-    p.add_argument("--keep", type=Path, help="work folder to keep (default: a temporary one, deleted)")
+    p.add_argument("--keep", type=Path, help="work folder to keep and reuse (its light venv, its case) "
+                                             "(default: a temporary one, deleted)")
     args = p.parse_args()
     work = args.keep or Path(tempfile.mkdtemp(prefix="bench-client-"))
     work.mkdir(parents=True, exist_ok=True)
@@ -112,11 +115,14 @@ def main() -> int:
               subprocess.run([str(venv / "bin" / "python"), "-c", probe], capture_output=True, text=True,
                              cwd=tempfile.gettempdir()).stdout.strip())
         case = args.case
+        if case is None and (work / "cohort" / "Radiology").is_dir():
+            case = next((work / "cohort" / "Radiology").iterdir())
         if case is None:
             subprocess.run([sys.executable, "-m", "client.cli", "synth", str(work / "cohort"), "--cases", "1",
                             "--seed", "3", "--quiet"], check=True, cwd=ROOT)
             case = next((work / "cohort" / "Radiology").iterdir())
-        server, target = start_server(args.model_base or tiny_model(work))
+        model_base = args.model_base or (work / "models" if (work / "models" / "glioma").is_dir() else tiny_model(work))
+        server, target = start_server(model_base)
         try:
             classify_seconds(venv, case, target)  # warm the file cache and the server for both
             classify_seconds(FULL_VENV, case, target)
