@@ -102,6 +102,8 @@ SWAP_RATIO = 2.0
 SWAP_MIN_VOTES = 0.0001
 """... plus this share of the foreground voxels (and at least `SWAP_MIN_COUNT`): no evidence, no warning."""
 SWAP_MIN_COUNT = 10
+MIN_FOREGROUND = 100
+"""Fewest coarse foreground voxels the contrast checks need (the 8 mm real case has 4500)."""
 
 
 @dataclass(frozen=True)
@@ -258,7 +260,7 @@ def _skull_measures(fg: np.ndarray) -> tuple[float, float, float]:
     eroded = ndimage.binary_erosion(fg, iterations=SHELL_EROSION)
     labels, n = ndimage.label(eroded)
     if n == 0:
-        outside = 1.0
+        outside = 0.0  # nothing thick enough to be a brain: no brain shape to compare with
     else:
         sizes = np.bincount(labels.ravel())
         sizes[0] = 0
@@ -295,15 +297,17 @@ def quality_measures(case: Case) -> QualityMeasures:
             if negative < SIGNED_SHARE:
                 ringing = max(ringing, negative)
     outside, holes, face = _skull_measures(fg)
-    flair_t2 = _flair_t2_votes(vols["flair"][fg], vols["t2"][fg])
-    t1, t1ce = vols["t1"][fg], vols["t1ce"][fg]
-    r1, rc = _rank(t1), _rank(t1ce)
-    t1_t1ce = _enhancement_votes(t1, t1ce, r1, rc, fg)
-    surface = (fg & ~ndimage.binary_erosion(fg))[fg]
-    shell = float(np.median(np.concatenate([r1[surface], rc[surface]]))) if surface.any() else 0.0
+    flair_t2, t1_t1ce, shell = (0, 0), (0, 0), 0.0
+    if np.count_nonzero(fg) >= MIN_FOREGROUND:  # else no tissue to judge contrasts by: no votes
+        flair_t2 = _flair_t2_votes(vols["flair"][fg], vols["t2"][fg])
+        t1, t1ce = vols["t1"][fg], vols["t1ce"][fg]
+        r1, rc = _rank(t1), _rank(t1ce)
+        t1_t1ce = _enhancement_votes(t1, t1ce, r1, rc, fg)
+        surface = (fg & ~ndimage.binary_erosion(fg))[fg]
+        shell = float(np.median(np.concatenate([r1[surface], rc[surface]]))) if surface.any() else 0.0
     return QualityMeasures(shape=case.shape, voxel_mm=voxel_size_mm(case.affine), residue=residue,
-                           ringing=ringing, outside=outside, holes=holes, face=face, shell=shell, flair_t2=flair_t2,
-                           t1_t1ce=t1_t1ce, foreground=int(fg.sum()), step=step)
+                           ringing=ringing, outside=outside, holes=holes, face=face, shell=shell,
+                           flair_t2=flair_t2, t1_t1ce=t1_t1ce, foreground=int(fg.sum()), step=step)
 
 
 def warnings_from(case_id: str, m: QualityMeasures) -> list[QualityWarning]:
