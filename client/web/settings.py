@@ -14,7 +14,8 @@ from pathlib import Path
 WEB_ROOT = Path(__file__).resolve().parent
 STATIC_DIR = WEB_ROOT / "static"
 TEMPLATE_DIR = WEB_ROOT / "templates"
-NIIVUE_JS = WEB_ROOT / "node_modules" / "@niivue" / "niivue" / "dist" / "index.js"
+NIIVUE_JS = Path(os.environ.get("RADPATH_WEB_NIIVUE_JS")
+                 or WEB_ROOT / "node_modules" / "@niivue" / "niivue" / "dist" / "index.js")
 """Installed by `npm ci` in client/web (scripts/setup); served from our own origin, never a CDN."""
 
 

@@ -15,7 +15,7 @@ from serving import compat
 K8S = Path(__file__).resolve().parents[2] / "k8s"
 KUBERNETES_VERSION = "1.33.0"
 """Pinned schema version for validation (backoffLimitPerIndex is GA since 1.33)."""
-KUSTOMIZATIONS = ["overlays/cpu", "overlays/gpu", "overlays/object-storage", "batch", "batch-merge", "training"]
+KUSTOMIZATIONS = ["overlays/cpu", "overlays/gpu", "overlays/object-storage", "batch", "batch-merge", "training", "web"]
 
 
 def kubectl() -> str:
