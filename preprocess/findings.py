@@ -21,7 +21,7 @@ CODES: dict[str, str] = {
     "tumour-most-of-brain": "the detected 'tumour' covers an implausibly large part of the brain",
     # acquisition and file checks (preprocess.quality)
     "not-skull-stripped": "much signal outside a brain-shaped mask: the scan does not look skull-stripped",
-    "resampled": "not on the 1 mm BraTS grid (voxel size or field of view differ); results may be less reliable",
+    "resampled": "not on the 1 mm BraTS grid (voxel size, or interpolation residue); results may be less reliable",
     "swap-flair-t2": "FLAIR and T2 look swapped (judged from CSF contrast)",
     "swap-t1-t1ce": "T1 and T1ce look swapped (judged from enhancement)",
 }
