@@ -148,8 +148,8 @@ class Batcher:
                 self._run([g])
             return
         start = 0
-        for _, n, fut, _ in group:
-            fut.set_result({k: v[start:start + n] for k, v in out.items()})
+        for _, n, fut, _ in group:  # each caller gets its own rows (outputs without a batch axis whole)
+            fut.set_result({k: v[start:start + n] if v.ndim and len(v) == size else v for k, v in out.items()})
             start += n
 
 

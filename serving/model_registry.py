@@ -88,7 +88,8 @@ class LoadedVersion:
         rows = len(next(iter(inputs.values()))) if validated and inputs else self.validate(inputs, max_rows=2 ** 31)
         chunk = max(self.compiled_sizes) if self.compiled_sizes else rows
         parts = [self._run_padded({k: v[i:i + chunk] for k, v in inputs.items()}) for i in range(0, rows, chunk)]
-        out = parts[0] if len(parts) == 1 else {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+        out = parts[0] if len(parts) == 1 else {
+            k: np.concatenate([p[k] for p in parts]) if parts[0][k].ndim else parts[0][k] for k in parts[0]}
         for k, v in out.items():
             if v.dtype.kind == "f" and not np.isfinite(v).all():
                 raise ModelFailure(f"model {self.name!r} version {self.version} produced non-finite '{k}' "
@@ -101,8 +102,8 @@ class LoadedVersion:
         size = next((s for s in self.compiled_sizes if s >= rows), rows)
         if size > rows:
             inputs = {k: pad_rows(v, size) for k, v in inputs.items()}
-        out = self.fn(**{k: tf.constant(v) for k, v in inputs.items()})
-        return {k: v.numpy()[:rows] for k, v in out.items()}
+        out = {k: v.numpy() for k, v in self.fn(**{k: tf.constant(v) for k, v in inputs.items()}).items()}
+        return {k: v[:rows] if v.ndim and len(v) == size else v for k, v in out.items()}
 
 
 def pad_rows(array: np.ndarray, size: int) -> np.ndarray:
