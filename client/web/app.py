@@ -40,6 +40,8 @@ CLASS_NAMES = {"A": "Lower-grade astrocytoma, IDH-mutant", "O": "Oligodendroglio
                "G": "Glioblastoma, IDH-wildtype"}
 SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
 UPLOAD_PATHS = {"/upload", "/api/cases"}
+MAX_FORM_BYTES = 64 * 1024
+"""Every request but an upload is a small form or JSON body."""
 CSP = ("default-src 'self'; script-src 'self' 'wasm-unsafe-eval'; style-src 'self'; img-src 'self' data: blob:; "
        "connect-src 'self' blob: data:; worker-src 'self' blob:; object-src 'none'; base-uri 'none'; "
        "frame-ancestors 'none'; form-action 'self'")
@@ -70,7 +72,11 @@ def create_app(settings: Settings) -> FastAPI:
     # ------------------------------------------------------------ cross-cutting
     @app.middleware("http")
     async def security_headers(request: Request, call_next):
-        response = await call_next(request)
+        declared = request.headers.get("content-length", "")
+        if request.url.path not in UPLOAD_PATHS and declared.isdigit() and int(declared) > MAX_FORM_BYTES:
+            response = JSONResponse({"detail": f"request body too large (limit {MAX_FORM_BYTES} bytes here)"}, 413)
+        else:
+            response = await call_next(request)
         h = response.headers
         h.setdefault("Content-Security-Policy", CSP)
         h["X-Content-Type-Options"] = "nosniff"

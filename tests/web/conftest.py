@@ -99,9 +99,18 @@ def upload_files(c, files: dict[str, Path], csrf: str | None, names: dict[str, s
 
 
 @pytest.fixture(scope="session")
-def model_server(model_base):  # noqa: F811  (model_base: the tiny exported model of tests/serving)
+def web_model_base(request) -> Path:
+    """The tiny exported model of tests/serving, or an already exported store named by
+    RADPATH_TEST_MODEL_BASE (saves the export when iterating on the web tests alone)."""
+    import os
+    given = os.environ.get("RADPATH_TEST_MODEL_BASE")
+    return Path(given) if given else request.getfixturevalue("model_base")
+
+
+@pytest.fixture(scope="session")
+def model_server(web_model_base):
     """The built-in TF-Serving-compatible server with a tiny exported model: its gRPC target."""
-    backend = _start_builtin(model_base)
+    backend = _start_builtin(web_model_base)
     yield backend.grpc_target
     backend.stop()
 
