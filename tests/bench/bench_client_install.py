@@ -121,7 +121,8 @@ def main() -> int:
             subprocess.run([sys.executable, "-m", "client.cli", "synth", str(work / "cohort"), "--cases", "1",
                             "--seed", "3", "--quiet"], check=True, cwd=ROOT)
             case = next((work / "cohort" / "Radiology").iterdir())
-        model_base = args.model_base or (work / "models" if (work / "models" / "glioma").is_dir() else tiny_model(work))
+        reuse = any(p.name.isdigit() for p in (work / "models" / "glioma").glob("*"))
+        model_base = args.model_base or (work / "models" if reuse else tiny_model(work))
         server, target = start_server(model_base)
         try:
             classify_seconds(venv, case, target)  # warm the file cache and the server for both
