@@ -270,9 +270,10 @@ def create_app(settings: Settings) -> FastAPI:
         return case
 
     def case_file(case: dict, name: str) -> Path:
+        """`flair-volume` (the uploaded FLAIR), or an artefact of the result: `mask`, a sequence's slice PNG."""
         result = case.get("result") or {}
         folder = settings.cases_dir() / case["id"]
-        if name == "flair":
+        if name == "flair-volume":
             for suffix in (".nii.gz", ".nii"):
                 if (folder / "input" / f"flair{suffix}").is_file():
                     return folder / "input" / f"flair{suffix}"
@@ -290,7 +291,7 @@ def create_app(settings: Settings) -> FastAPI:
     async def result_page(request: Request, case_id: str, s: auth.Session = Depends(require_session)):
         case = owned(case_id, s)
         audit.record(engine, "view", case["state"], username=s.user.username, case_id=case_id, client=client_of(request))
-        flair = case_file(case, "flair").name if case["state"] == "succeeded" else None
+        flair = case_file(case, "flair-volume").name if case["state"] == "succeeded" else None
         return page(request, "result.html", s, case=case, r=case["result"], flair_name=flair)
 
     @app.get("/cases/{case_id}/images/{seq}.png", include_in_schema=False)
@@ -302,7 +303,7 @@ def create_app(settings: Settings) -> FastAPI:
     @app.get("/cases/{case_id}/volumes/{name}", include_in_schema=False)
     async def volume(case_id: str, name: str, s: auth.Session = Depends(require_session)):
         case = owned(case_id, s)
-        path = case_file(case, "mask" if name == "mask.nii.gz" else "flair" if name.startswith("flair.nii") else "")
+        path = case_file(case, "mask" if name == "mask.nii.gz" else "flair-volume" if name.startswith("flair.nii") else "")
         if path.name != name:
             raise Problem(404, "no such volume")
         return FileResponse(path, media_type="application/octet-stream")
