@@ -31,6 +31,14 @@ class Brain:
     radii: np.ndarray
     box: tuple[slice, slice, slice]
     shape: tuple[int, int, int]
+    wmh: np.ndarray | None = None
+    """uint8 over the box: candidate white-matter hyperintensities (small vascular lesions, bright on
+    FLAIR and T2, common with age; NOT tumour), ranked 1..WMH_CANDIDATES; a case shows the first n"""
+    wmh_age: float = 0.0
+    """0..1: how much of the candidate load this age carries"""
+
+
+WMH_CANDIDATES = 14
 
 
 def make_brain(rng: np.random.Generator, shape: tuple[int, int, int], age_years: float) -> Brain:
@@ -70,4 +78,33 @@ def make_brain(rng: np.random.Generator, shape: tuple[int, int, int], age_years:
     fissure = (np.abs(u) < 0.018 * (1 + 0.5 * np.abs(folds))) & (w > -0.1) & (d > 0.25)
     tissue[fissure & (d < 1)] = CSF
     tissue[d >= 1] = BACKGROUND
-    return Brain(tissue=tissue, center=center, radii=radii, box=box, shape=tuple(int(n) for n in shape_arr))
+    wmh = _wmh_candidates(rng, tissue, center, radii, float(shape_arr[0]) / 240.0)
+    return Brain(tissue=tissue, center=center, radii=radii, box=box, shape=tuple(int(n) for n in shape_arr),
+                 wmh=wmh, wmh_age=float(np.clip((age_years - 35.0) / 45.0, 0.0, 1.0)))
+
+
+def _wmh_candidates(rng: np.random.Generator, tissue: np.ndarray, center: np.ndarray, radii: np.ndarray,
+                    unit: float) -> np.ndarray:
+    """Ranked candidate white-matter hyperintensities: periventricular caps and deep punctate foci,
+    1.5-5 mm, in white matter only (a fixed number of draws whatever is shown)."""
+    out = np.zeros(tissue.shape, dtype=np.uint8)
+    for k in range(1, WMH_CANDIDATES + 1):
+        periventricular = rng.random() < 0.5
+        side = rng.choice([-1.0, 1.0])
+        if periventricular:
+            uvw = np.array([side * rng.uniform(0.12, 0.25), rng.choice([-1.0, 1.0]) * rng.uniform(0.25, 0.4),
+                            rng.uniform(0.05, 0.3)])
+        else:
+            uvw = np.array([side * rng.uniform(0.15, 0.55), rng.uniform(-0.55, 0.55), rng.uniform(-0.05, 0.5)])
+        r = unit * rng.uniform(1.5, 5.0) * (1.6 if periventricular else 1.0)
+        c = center + uvw.astype(np.float32) * radii
+        lo = np.maximum(np.floor(c - r) - 1, 0).astype(int)
+        hi = np.minimum(np.ceil(c + r) + 2, tissue.shape).astype(int)
+        if np.any(hi <= lo):
+            continue
+        box = tuple(slice(int(a), int(b)) for a, b in zip(lo, hi))
+        g = np.ogrid[box]
+        ball = sum((gi - ci) ** 2 for gi, ci in zip(g, c)) <= r * r
+        sub = out[box]
+        sub[ball & (tissue[box] == WM) & (sub == 0)] = k
+    return out

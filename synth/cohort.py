@@ -37,7 +37,7 @@ log = logging.getLogger(__name__)
 
 GENERATOR_VERSION = "2"
 """2: per-case domain randomisation from named styles (synth/style.py), realised FLAIR/T2 conspicuity,
-file quirks, tumour-free controls. 1: one fixed look (now approximated by style `legacy`)."""
+file quirks, white-matter hyperintensities (not tumour), tumour-free controls. 1: one fixed look (now approximated by style `legacy`)."""
 REAL_COUNTS = {"G": 133, "A": 54, "O": 34}
 """Class counts of the real CPM-RadPath 2019 training release (221 cases)."""
 AGE_YEARS = {"A": (39.0, 11.0), "O": (54.5, 12.0), "G": (60.0, 12.0)}
@@ -157,6 +157,7 @@ def synthesize_case(plan: PlannedCase, seed: int, shape: tuple[int, int, int], w
         "dtype": look["dtype"],
         "background": look["background"],
         "contrast_family": look["family"],
+        "wmh_ml": round(look["wmh_voxels"] * mm3 / 1000.0, 2),
         "noise": round(look["noise"], 4),
         "bias": round(look["bias"], 3),
         "blur_mm": round(look["blur_mm"], 2),
@@ -180,7 +181,7 @@ def save_ras(data: np.ndarray, path: Path, qform_code: int = 1) -> None:
 
 APPEARANCE_COLUMNS = ("case_id", "class", "appearance", "control", "style", "flair_z", "t2_z", "flair_z_target",
                       "t2_z_target", "lesion_ml", "tumor_fraction", "enhancing", "mismatch", "calcified", "frontal",
-                      "midline", "dtype", "background", "contrast_family", "noise", "bias", "blur_mm", "slice_mm")
+                      "midline", "dtype", "background", "contrast_family", "wmh_ml", "noise", "bias", "blur_mm", "slice_mm")
 """Columns of Segmentation/appearance.csv (one row per case, controls included; empty = not applicable)."""
 
 

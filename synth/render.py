@@ -14,7 +14,10 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
-from .anatomy import Brain
+from .anatomy import WMH_CANDIDATES, Brain
+
+WMH = 4
+"""tissue label of a shown white-matter hyperintensity (render only; the anatomy keeps WM there)"""
 from .fields import smooth_field
 from .style import CONTRAST_FAMILIES, Style, draw_choice, draw_range
 from .tumors import Tumor
@@ -45,6 +48,8 @@ def draw_appearance(rng: np.random.Generator, style: Style) -> dict:
     d["jitter"] = draw_range(rng, style.contrast_jitter)
     d["jitter_u"] = rng.uniform(-1.0, 1.0, (4, 3))
     d["tissue_texture"] = draw_range(rng, style.tissue_texture)
+    d["wmh"] = draw_range(rng, style.wmh)
+    d["wmh_gain"] = rng.uniform([1.4, 0.8, 0.8, 1.6], [1.9, 0.95, 0.95, 2.3])  # x white matter, per sequence
     d["noise"] = draw_range(rng, style.noise)
     d["bias"] = draw_range(rng, style.bias)
     d["blur_mm"] = draw_range(rng, style.blur_mm)
@@ -86,11 +91,14 @@ def _grow(box: tuple[slice, ...], margin: int, shape: tuple[int, ...]) -> tuple[
     return tuple(slice(max(0, s.start - margin), min(n, s.stop + margin)) for s, n in zip(box, shape))
 
 
-def _solve_amplitude(f0: tuple[np.ndarray, np.ndarray], g: tuple[np.ndarray, np.ndarray], target: float) -> float:
+def _solve_amplitude(f0: tuple[np.ndarray, np.ndarray], g: tuple[np.ndarray, np.ndarray], target: float,
+                     cap: float) -> float:
     """a such that the median robust z of the lesion in F0 + a G is `target`. f0 and g hold
     (brain-sample values, lesion values). Bracket, then regula falsi (Illinois): the problem is
     nearly linear, so a handful of evaluations; monotone in a for any lesion whose median voxel is
-    brighter with a, which the excess patterns guarantee."""
+    brighter with a, which the excess patterns guarantee. |a| stays below `cap`: a lesion that is a
+    large share of the brain moves the brain's own statistics and may never reach a high target;
+    then it gets the capped level and the realised z says what it is."""
     bs0, le0 = f0
     bsg, leg = g
 
@@ -105,15 +113,14 @@ def _solve_amplitude(f0: tuple[np.ndarray, np.ndarray], g: tuple[np.ndarray, np.
     if f_lo == 0.0:
         return 0.0
     direction = 1.0 if f_lo < 0 else -1.0
+    step = min(step, cap)
     hi, f_hi = direction * step, z(direction * step)
-    for _ in range(8):  # expand until the target is bracketed
-        if np.sign(f_hi) != np.sign(f_lo):
-            break
+    while np.sign(f_hi) == np.sign(f_lo):  # expand until the target is bracketed
+        if abs(hi) >= cap:
+            return hi  # unreachable level; the realised value says so
         lo, f_lo = hi, f_hi
-        hi *= 2.0
+        hi = float(np.clip(hi * 2.0, -cap, cap))
         f_hi = z(hi)
-    else:
-        return hi  # unreachable level (e.g. a lesion too small to be seen); the realised value says so
     side = 0
     for _ in range(40):
         a = hi - f_hi * (hi - lo) / (f_hi - f_lo)
@@ -141,6 +148,13 @@ def render(rng: np.random.Generator, brain: Brain, tumor: Tumor | None, d: dict)
     unit_xy = brain.shape[0] / 240.0
     unit_z = brain.shape[2] / 155.0
     table = contrast(d)
+    tissue = brain.tissue
+    n_wmh = int(round(WMH_CANDIDATES * brain.wmh_age * d["wmh"])) if brain.wmh is not None else 0
+    if n_wmh:
+        tissue = tissue.copy()
+        tissue[(brain.wmh > 0) & (brain.wmh <= n_wmh)] = WMH
+        table = np.concatenate([table, (table[:, 3] * d["wmh_gain"])[:, None]], axis=1).astype(np.float32)
+    d["wmh_voxels"] = int(((brain.wmh > 0) & (brain.wmh <= n_wmh)).sum()) if n_wmh else 0
     texture = 1.0 + d["tissue_texture"] * smooth_field(rng, shape, tuple(max(3, n // 10) for n in shape))
     # one coil, one bias field for the four sequences
     bias = np.exp(d["bias"] * smooth_field(rng, shape, (4, 4, 3)))
@@ -157,7 +171,7 @@ def render(rng: np.random.Generator, brain: Brain, tumor: Tumor | None, d: dict)
     out = {}
     for s, name in enumerate(SEQ_ORDER):
         slab = 2 * int(round((d["slice_mm"][s] * unit_z - 1.0) / 2.0)) + 1
-        img = np.take(table[s], brain.tissue)
+        img = np.take(table[s], tissue)
         img *= texture
         wm = float(table[s][3])
         ref = float(np.median(img.ravel()[sample]))
@@ -191,8 +205,10 @@ def render(rng: np.random.Generator, brain: Brain, tumor: Tumor | None, d: dict)
                 rbox = _grow(gbox, 8, shape)
                 g_full[rbox] = _cubic_shift(g_full[rbox], resample)
             target = d[f"{name}_z"]
+            leg = g_full.ravel()[les_idx]
+            cap = 3.0 * ref * float(np.median(bias)) / max(float(np.median(leg[leg > 0])) if (leg > 0).any() else 1.0, 1e-6)
             a = _solve_amplitude((img.ravel()[sample], img.ravel()[les_idx]),
-                                 (g_full.ravel()[sample], g_full.ravel()[les_idx]), target)
+                                 (g_full.ravel()[sample], leg), target, cap)
             img += np.float32(a) * g_full
         out[name] = img
     return out
@@ -271,8 +287,8 @@ def write_quirks(rng: np.random.Generator, vols: dict[str, np.ndarray], brain: B
     return out
 
 
-def _coarse_mantissa(x: np.ndarray, bits: int = 12) -> np.ndarray:
-    """float32 with `bits` mantissa bits (relative precision 2^-12, far below any MRI noise): the
+def _coarse_mantissa(x: np.ndarray, bits: int = 10) -> np.ndarray:
+    """float32 with `bits` mantissa bits (relative precision 2^-10, far below any MRI noise): the
     files compress to a fraction of full-entropy floats, which keeps generation fast."""
     x = np.ascontiguousarray(x, dtype=np.float32)
     x.view(np.uint32)[...] &= np.uint32((0xFFFFFFFF << (23 - bits)) & 0xFFFFFFFF)

@@ -70,6 +70,8 @@ class Style:
     """each (tissue, sequence) intensity times U(1 - j, 1 + j)"""
     tissue_texture: Range = (0.0, 0.06)
     """amplitude of slow intensity variation inside normal tissue"""
+    wmh: Range = (0.0, 1.0)
+    """white-matter hyperintensity load (small FLAIR/T2-bright foci that are not tumour; scaled by age)"""
     enhancement: Range = (1.2, 2.4)
     """T1ce of enhancing tumour relative to white matter"""
     lesion_t1: Range = (0.55, 0.9)
@@ -82,7 +84,7 @@ class Style:
     """in-plane Gaussian sigma (mm)"""
     slice_mm: Range = (1.0, 6.0)
     """slice thickness (mm), drawn per sequence: anisotropic resolution resampled to 1 mm"""
-    lesion_scale: Range = (0.75, 1.45)
+    lesion_scale: Range = (0.75, 1.4)
     """lesion radius relative to the class's typical size"""
     irregularity: Range = (0.0, 0.35)
     texture: Range = (0.0, 0.25)
@@ -153,19 +155,22 @@ STYLES: dict[str, Style] = {s.name: s for s in (
     Style("train", flair_z=(2.5, 8.0), t2_z=(1.5, 5.0),
           families=_w(**{"se_1.5t": 1.0, "mprage_3t": 1.0, "low_contrast": 1.0}),
           contrast_jitter=(0.0, 0.1), noise=(0.01, 0.05), bias=(0.0, 0.15), blur_mm=(0.0, 0.7),
-          slice_mm=(1.0, 3.0), lesion_scale=(0.85, 1.45), dtypes=_w(int16=0.85, float32=0.15),
+          slice_mm=(1.0, 3.0), lesion_scale=(0.85, 1.4), dtypes=_w(int16=0.85, float32=0.15),
           backgrounds=_w(zero=0.85, residue=0.15, zscored=0.0)),
     Style("heldout", flair_z=(1.5, 3.0), t2_z=(0.5, 2.5),
           families=_w(flair_csf_bright=1.0, flair_gm_dark=1.0),
           contrast_jitter=(0.05, 0.15), noise=(0.03, 0.08), bias=(0.1, 0.3), blur_mm=(0.5, 1.2),
           slice_mm=(3.0, 6.0), lesion_scale=(0.65, 1.25), dtypes=_w(int16=0.4, float32=0.6),
           backgrounds=_w(zero=0.2, residue=0.5, zscored=0.3)),
+    # The whole space in the release's own file format (BraTS-preprocessed: int16, background exactly
+    # 0), as in every CPM-RadPath case: for tests that need clean files but realistic tumours.
+    Style("brats", dtypes=_w(int16=1.0), backgrounds=_w(zero=1.0), negatives=(0.0002, 0.002)),
     # The subtle end of the space (what lower-grade gliomas and other FLAIR protocols look like).
     Style("subtle", flair_z=(1.5, 2.5), t2_z=(0.5, 2.5)),
     # The generator's look before version 2 (conspicuous tumours, one contrast family, clean int16
     # files with an exactly-zero background): for comparisons only.
     Style("legacy", flair_z=(5.5, 8.0), t2_z=(2.5, 4.5), families=_w(**{"se_1.5t": 1.0}),
-          contrast_jitter=(0.05, 0.05), tissue_texture=(0.0, 0.0), enhancement=(1.6, 2.0), lesion_t1=(0.9, 1.0),
+          contrast_jitter=(0.05, 0.05), tissue_texture=(0.0, 0.0), wmh=(0.0, 0.0), enhancement=(1.6, 2.0), lesion_t1=(0.9, 1.0),
           noise=(0.015, 0.04), bias=(0.06, 0.06), blur_mm=(0.0, 0.0), slice_mm=(1.0, 1.0),
           lesion_scale=(0.9, 0.9), irregularity=(0.05, 0.25), texture=(0.03, 0.12),
           g_ring=(0.875, 0.875), g_midline=(0.0, 0.0), a_mismatch=(0.47, 0.47), a_enhancing=(0.1, 0.1),

@@ -130,7 +130,7 @@ def make_tumor(rng: np.random.Generator, brain: Brain, appearance: str, style: S
     enhancement = draw_range(rng, style.enhancement)
     lesion_t1 = draw_range(rng, style.lesion_t1)
     center = _place(rng, brain, appearance, signs["frontal"], signs["midline"])
-    base = {"G": (12, 20), "A": (12, 24), "O": (12, 22)}[appearance]  # mm; G's oedema reaches 1.3-1.6x
+    base = {"G": (11, 18), "A": (12, 23), "O": (12, 21)}[appearance]  # mm; G's oedema reaches 1.3-1.6x
     radius = unit * size * rng.uniform(*base)
     reach = 1.9 if appearance == "G" else 1.25
     lo = np.maximum(np.floor(center - reach * radius * 1.4).astype(int), 0)

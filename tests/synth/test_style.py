@@ -125,13 +125,13 @@ def test_style_validation():
         Style("bad", a_mismatch=(0.5, 1.5))
     with pytest.raises(SynthSettingsError, match="families"):
         Style("bad", families=(("no_such_family", 1.0),))
-    assert {"broad", "train", "heldout", "subtle", "legacy"} <= set(STYLES)
+    assert {"broad", "train", "heldout", "subtle", "legacy", "brats"} <= set(STYLES)
 
 
 @pytest.mark.parametrize("args, message", [
     (["--cases", "0"], "--cases 0: need at least 1 case"),
     (["--shape", "0", "0", "0"], "--shape 0 0 0: need three axes"),
-    (["--style", "nope"], "unknown style 'nope'; known styles: broad, train, heldout, subtle, legacy"),
+    (["--style", "nope"], "unknown style 'nope'; known styles: broad, train, heldout, brats, subtle, legacy"),
     (["--controls", "-1"], "--controls -1"),
 ])
 def test_cli_errors_are_one_line(tmp_path, capsys, args, message):
