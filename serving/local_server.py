@@ -128,7 +128,11 @@ class Server:
             raise RadPathError(f"gRPC port {self.grpc_port} on {self.host} is not available (in use?); is another "
                                "`radpath serve` running? Stop it or choose --grpc-port")
         self.grpc_port = bound
-        sock = bind(self.host, self.rest_port)
+        try:
+            sock = bind(self.host, self.rest_port)
+        except RadPathError:
+            self._grpc.stop(None)  # release the gRPC port too
+            raise
         self.rest_port = sock.getsockname()[1]
         self.registry.start()
         self._grpc.start()
