@@ -81,7 +81,7 @@ def create_app(settings: Settings) -> FastAPI:
         h.setdefault("Content-Security-Policy", CSP)
         h["X-Content-Type-Options"] = "nosniff"
         h["X-Frame-Options"] = "DENY"
-        h["Referrer-Policy"] = "no-referrer"
+        h["Referrer-Policy"] = "same-origin"  # no-referrer would make browsers send Origin: null on our own forms
         h["Cross-Origin-Opener-Policy"] = "same-origin"
         if not request.url.path.startswith(("/static/", "/vendor/")):
             h.setdefault("Cache-Control", "no-store")

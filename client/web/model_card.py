@@ -29,7 +29,8 @@ def describe_model(model_base: Path | None, name: str, version: int) -> dict:
     data = info.get("data") or {}
     card = extra / "model_card.md"
     synthetic = data.get("synthetic")
-    statement = data.get("description") or "not recorded by the exporter"
+    statement = data.get("description") or ("The export of this model version records no description of its "
+                                            "training data; ask whoever trained it before relying on it.")
     if synthetic:
         statement = ("Trained on SYNTHETIC data only (simulated MRI written by `radpath synth`, not patient data): "
                      "its scores say nothing about clinical accuracy. " + statement)

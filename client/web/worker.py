@@ -49,7 +49,8 @@ def classify_job(settings: Settings, job: jobs.Claim, client) -> dict:
     case = load_case(files, case_id=job.case_id, age_days=job.age_days)
     result = client.classify_case(case)
     tumor = find_tumor(case)
-    warnings = case_warnings(case)
+    prefix = f"{job.case_id}: "  # preprocess names the case; on our page the case is known
+    warnings = [{**w, "message": w.get("message", "").removeprefix(prefix)} for w in case_warnings(case)]
     if not tumor.found and not any(w.get("code") == "no-tumour" for w in warnings):
         warnings.append({"code": "no-tumour", "message": "no FLAIR/T2-hyperintense lesion found; the slice shown "
                                                          "and classified is the brain's largest slice"})
