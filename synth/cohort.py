@@ -169,10 +169,10 @@ def synthesize_case(plan: PlannedCase, seed: int, shape: tuple[int, int, int], w
 
 def save_ras(data: np.ndarray, path: Path, qform_code: int = 1) -> None:
     """Save a RAS [x, y, z] array in BraTS-like LPS storage (flipped x and y, negative affine diagonal)."""
-    stored = data[::-1, ::-1, :]
+    stored = np.asfortranarray(data[::-1, ::-1, :])  # NIfTI's own order: nibabel writes it without a transpose
     affine = LPS_AFFINE.copy()
     affine[:3, 3] = [data.shape[0] - 1, data.shape[1] - 1, 0.0]
-    img = nib.Nifti1Image(np.ascontiguousarray(stored), affine)
+    img = nib.Nifti1Image(stored, affine)
     img.set_qform(affine, code=qform_code)
     img.set_sform(affine, code=1)
     img.header.set_xyzt_units("mm", "sec")

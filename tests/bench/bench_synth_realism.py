@@ -98,6 +98,17 @@ def report(name: str, rows: list[dict], extra: str = "") -> None:
         if "realised" in t[0]:
             gap = [abs(r["realised"] - r["target"]) for r in t if r.get("tumour_fraction", 0) < 0.15]
             print(f"  generator: |realised - drawn| FLAIR z  max {max(gap):.3f} (cases with tumour < 15 % of brain)")
+    if "signs" in rows[0]:
+        rates = []
+        for cls in "AOG":
+            own = [r["signs"] for r in rows if r["appearance"] == cls]
+            if own:
+                rates.append(f"{cls} (n={len(own)}): " + ", ".join(
+                    f"{k} {np.mean([x.get(k, False) for x in own]):.2f}"
+                    for k in ("enhancing", "mismatch", "calcified", "frontal", "midline")))
+        print("  signs  " + "\n         ".join(rates))
+        print(f"  lesion ml                         {dist([r['lesion_ml'] for r in rows])}; "
+              f"white-matter hyperintensities ml {dist([r['wmh_ml'] for r in rows])}")
     print(f"  dtype {dict(Counter(r['dtype'] for r in rows))}; background {dict(Counter(r['background'] for r in rows))}")
     print(f"  non-zero voxels / volume          {dist([r['nonzero_fraction'] for r in rows])}")
 
@@ -124,7 +135,7 @@ def real_cases(root: Path) -> list[tuple[str, dict]]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("real", nargs="?", type=Path, help="folder of real cases (Radiology/, Segmentation/)")
-    ap.add_argument("--cases", type=int, default=12)
+    ap.add_argument("--cases", type=int, default=24)
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--shape", type=int, nargs=3, default=[120, 120, 78])
     ap.add_argument("--styles", nargs="+", default=list(STYLES))
@@ -139,6 +150,8 @@ def main() -> None:
             seconds.append(time.perf_counter() - t0)
             row = describe(vols, seg > 0)
             row["realised"], row["target"] = info["flair_z"], info["flair_z_target"]
+            row["appearance"], row["lesion_ml"], row["wmh_ml"] = p.appearance, info["lesion_ml"], info["wmh_ml"]
+            row["signs"] = {k: info.get(k, False) for k in ("enhancing", "mismatch", "calcified", "frontal", "midline")}
             rows.append(row)
         report(f"style {name}", rows, f"; shape {shape}; {np.mean(seconds):.2f} s per case (synthesis only)")
     if args.real:
