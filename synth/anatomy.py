@@ -36,6 +36,8 @@ class Brain:
     FLAIR and T2, common with age; NOT tumour), ranked 1..WMH_CANDIDATES; a case shows the first n"""
     wmh_age: float = 0.0
     """0..1: how much of the candidate load this age carries"""
+    vessels: np.ndarray | None = None
+    """bool over the box: normal structures that enhance on T1ce (choroid plexus, sagittal sinus)"""
 
 
 WMH_CANDIDATES = 14
@@ -78,9 +80,14 @@ def make_brain(rng: np.random.Generator, shape: tuple[int, int, int], age_years:
     fissure = (np.abs(u) < 0.018 * (1 + 0.5 * np.abs(folds))) & (w > -0.1) & (d > 0.25)
     tissue[fissure & (d < 1)] = CSF
     tissue[d >= 1] = BACKGROUND
+    # enhancing normal structures (T1ce-bright without any tumour): choroid plexus in the ventricles'
+    # atria and the superior sagittal sinus along the top of the falx
+    plexus = ventricles & ((((np.abs(u) - 0.12) / (0.045 * vent)) ** 2 + ((v + 0.3) / 0.09) ** 2
+                            + ((w - 0.1) / (0.07 * vent)) ** 2) < 1)
+    sinus = (np.abs(u) < 0.03) & (d > 0.93) & (d < 1.0) & (w > 0.2)
     wmh = _wmh_candidates(rng, tissue, center, radii, float(shape_arr[0]) / 240.0)
     return Brain(tissue=tissue, center=center, radii=radii, box=box, shape=tuple(int(n) for n in shape_arr),
-                 wmh=wmh, wmh_age=float(np.clip((age_years - 35.0) / 45.0, 0.0, 1.0)))
+                 wmh=wmh, wmh_age=float(np.clip((age_years - 35.0) / 45.0, 0.0, 1.0)), vessels=plexus | sinus)
 
 
 def _wmh_candidates(rng: np.random.Generator, tissue: np.ndarray, center: np.ndarray, radii: np.ndarray,

@@ -50,6 +50,7 @@ def draw_appearance(rng: np.random.Generator, style: Style) -> dict:
     d["tissue_texture"] = draw_range(rng, style.tissue_texture)
     d["wmh"] = draw_range(rng, style.wmh)
     d["wmh_gain"] = rng.uniform([1.4, 0.8, 0.8, 1.6], [1.9, 0.95, 0.95, 2.3])  # x white matter, per sequence
+    d["vessel_enhancement"] = draw_range(rng, style.vessel_enhancement)
     d["noise"] = draw_range(rng, style.noise)
     d["bias"] = draw_range(rng, style.bias)
     d["blur_mm"] = draw_range(rng, style.blur_mm)
@@ -172,6 +173,8 @@ def render(rng: np.random.Generator, brain: Brain, tumor: Tumor | None, d: dict)
     for s, name in enumerate(SEQ_ORDER):
         slab = 2 * int(round((d["slice_mm"][s] * unit_z - 1.0) / 2.0)) + 1
         img = np.take(table[s], tissue)
+        if name == "t1ce" and brain.vessels is not None and d["vessel_enhancement"] != 1.0:
+            img[brain.vessels] = np.float32(table[s][3] * d["vessel_enhancement"])  # x white matter
         img *= texture
         wm = float(table[s][3])
         ref = float(np.median(img.ravel()[sample]))

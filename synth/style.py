@@ -72,6 +72,9 @@ class Style:
     """amplitude of slow intensity variation inside normal tissue"""
     wmh: Range = (0.0, 1.0)
     """white-matter hyperintensity load (small FLAIR/T2-bright foci that are not tumour; scaled by age)"""
+    vessel_enhancement: Range = (1.0, 2.2)
+    """T1ce of choroid plexus and sinus relative to their unenhanced value (normal enhancement that is
+    not tumour; 1 = invisible)"""
     enhancement: Range = (1.2, 2.4)
     """T1ce of enhancing tumour relative to white matter"""
     lesion_t1: Range = (0.55, 0.9)
@@ -170,7 +173,8 @@ STYLES: dict[str, Style] = {s.name: s for s in (
     # The generator's look before version 2 (conspicuous tumours, one contrast family, clean int16
     # files with an exactly-zero background): for comparisons only.
     Style("legacy", flair_z=(5.5, 8.0), t2_z=(2.5, 4.5), families=_w(**{"se_1.5t": 1.0}),
-          contrast_jitter=(0.05, 0.05), tissue_texture=(0.0, 0.0), wmh=(0.0, 0.0), enhancement=(1.6, 2.0), lesion_t1=(0.9, 1.0),
+          contrast_jitter=(0.05, 0.05), tissue_texture=(0.0, 0.0), wmh=(0.0, 0.0),
+          vessel_enhancement=(1.0, 1.0), enhancement=(1.6, 2.0), lesion_t1=(0.9, 1.0),
           noise=(0.015, 0.04), bias=(0.06, 0.06), blur_mm=(0.0, 0.0), slice_mm=(1.0, 1.0),
           lesion_scale=(0.9, 0.9), irregularity=(0.05, 0.25), texture=(0.03, 0.12),
           g_ring=(0.875, 0.875), g_midline=(0.0, 0.0), a_mismatch=(0.47, 0.47), a_enhancing=(0.1, 0.1),
