@@ -97,6 +97,11 @@ ENHANCE_K = 5.0
 """... and its robust z-score difference exceeds this many robust SDs of all voxels' differences ..."""
 ENHANCE_Z_MIN = 2.0
 """... and at least this many z units."""
+ENHANCE_EDGE = 1
+"""Coarse voxels at the brain's surface that do not vote: where one sequence has thicker slices its
+edge is blurred into the background, so there it is darker than the other with no contrast agent
+involved (measured: 77 reversed votes on a synthetic 5.7 mm T1ce beside a 4 mm T1, 3 after this;
+the real cases keep 400-470 expected votes and 0 reversed)."""
 SWAP_RATIO = 2.0
 """A swap is flagged when the reversed votes exceed SWAP_RATIO x the expected votes ..."""
 SWAP_MIN_VOTES = {"flair_t2": 0.002, "t1_t1ce": 0.0001}
@@ -234,10 +239,11 @@ def _enhancement_votes(t1: np.ndarray, t1ce: np.ndarray, r1: np.ndarray, rc: np.
     q25, q50, q75 = np.percentile(dz[::3], [25, 50, 75])
     cut = max(ENHANCE_K * (q75 - q25) / 1.349, ENHANCE_Z_MIN)
     dz -= np.float32(q50)
+    inner = ndimage.binary_erosion(fg, iterations=ENHANCE_EDGE)[fg]
     votes = []
     for select in (((rc - r1) > ENHANCE_RANK) & (dz > cut), ((r1 - rc) > ENHANCE_RANK) & (dz < -cut)):
         mask = np.zeros(fg.shape, dtype=bool)
-        mask[fg] = select
+        mask[fg] = select & inner
         votes.append(int(np.count_nonzero(_supported(mask))))
     return votes[0], votes[1]
 
