@@ -16,6 +16,7 @@ server on a port in use refuses to start with one line instead of silently takin
 from __future__ import annotations
 
 import logging
+import socket
 import threading
 import time
 from concurrent import futures
@@ -119,14 +120,14 @@ class Server:
         """Bind both ports first (a port in use fails at once, before minutes of model loading),
         then load the models, then serve."""
         from .rest import RestServer, bind
+        _check_port_free(self.host, self.grpc_port)  # before gRPC core logs its own multi-line error
         self._grpc = _make_grpc_server(self)
         try:
             bound = self._grpc.add_insecure_port(f"{self.host}:{self.grpc_port}")
         except RuntimeError:
             bound = 0
         if not bound:
-            raise RadPathError(f"gRPC port {self.grpc_port} on {self.host} is not available (in use?); is another "
-                               "`radpath serve` running? Stop it or choose --grpc-port")
+            raise _grpc_port_error(self.host, self.grpc_port, "in use?")
         self.grpc_port = bound
         try:
             sock = bind(self.host, self.rest_port)
@@ -149,6 +150,22 @@ class Server:
 
     def wait(self) -> None:
         self._grpc.wait_for_termination()
+
+
+def _grpc_port_error(host: str, port: int, why: str) -> RadPathError:
+    return RadPathError(f"gRPC port {port} on {host} is not available ({why}); is another `radpath serve` "
+                        "running? Stop it or choose --grpc-port")
+
+
+def _check_port_free(host: str, port: int) -> None:
+    if port == 0:
+        return
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError as exc:
+            raise _grpc_port_error(host, port, exc.strerror or str(exc)) from None
 
 
 # ---------------------------------------------------------------- gRPC

@@ -350,3 +350,25 @@ def test_version_incomplete_when_first_seen_is_retried(model_base, tmp_path):
         assert s.registry.loaded_versions("glioma") == [1]
     finally:
         s.stop()
+
+
+@pytest.mark.parametrize("which", ["grpc", "rest"])
+def test_radpath_serve_on_a_port_in_use_says_so_in_one_line(tmp_path, which):
+    """Before: a second `radpath serve` on the same gRPC port started silently (SO_REUSEPORT) and
+    took half the traffic."""
+    import subprocess
+    import sys
+    taken = socket.socket()
+    taken.bind(("0.0.0.0", 0))
+    taken.listen()
+    port = str(taken.getsockname()[1])
+    ports = ["--grpc-port", port, "--rest-port", "0"] if which == "grpc" else ["--grpc-port", "0", "--rest-port", port]
+    try:
+        r = subprocess.run([sys.executable, "-m", "client.cli", "serve", "--model-base", str(tmp_path),
+                            "--backend", "builtin", *ports], capture_output=True, text=True, timeout=120)
+    finally:
+        taken.close()
+    errors = [line for line in r.stderr.splitlines() if not line.startswith("WARNING ")]
+    assert r.returncode == 1 and len(errors) == 1, r.stderr
+    assert errors[0].startswith(f"radpath serve: error: {'gRPC' if which == 'grpc' else 'REST'} port {port} ")
+    assert "already in use" in errors[0]
