@@ -36,12 +36,12 @@ def add_synth_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run_synth(args: argparse.Namespace) -> int:
-    from .cohort import _check_shape, plan_cohort, write_synthetic_cohort
+    from .cohort import check_shape, plan_cohort, write_synthetic_cohort
     from .style import get_style
 
     out = Path(args.out)
     style = get_style(args.style)  # fail on a bad setting before touching the disk
-    shape = _check_shape(args.shape)
+    shape = check_shape(args.shape)
     plan_cohort(args.cases, args.seed, controls=args.controls)
     if (out / "training_data_classification_labels.csv").exists() and not args.force:
         raise RadPathError(f"{out} already holds a cohort; choose another folder or pass --force to overwrite it")

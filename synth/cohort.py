@@ -108,7 +108,8 @@ def plan_cohort(cases: int, seed: int, counts: dict[str, int] | None = None, con
     return planned
 
 
-def _check_shape(shape: tuple[int, ...]) -> tuple[int, int, int]:
+def check_shape(shape: tuple[int, ...]) -> tuple[int, int, int]:
+    """The shape as a tuple of three ints, or SynthSettingsError (the CLI checks before writing)."""
     shape = tuple(int(s) for s in shape)
     if len(shape) != 3 or any(s < MIN_AXIS for s in shape):
         raise SynthSettingsError(f"--shape {' '.join(map(str, shape))}: need three axes of at least "
@@ -129,7 +130,7 @@ def synthesize_case(plan: PlannedCase, seed: int, shape: tuple[int, int, int], w
     family, lesion_ml (at 1 mm, full-size equivalent), tumour_fraction of the brain, and the signs.
     """
     style = get_style(style)
-    shape = _check_shape(shape)
+    shape = check_shape(shape)
     streams = [np.random.default_rng(s) for s in np.random.SeedSequence([seed, plan.index]).spawn(5)]
     r_anat, r_tumor, r_look, r_render, r_file = streams
     brain = make_brain(r_anat, shape, plan.age_days / 365.25)
@@ -210,7 +211,7 @@ def write_synthetic_cohort(out: str | Path, cases: int = 221, seed: int = 0,
     with `label=None`). Controls are left out of the labels CSV: a cohort reader sees a case folder
     without a class, which training skips and reports."""
     out = Path(out)
-    shape = _check_shape(shape)
+    shape = check_shape(shape)
     style = get_style(style)
     if workers < 1:
         raise SynthSettingsError(f"--workers {workers}: need at least 1")

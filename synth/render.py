@@ -1,11 +1,13 @@
 """Turn tissue labels and a lesion into four MRI-like volumes with the case's drawn appearance.
 
-Order of the simulated acquisition, per sequence: tissue contrast (a protocol family, jittered) and a
-slow tissue texture -> lesion -> partial-volume blur (in-plane Gaussian, thick slices along z) ->
-bias field -> noise -> skull strip. The lesion's FLAIR and T2 levels are solved for, so that after
-blur, bias and noise the lesion's median robust z-score (brain median, IQR / 1.349) is the drawn
-conspicuity: the image is linear in the lesion amplitude a (F = F0 + a G), so a few secant steps on
-a brain subsample find it. Then the file quirks (scale, dtype, negatives, outliers, background).
+Order of the simulated acquisition, per sequence: tissue contrast (a protocol family, jittered; white-
+matter hyperintensities and normal T1ce enhancement that are not tumour) and a slow tissue texture ->
+lesion -> partial-volume blur (in-plane Gaussian, thick slices' box profile along z) -> bias field ->
+noise -> skull strip -> (residue background only) a cubic sub-voxel resample. The lesion's FLAIR and
+T2 levels are solved for, so that after all of that the lesion's median robust z-score (brain median,
+IQR / 1.349, true brain mask) is the drawn conspicuity: the image is linear in the lesion amplitude a
+(F = F0 + a G), so a few regula falsi steps on a brain subsample find it. Then the file quirks
+(scale, dtype, negatives, outliers, background).
 
 All arrays here cover the brain's bounding box only (`Brain.box`); `to_full` pastes them back.
 """
@@ -15,12 +17,12 @@ import numpy as np
 from scipy import ndimage
 
 from .anatomy import WMH_CANDIDATES, Brain
-
-WMH = 4
-"""tissue label of a shown white-matter hyperintensity (render only; the anatomy keeps WM there)"""
 from .fields import smooth_field
 from .style import CONTRAST_FAMILIES, Style, draw_choice, draw_range
 from .tumors import Tumor
+
+WMH = 4
+"""tissue label of a shown white-matter hyperintensity (render only; the anatomy keeps WM there)"""
 
 SEQ_ORDER = ("flair", "t1", "t1ce", "t2")
 SOLVED = ("flair", "t2")
@@ -160,7 +162,6 @@ def render(rng: np.random.Generator, brain: Brain, tumor: Tumor | None, d: dict)
     # one coil, one bias field for the four sequences
     bias = np.exp(d["bias"] * smooth_field(rng, shape, (4, 4, 3)))
     outside = ~inside
-    noise_std = rng.standard_normal  # drawn per sequence below, in a fixed order
     in_idx = np.flatnonzero(inside)
     sample = in_idx[:: max(1, in_idx.size // BRAIN_SAMPLE)]
     lesion = np.zeros(shape, dtype=bool)
@@ -194,7 +195,7 @@ def render(rng: np.random.Generator, brain: Brain, tumor: Tumor | None, d: dict)
             else:
                 sub[les] = getattr(tumor, name)[les] * wm
         img = _blur(img, sigma_xy, slab) * bias
-        noise = noise_std(in_idx.size, dtype=np.float32) * np.float32(d["noise"] * ref)
+        noise = rng.standard_normal(in_idx.size, dtype=np.float32) * np.float32(d["noise"] * ref)
         img.ravel()[in_idx] += noise
         img[outside] = 0.0  # skull-stripped
         if resample is not None:  # a later cubic resample: ringing and residue outside the brain

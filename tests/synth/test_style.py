@@ -3,6 +3,7 @@ that `preprocess.load_case` must read, tumour-free controls, and the CLI's one-l
 import csv
 from dataclasses import replace
 
+import nibabel as nib
 import numpy as np
 import pytest
 
@@ -101,7 +102,6 @@ def test_controls_have_no_lesion_and_no_class(tmp_path):
     assert [p.case_id for p in plans[:4]] == [p.case_id for p in plan_cohort(4, seed=6)]  # tumour cases unchanged
     labels = (root / "training_data_classification_labels.csv").read_text()
     assert all(p.case_id not in labels for p in controls) and all(p.case_id in labels for p in plans[:4])
-    import nibabel as nib
     for p in plans:
         seg = np.asanyarray(nib.load(str(root / "Segmentation" / f"{p.case_id}_seg.nii.gz")).dataobj)
         assert (seg.max() == 0) == p.control
