@@ -172,11 +172,19 @@ def test_both_swaps_at_once_are_both_flagged(enhancing_cases):
 
 
 def test_no_enhancement_means_no_t1_t1ce_evidence():
-    """Without anything that enhances there is nothing to judge T1 against T1ce by: no warning
-    either way (a guess would be a false alarm half the time)."""
-    case, _ = synthetic_case(0, clean_style("broad"), with_tumor=False)
+    """Without anything that enhances (no tumour, no enhancing vessels or choroid plexus) there is
+    nothing to judge T1 against T1ce by: no warning either way (a guess would be a false alarm half
+    the time)."""
+    case, _ = synthetic_case(0, clean_style("broad", vessel_enhancement=(1.0, 1.0)), with_tumor=False)
     for variant in (case, swapped(case, "t1", "t1ce")):
         assert not quality_measures(variant).swapped("t1_t1ce")
+
+
+def test_normal_enhancement_alone_reveals_a_t1_t1ce_swap():
+    """Choroid plexus and venous sinuses enhance in every brain: enough evidence without a tumour."""
+    case, _ = synthetic_case(0, clean_style("broad", vessel_enhancement=(1.8, 2.2)), with_tumor=False)
+    assert "swap-t1-t1ce" not in codes(case)
+    assert "swap-t1-t1ce" in codes(swapped(case, "t1", "t1ce"))
 
 
 def test_skull_shell_is_flagged(clean_cases):
