@@ -60,7 +60,7 @@ def _place(rng: np.random.Generator, brain: Brain, appearance: str, frontal: boo
             v = rng.uniform(0.35, 0.65) if frontal else rng.uniform(-0.6, 0.3)
             u = side * rng.uniform(0.3, 0.5)
             w = rng.uniform(-0.05, 0.45)
-            scale = rng.uniform(0.68, 0.78) / np.sqrt(u * u + v * v + w * w)
+            scale = rng.uniform(0.62, 0.75) / np.sqrt(u * u + v * v + w * w)
             u, v, w = u * scale, v * scale, w * scale
         else:
             u = side * (rng.uniform(0.06, 0.14) if midline else rng.uniform(0.22, 0.5))
@@ -130,7 +130,7 @@ def make_tumor(rng: np.random.Generator, brain: Brain, appearance: str, style: S
     enhancement = draw_range(rng, style.enhancement)
     lesion_t1 = draw_range(rng, style.lesion_t1)
     center = _place(rng, brain, appearance, signs["frontal"], signs["midline"])
-    base = {"G": (11, 18), "A": (12, 23), "O": (12, 21)}[appearance]  # mm; G's oedema reaches 1.3-1.6x
+    base = {"G": (13, 20), "A": (14, 25), "O": (15, 25)}[appearance]  # mm; G's oedema reaches 1.3-1.6x
     radius = unit * size * rng.uniform(*base)
     reach = 1.9 if appearance == "G" else 1.25
     lo = np.maximum(np.floor(center - reach * radius * 1.4).astype(int), 0)
