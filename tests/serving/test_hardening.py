@@ -321,6 +321,25 @@ def test_rest_valid_predict_and_unknown_paths(server):
         assert code == status and ctype == "application/json" and "error" in json.loads(data), (method, path, code)
 
 
+def test_probe_costs(server, stub):
+    """Every gRPC and REST probe once more, in a row: worst time and growth of this process's peak
+    RSS (the server runs in it), printed for the issue's closing note."""
+    base, worst = _peak_mb(), (0.0, "")
+    for name, (make, _) in sorted(GRPC_PROBES.items()):
+        t0 = time.perf_counter()
+        with pytest.raises(grpc.RpcError):
+            stub.Predict(make(), timeout=30)
+        worst = max(worst, (time.perf_counter() - t0, f"grpc {name}"))
+    for name, (body, status, _) in sorted(REST_PROBES.items()):
+        t0 = time.perf_counter()
+        assert _http(server, "POST", PREDICT, body)[0] == status
+        worst = max(worst, (time.perf_counter() - t0, f"rest {name}"))
+    growth = _peak_mb() - base
+    print(f"\n{len(GRPC_PROBES)} gRPC + {len(REST_PROBES)} REST probes: worst {worst[0]:.3f} s ({worst[1]}), "
+          f"peak RSS growth {growth:.1f} MB")
+    assert worst[0] < MAX_SECONDS and growth < MAX_GROWTH_MB
+
+
 # ---------------------------------------------------------------- ports, versions
 def test_a_second_server_on_a_port_in_use_refuses_to_start(server, model_base):
     entries = [ModelEntry("glioma", model_base / "glioma", "latest", 1)]
