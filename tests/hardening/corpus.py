@@ -32,6 +32,7 @@ class Entry:
     source: str | dict          # a case folder, or {sequence: file}
     expect: str | None          # None: loads; else a regex the error line must match
     cli: bool = True            # also run through `radpath inspect`
+    min_growth_mb: float = 0.0  # a case the reader must really read: proves the memory meter works
 
 
 def brain(seed: int, dtype=np.int16) -> np.ndarray:
@@ -149,6 +150,17 @@ def write_corpus(root: Path) -> list[Entry]:
     one("extension_offset_1GiB", r"header extensions.*limit", nifti_bytes(good, vox_offset=352 + (1 << 30)))
     file_as_is("forged_dims_30000", r"not a plausible MRI volume", "t2", _bomb_header((30000, 30000, 30000), np.int16, 1))
 
+    # a genuine-sized read (4 x 120 MiB declared, within the limits; sparse files of zeros): the
+    # reader allocates one volume before finding it constant, so the memory meter must see it
+    d = _case(root, "sparse_zeros_120MiB", {s: None for s in SEQS})
+    big = header_for(np.zeros((8, 8, 8), np.int16))
+    big.set_data_shape((512, 512, 240))
+    for s in SEQS:
+        with open(d / f"sparse_zeros_120MiB_{s}.nii", "wb") as f:
+            f.write(big.binaryblock + b"\0" * 4)
+            f.truncate(352 + 512 * 512 * 240 * 2)
+    E.append(Entry("sparse_zeros_120MiB", str(d), r"_flair\.nii: the image is constant", min_growth_mb=100))
+
     # -- forged header fields
     for n, dim0 in [("dim0_9", 9), ("dim0_0", 0), ("dim0_neg", -1), ("dim0_8", 8)]:
         one(f"{n}", rf"dim\[0\]={dim0} is not a valid number of dimensions",
@@ -247,7 +259,7 @@ def write_corpus(root: Path) -> list[Entry]:
 
 
 def entry_json(e: Entry) -> dict:
-    return {"name": e.name, "source": e.source, "expect": e.expect, "cli": e.cli}
+    return {"name": e.name, "source": e.source, "expect": e.expect, "cli": e.cli, "min_growth_mb": e.min_growth_mb}
 
 
 if __name__ == "__main__":

@@ -26,6 +26,7 @@ def corpus(tmp_path_factory):
 def test_corpus_is_large_and_mostly_hostile(corpus):
     assert len(corpus) >= 50
     assert sum(e.expect is not None for e in corpus) >= 50
+    assert any(e.min_growth_mb for e in corpus)  # the memory meter is checked to see real reads
     assert len({e.name for e in corpus}) == len(corpus)
 
 
@@ -50,6 +51,8 @@ def test_python_api(corpus):
         _check(e, r["status"] == "ok", r["message"], problems)
         if r["seconds"] > MAX_SECONDS or r["growth_mb"] > MAX_GROWTH_MB:
             problems.append(f"{e.name}: {r['seconds']:.2f} s, +{r['growth_mb']:.0f} MB")
+        if r["growth_mb"] < e.min_growth_mb:
+            problems.append(f"{e.name}: the meter saw +{r['growth_mb']:.0f} MB, expected >= {e.min_growth_mb}")
     worst_t = max(results, key=lambda r: r["seconds"])
     worst_m = max(results, key=lambda r: r["growth_mb"])
     print(f"\nPython API, {len(results)} cases: worst time {worst_t['seconds']:.3f} s ({worst_t['name']}), "
@@ -81,6 +84,8 @@ def test_cli_inspect(corpus):
         _one_line_error(e, r["rc"], r["stderr"], problems)
         if r["seconds"] > MAX_SECONDS or r["growth_mb"] > MAX_GROWTH_MB:
             problems.append(f"{e.name}: {r['seconds']:.2f} s, +{r['growth_mb']:.0f} MB")
+        if r["growth_mb"] < e.min_growth_mb:
+            problems.append(f"{e.name}: the meter saw +{r['growth_mb']:.0f} MB, expected >= {e.min_growth_mb}")
     worst_t = max(results, key=lambda r: r["seconds"])
     worst_m = max(results, key=lambda r: r["growth_mb"])
     print(f"\nCLI, {len(results)} cases: worst time {worst_t['seconds']:.3f} s ({worst_t['name']}), "
