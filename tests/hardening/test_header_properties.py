@@ -106,3 +106,45 @@ def test_a_valid_header_is_accepted():
 def test_both_byte_orders(order):
     hdr = BASE.copy().as_byteswapped(order)
     assert parse_header(hdr.binaryblock, "x.nii", LIMITS).dtype.byteorder in ("=", "<", ">", "|")
+
+
+VALID_FILE = None
+
+
+def _valid_bytes() -> bytes:
+    global VALID_FILE
+    if VALID_FILE is None:
+        from tests.hardening.corpus import nifti_bytes
+        VALID_FILE = nifti_bytes(brain(0))
+    return VALID_FILE
+
+
+@settings(max_examples=150, deadline=None, database=None)
+@given(cut=st.integers(0, 41_312), flips=st.lists(st.tuples(st.integers(0, 41_311), st.integers(0, 255)), max_size=4),
+       gz=st.booleans(), gz_cut=st.one_of(st.none(), st.integers(0, 4000)))
+def test_reader_on_damaged_files_answers_or_raises_case_error(cut, flips, gz, gz_cut):
+    """Truncated, byte-flipped, gzip-truncated versions of a valid file: read_volume returns a
+    volume of the declared shape or raises CaseError, nothing else."""
+    import gzip
+    import tempfile
+    from pathlib import Path
+
+    from preprocess.read_case import read_volume
+    data = bytearray(_valid_bytes()[:cut])
+    for pos, value in flips:
+        if pos < len(data):
+            data[pos] = value
+    raw = bytes(data)
+    if gz:
+        raw = gzip.compress(raw, compresslevel=1)
+        if gz_cut is not None:
+            raw = raw[:gz_cut]
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / ("x.nii.gz" if gz else "x.nii")
+        path.write_bytes(raw)
+        try:
+            volume, affine = read_volume(path, LIMITS)
+        except CaseError as exc:
+            assert "\n" not in str(exc)
+            return
+        assert volume.ndim == 3 and np.isfinite(affine).all()
