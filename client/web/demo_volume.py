@@ -1,6 +1,7 @@
 """The home page's brain: a synthetic volume made by `synth` at first start (never patient data)."""
 from __future__ import annotations
 
+import inspect
 import logging
 import os
 from pathlib import Path
@@ -19,7 +20,8 @@ def ensure_demo_volume(folder: Path, shape: tuple[int, int, int] = DEMO_SHAPE) -
     from synth.cohort import plan_cohort, save_ras, synthesize_case
     folder.mkdir(parents=True, exist_ok=True)
     plan = plan_cohort(3, seed=7)[0]
-    volumes, _, _ = synthesize_case(plan, seed=7, shape=shape)
+    clean = {"style": "brats"} if "style" in inspect.signature(synthesize_case).parameters else {}
+    volumes, _, _ = synthesize_case(plan, seed=7, shape=shape, **clean)  # background exactly 0: a clean 3D render
     tmp = folder / f".brain.{os.getpid()}.nii.gz"
     save_ras(volumes["t1ce"], tmp)
     os.replace(tmp, path)

@@ -2,6 +2,7 @@
 (for the tests that classify) the built-in model server with a tiny exported model."""
 from __future__ import annotations
 
+import inspect
 import re
 import shutil
 from pathlib import Path
@@ -27,7 +28,8 @@ def write_small_case(root: Path, index: int = 0, shape=SMALL_SHAPE, seed: int = 
     from synth.cohort import plan_cohort, write_case
     plan = plan_cohort(max(3, index + 1), seed=seed)[index]
     (root / "Segmentation").mkdir(parents=True, exist_ok=True)
-    write_case(root, plan, seed, shape)
+    clean = {"style": "brats"} if "style" in inspect.signature(write_case).parameters else {}
+    write_case(root, plan, seed, shape, **clean)  # BraTS-like files: int16, background exactly 0
     folder = root / "Radiology" / plan.case_id
     return {seq: folder / f"{plan.case_id}_{seq}.nii.gz" for seq in ("flair", "t1", "t1ce", "t2")}
 

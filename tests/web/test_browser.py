@@ -91,7 +91,9 @@ def browser():
 
 @pytest.fixture
 def page(browser):
-    context = browser.new_context(viewport={"width": 1100, "height": 1300}, accept_downloads=True)
+    # device_scale_factor 0.5: a quarter of the pixels for software WebGL (the CI machine has no GPU)
+    context = browser.new_context(viewport={"width": 1100, "height": 1300}, device_scale_factor=0.5,
+                                  accept_downloads=True)
     pg = context.new_page()
     errors: list[str] = []
     pg.on("pageerror", lambda exc: errors.append(str(exc)))
@@ -131,6 +133,8 @@ def test_home_3d_view_renders_and_every_control_changes_it(site, page):
     _shot(page, "home-viewer")
     before = _view(page)
     assert before.std() > 10 and (before.sum(axis=2) > 60).mean() > 0.05, "the 3D view is blank"
+    corners = np.concatenate([before[:10, :10], before[:10, -10:], before[-10:, :10], before[-10:, -10:]])
+    assert corners.mean() < 30, "the corners are not background: the render shows the volume's box, not the brain"
     noise = np.abs(_view(page) - before).mean()  # a redraw with no change: the floor to beat
     assert noise < 0.05, noise
     for control in CONTROLS:
@@ -192,7 +196,9 @@ def test_login_upload_and_result_page(site, worker, page, small_case):
     page.screenshot(path=str(ARTIFACTS / "result.png"), full_page=True)
     _shot(page, "result-viewer")
     view = _view(page)
-    assert view.std() > 10, "the case's 3D view is blank"
+    assert view.std() > 10 and view[:10, :10].mean() < 30, "the case's 3D view is blank or shows a box"
+    red = (view[..., 0] > view[..., 1] + 60).mean()
+    assert red > 0.002, f"no tumour overlay in the 3D view (red fraction {red:.4f})"
     with page.expect_download() as info:
         page.get_by_test_id("download-json").click()
     import json

@@ -2,7 +2,7 @@
 overlay and JSON download; and the no-tumour warning."""
 from __future__ import annotations
 
-import io
+import inspect
 import json
 from dataclasses import replace
 
@@ -68,7 +68,8 @@ def test_no_tumour_is_warned_about(served, tmp_path):
     from synth.cohort import plan_cohort, save_ras, synthesize_case
     c, s = served
     plan = plan_cohort(3, seed=3)[1]
-    volumes, _, _ = synthesize_case(plan, 3, (64, 64, 40), with_tumor=False)
+    clean = {"style": "brats"} if "style" in inspect.signature(synthesize_case).parameters else {}
+    volumes, _, _ = synthesize_case(plan, 3, (64, 64, 40), with_tumor=False, **clean)
     files = {}
     for seq, v in volumes.items():
         files[seq] = tmp_path / f"healthy_{seq}.nii.gz"

@@ -26,14 +26,15 @@ async function start() {
   }
   nv.setSliceType(SLICE_TYPE.RENDER);
   const base = nv.volumes[0];
-  const lo = base.robust_min ?? base.cal_min, hi = base.robust_max ?? base.cal_max;
+  const lo = base.cal_min, hi = base.cal_max;  // NiiVue's initial window: background (0) stays below it
   const state = { azimuth: 110, elevation: 15, opacity: 0.8, contrast: 0, scale: 1.0 };
   // one NiiVue call (one redraw) per action: software WebGL on a server without a GPU is slow
   const span = hi - lo;
   const applyRotation = () => nv.setRenderAzimuthElevation(state.azimuth, state.elevation);
   const applyOpacity = () => nv.setOpacity(0, state.opacity);
   const applyContrast = () => {
-    base.cal_min = lo + state.contrast * span;
+    // more contrast: a narrower window; less: a wider one upwards only, so the background stays dark
+    base.cal_min = lo + Math.max(0, state.contrast) * span;
     base.cal_max = hi - state.contrast * span;
     nv.updateGLVolume();
   };
