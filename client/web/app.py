@@ -61,6 +61,7 @@ def create_app(settings: Settings) -> FastAPI:
     async def lifespan(app: FastAPI):
         app.state.check_slots = asyncio.Semaphore(settings.max_concurrent_checks)
         await asyncio.to_thread(ensure_demo_volume, settings.demo_dir())
+        await asyncio.to_thread(uploads.sweep_staging, settings)
         yield
 
     app = FastAPI(title="RadPath web", version="1", lifespan=lifespan, docs_url=None, redoc_url=None,

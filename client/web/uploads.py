@@ -230,3 +230,17 @@ def commit(staged: Staged, settings: Settings, case_id: str) -> Path:
     folder.mkdir(parents=True, mode=0o700)
     os.rename(staged.folder, folder / "input")
     return folder
+
+
+def sweep_staging(settings: Settings, older_than_s: float = 3600) -> int:
+    """Remove staging folders left by uploads interrupted by a crash (never queued); returns the count."""
+    import time
+    folder, removed = settings.staging_dir(), 0
+    if folder.is_dir():
+        for d in folder.iterdir():
+            if time.time() - d.stat().st_mtime > older_than_s:
+                shutil.rmtree(d, ignore_errors=True)
+                removed += 1
+    if removed:
+        log.warning("removed %d interrupted uploads from %s", removed, folder)
+    return removed

@@ -271,3 +271,17 @@ def test_json_api_with_a_token(client, settings, small_case):
     assert api.get(f"/api/cases/{case_id}").status_code == 404
     assert api.post("/api/logout").status_code == 204
     assert api.get("/api/cases").status_code == 401
+
+
+def test_uploads_interrupted_by_a_crash_are_swept_at_start(settings, users):
+    import os
+
+    from client.web.uploads import sweep_staging
+    old = settings.staging_dir() / "deadbeef"
+    old.mkdir(parents=True)
+    (old / "flair.nii.gz").write_bytes(b"partial")
+    fresh = settings.staging_dir() / "inflight"
+    fresh.mkdir()
+    os.utime(old, (time.time() - 7200, time.time() - 7200))
+    assert sweep_staging(settings) == 1
+    assert not old.exists() and fresh.exists()
