@@ -29,14 +29,16 @@ import numpy as np
 from contract import model_store as store
 from contract.metrics import challenge_scores
 from contract.model_io import CLASSES, IMAGE_SHAPE, fill_ages
-from contract.signature import (AGE_INPUT, CLASSES_OUTPUT, DEFAULT_MODEL_NAME, IMAGE_INPUT, PROBABILITIES_OUTPUT,
+from contract.signature import (AGE_INPUT, ATTRIBUTION_OUTPUT, CLASSES_OUTPUT, DEFAULT_MODEL_NAME,
+                                EXPLAIN_SIGNATURE, IMAGE_INPUT, PROBABILITIES_OUTPUT, REFER_THRESHOLD_OUTPUT,
                                 SIGNATURE_NAME, input_names)
 from preprocess import PREPROCESSING_VERSION
 from preprocess.errors import RadPathError
 
 from .config import TrainConfig
+from .explain import explain_fn
 from .loop import make_model
-from .run import load_model
+from .run import load_calibration, load_model
 
 log = logging.getLogger(__name__)
 WARMUP_BATCH_SIZES = (1, 2, 4, 6, 8, 16)
@@ -47,19 +49,26 @@ class NotBlessedError(RadPathError):
     """The new model scores below the current latest version on the same evaluation split."""
 
 
-def build_tf_module(variables: dict, config: TrainConfig):
-    """A tf.Module whose serving signature runs the JAX model through jax2tf (weights as tf.Variables)."""
+def build_tf_module(variables: dict, config: TrainConfig, calibration: dict | None = None):
+    """A tf.Module with the two signatures of `contract.signature` (`serve`, `explain`), running the
+    JAX model through jax2tf (weights as tf.Variables), the calibration temperature built in."""
     import jax
     import tensorflow as tf
     from jax.experimental import jax2tf
 
+    calibration = calibration or {}
+    temperature = float(calibration.get("temperature", 1.0))
+    threshold = np.float32(calibration.get("refer_threshold", 0.0))
     model = make_model(config)
 
     def probabilities(v, images, ages):
-        return jax.nn.softmax(model.apply(v, images, ages, train=False), axis=-1)
+        return jax.nn.softmax(model.apply(v, images, ages, train=False) / temperature, axis=-1)
 
     image_shape = "(b, " + ", ".join(map(str, IMAGE_SHAPE)) + ")"
-    converted = jax2tf.convert(probabilities, polymorphic_shapes=[None, image_shape, "(b,)"],
+    shapes = [None, image_shape, "(b,)"]
+    converted = jax2tf.convert(probabilities, polymorphic_shapes=shapes,
+                               native_serialization_platforms=("cpu", "cuda"), with_gradient=False)
+    explained = jax2tf.convert(explain_fn(model.apply, temperature), polymorphic_shapes=shapes,
                                native_serialization_platforms=("cpu", "cuda"), with_gradient=False)
     module = tf.Module()
     module.weights = tf.nest.map_structure(lambda a: tf.Variable(np.asarray(a), trainable=False), variables)
@@ -67,16 +76,30 @@ def build_tf_module(variables: dict, config: TrainConfig):
 
     def outputs(images, ages):
         probs = converted(module.weights, images, ages)
-        return {PROBABILITIES_OUTPUT: probs, CLASSES_OUTPUT: tf.gather(class_names, tf.argmax(probs, axis=1))}
+        return {PROBABILITIES_OUTPUT: probs, CLASSES_OUTPUT: tf.gather(class_names, tf.argmax(probs, axis=1)),
+                REFER_THRESHOLD_OUTPUT: tf.fill(tf.shape(images)[:1], threshold)}
+
+    def explanation(images, ages):
+        probs, maps = explained(module.weights, images, ages)
+        return {PROBABILITIES_OUTPUT: probs, ATTRIBUTION_OUTPUT: maps}
 
     image_spec = tf.TensorSpec([None, *IMAGE_SHAPE], tf.float32, name=IMAGE_INPUT)
-    if config.use_age:
-        module.serve = tf.function(lambda image, ages: outputs(image, ages), autograph=False,
-                                   input_signature=[image_spec, tf.TensorSpec([None], tf.float32, name=AGE_INPUT)])
-    else:
+
+    def signature(fn):
+        """A tf.function with the contract's inputs (the age input only for models trained with age)."""
+        if config.use_age:
+            def with_age(image, age_days):
+                return fn(image, age_days)
+            return tf.function(with_age, autograph=False,
+                               input_signature=[image_spec, tf.TensorSpec([None], tf.float32, name=AGE_INPUT)])
         fill = fill_ages(None, 1)[0]
-        module.serve = tf.function(lambda image: outputs(image, tf.fill(tf.shape(image)[:1], fill)),
-                                   autograph=False, input_signature=[image_spec])
+
+        def without_age(image):
+            return fn(image, tf.fill(tf.shape(image)[:1], fill))
+        return tf.function(without_age, autograph=False, input_signature=[image_spec])
+
+    module.serve = signature(outputs)
+    module.explain = signature(explanation)
     return module
 
 
@@ -128,7 +151,8 @@ def export_run(run_dir: str | Path, model_base: str | Path, name: str = DEFAULT_
     summary: dict = {"model": name, "version": version, "path": str(store.version_dir(model_dir, version)), "blessing": None}
     holdout_path = run_dir / "holdout.npz"
     held = np.load(holdout_path) if holdout_path.exists() else None
-    module = build_tf_module(variables, config)
+    calibration = load_calibration(run_dir)
+    module = build_tf_module(variables, config, calibration)
 
     # parity: the SavedModel must compute what the JAX model computes
     tmp = store.temp_version_dir(model_dir, version, os.getpid())
@@ -136,12 +160,13 @@ def export_run(run_dir: str | Path, model_base: str | Path, name: str = DEFAULT_
         shutil.rmtree(tmp)
     tmp.parent.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    tf.saved_model.save(module, str(tmp), signatures={SIGNATURE_NAME: module.serve})
+    tf.saved_model.save(module, str(tmp), signatures={SIGNATURE_NAME: module.serve, EXPLAIN_SIGNATURE: module.explain})
     summary["export_seconds"] = round(time.perf_counter() - t0, 1)
     probe = (held["images"][:8].astype(np.float32) if held is not None and len(held["labels"])
              else np.random.default_rng(0).normal(size=(3, *IMAGE_SHAPE)).astype(np.float32))
     probe_ages = fill_ages(None, len(probe))
-    jax_probs = np.asarray(jax.nn.softmax(make_model(config).apply(variables, probe, probe_ages, train=False)))
+    jax_logits = make_model(config).apply(variables, probe, probe_ages, train=False)
+    jax_probs = np.asarray(jax.nn.softmax(jax_logits / calibration["temperature"]))
     tf_probs = saved_model_predict(tmp, probe, probe_ages)
     diff = float(np.abs(jax_probs - tf_probs).max())
     summary["parity_max_abs_diff"] = diff
@@ -176,10 +201,14 @@ def export_run(run_dir: str | Path, model_base: str | Path, name: str = DEFAULT_
             "data": metrics.get("data", {}), "holdout": metrics.get("holdout"),
             "cross_validation": metrics.get("cross_validation"), "source_run": str(run_dir.resolve()),
             "exported_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            "inputs": input_names(config.use_age), "blessing": summary["blessing"]}
+            "inputs": input_names(config.use_age), "blessing": summary["blessing"],
+            "calibration": calibration, "calibration_report": metrics.get("calibration"),
+            "external": metrics.get("external")}
     (extra / store.METADATA_FILE).write_text(json.dumps(info, indent=2, default=float))
     if (run_dir / store.MODEL_CARD_FILE).exists():
         shutil.copy(run_dir / store.MODEL_CARD_FILE, extra / store.MODEL_CARD_FILE)
+    if (run_dir / "reliability.png").exists():
+        shutil.copy(run_dir / "reliability.png", extra / "reliability.png")
     final = store.version_dir(model_dir, version)
     if final.exists():
         shutil.rmtree(tmp)

@@ -14,7 +14,7 @@ from typing import Any, Callable, Sequence
 import flax.linen as nn
 import jax.numpy as jnp
 
-STAGES_RESNET50 = (3, 4, 6, 3)
+from .config import RESNET50_STAGES as STAGES_RESNET50
 AGE_CENTER_YEARS, AGE_SCALE_YEARS = 50.0, 15.0
 
 

@@ -7,6 +7,7 @@ import pytest
 from contract.model_store import complete_versions as versions
 from train.export import NotBlessedError, export_run, saved_model_predict
 from contract.model_io import AGE_FILL_DAYS
+from preprocess import PREPROCESSING_VERSION
 from train.loop import init_variables, make_model
 from train.run import save_model
 
@@ -41,7 +42,7 @@ def test_savedmodel_matches_jax_at_batch_1_3_8(tmp_path, tiny_config):
         np.testing.assert_allclose(saved_model_predict(path, x), ref, atol=1e-5)
     extra = path / "assets.extra"
     info = json.loads((extra / "radpath.json").read_text())
-    assert info["preprocessing_version"] == "1" and info["classes"] == ["A", "O", "G"]
+    assert info["preprocessing_version"] == PREPROCESSING_VERSION and info["classes"] == ["A", "O", "G"]
     assert (extra / "tf_serving_warmup_requests").stat().st_size > 3 * 224 * 224 * 4 * 4
 
 
@@ -76,3 +77,27 @@ def test_blessing_refuses_a_worse_model_unless_forced(tmp_path, tiny_config):
 def test_export_needs_a_trained_run(tmp_path):
     with pytest.raises(FileNotFoundError, match="no trained model"):
         export_run(tmp_path, tmp_path / "models")
+
+
+def test_calibration_and_explain_signature(tmp_path, tiny_config):
+    """The temperature and refer threshold of model/calibration.json are built in; `explain` serves
+    probabilities plus a [b, 224, 224] attribution map in [0, 1]."""
+    import tensorflow as tf
+    config = tiny_config.replace(seed=7)
+    run, variables = _run_dir(tmp_path, "r", config)
+    (run / "model" / "calibration.json").write_text(json.dumps({"temperature": 2.0, "refer_threshold": 0.6}))
+    summary = export_run(run, tmp_path / "models")
+    assert summary["parity_max_abs_diff"] <= 1e-5
+    loaded = tf.saved_model.load(str(tmp_path / "models" / "glioma" / "1"))
+    assert set(loaded.signatures) == {"serving_default", "explain"}
+    x = np.random.default_rng(3).normal(size=(2, 224, 224, 4)).astype(np.float32)
+    logits = make_model(config).apply(variables, x, np.full(2, AGE_FILL_DAYS, np.float32), train=False)
+    out = loaded.signatures["serving_default"](image=tf.constant(x))
+    np.testing.assert_allclose(out["probabilities"].numpy(), np.asarray(jax.nn.softmax(logits / 2.0)), atol=1e-5)
+    np.testing.assert_allclose(out["refer_threshold"].numpy(), [0.6, 0.6])
+    ex = loaded.signatures["explain"](image=tf.constant(x))
+    maps = ex["attribution"].numpy()
+    assert maps.shape == (2, 224, 224) and maps.min() >= 0 and np.allclose(maps.max(axis=(1, 2)), 1.0, atol=1e-5)
+    np.testing.assert_allclose(ex["probabilities"].numpy(), out["probabilities"].numpy(), atol=1e-5)
+    info = json.loads((tmp_path / "models" / "glioma" / "1" / "assets.extra" / "radpath.json").read_text())
+    assert info["calibration"]["temperature"] == 2.0
