@@ -35,7 +35,7 @@ class Settings:
     model: str = "glioma"
     model_base: Path | None = None
     """The model store the server reads (read-only here): where the model card comes from."""
-    max_upload_bytes: int = 400 * 1024 * 1024
+    max_upload_bytes: int = 400_000_000
     """Whole request; four full-size BraTS .nii files are ~140 MB, .nii.gz ~20 MB."""
     session_idle_seconds: int = 30 * 60
     session_absolute_seconds: int = 12 * 3600

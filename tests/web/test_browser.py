@@ -204,5 +204,9 @@ def test_login_upload_and_result_page(site, worker, page, small_case):
     import json
     result = json.loads(Path(info.value.path()).read_text())
     assert result["result"]["class"] == page.get_by_test_id("predicted-class").inner_text()
+    page.goto(site.url + "/cases")
+    row = page.get_by_test_id("cases").locator("tbody tr")
+    assert row.count() == 1 and "succeeded" in row.inner_text()
+    page.screenshot(path=str(ARTIFACTS / "cases.png"), full_page=True)
     # the one expected console error: the 401 answer to the deliberately wrong password
     assert [e for e in page.errors if "status of 401" not in e] == [], page.errors
