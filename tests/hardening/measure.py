@@ -1,14 +1,15 @@
 """Run the hostile corpus in child processes and measure each case's memory and time.
 
-Memory is the peak RSS (`ru_maxrss`) of a child process, so the test process's own caches do not
-hide or inflate it:
-- `api_in_child`: one child loads every case with `load_case`; a case's growth is the child's peak
-  RSS after the case minus its peak after warm-up (an upper bound: the peak only grows);
+Memory is measured in child processes from Linux's own peak-RSS counter (VmHWM in
+/proc/self/status, reset before each case through /proc/self/clear_refs), so the test process's
+caches neither hide nor inflate it:
+- `api_in_child`: one child loads every case with `load_case`; a case's growth is the peak RSS
+  during the case minus the RSS before it;
 - `cli_in_child`: one child runs `client.cli.main(["inspect", case])` per case, with file
   descriptor 2 redirected per case, so each case's exit code and complete stderr (logging and
   warnings included) are seen without paying the CLI's start-up (1-5 s on a loaded machine) 90 times;
-- `cli_inspect`: `python -m client.cli inspect` in its own process (the real entry point, exit code
-  and stderr across the process boundary); peak RSS of that process from `os.wait4`.
+- `cli_inspect`: `client.cli.main` in its own process (exit code and stderr across the process
+  boundary); the process's own peak RSS.
 """
 from __future__ import annotations
 
@@ -24,35 +25,64 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 
 _API_DRIVER = r"""
-import json, re, resource, sys, time
+import json, re, sys, time
 from preprocess import CaseError, load_case
+
+def _status_mb(key):
+    with open("/proc/self/status") as f:
+        return int(next(l for l in f if l.startswith(key)).split()[1]) / 1024
+def reset_peak():
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")  # resets VmHWM to the current RSS (Linux >= 4.0)
+    except OSError:
+        pass
+def measure(fn):
+    # (result, seconds, growth_mb): growth is the peak RSS during fn minus the RSS before it
+    before = _status_mb("VmRSS")
+    reset_peak()
+    t0 = time.perf_counter()
+    result = fn()
+    return result, time.perf_counter() - t0, _status_mb("VmHWM") - before
 entries = json.load(open(sys.argv[1]))
-def peak_mb():
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-load_case(entries[0]["source"])  # warm-up: imports, first allocations
-base = peak_mb()
+def load(source):
+    try:
+        load_case(source)
+        return "ok", ""
+    except CaseError as exc:
+        return "CaseError", str(exc)
+    except BaseException as exc:  # anything else is a bug the test reports
+        return type(exc).__name__, str(exc)
+load(entries[0]["source"])  # warm-up: imports, first allocations
 out = []
 for e in entries:
-    t0 = time.perf_counter()
-    try:
-        load_case(e["source"])
-        status, msg = "ok", ""
-    except CaseError as exc:
-        status, msg = "CaseError", str(exc)
-    except BaseException as exc:  # anything else is a bug the test reports
-        status, msg = type(exc).__name__, str(exc)
-    out.append({"name": e["name"], "status": status, "message": msg,
-                "seconds": time.perf_counter() - t0, "growth_mb": peak_mb() - base})
+    (status, msg), seconds, growth = measure(lambda: load(e["source"]))
+    out.append({"name": e["name"], "status": status, "message": msg, "seconds": seconds, "growth_mb": growth})
 json.dump(out, sys.stdout)
 """
 
 
 _CLI_DRIVER = r"""
-import json, os, resource, sys, tempfile, time
+import json, os, sys, tempfile, time
 from client.cli import main
+
+def _status_mb(key):
+    with open("/proc/self/status") as f:
+        return int(next(l for l in f if l.startswith(key)).split()[1]) / 1024
+def reset_peak():
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")  # resets VmHWM to the current RSS (Linux >= 4.0)
+    except OSError:
+        pass
+def measure(fn):
+    # (result, seconds, growth_mb): growth is the peak RSS during fn minus the RSS before it
+    before = _status_mb("VmRSS")
+    reset_peak()
+    t0 = time.perf_counter()
+    result = fn()
+    return result, time.perf_counter() - t0, _status_mb("VmHWM") - before
 entries = json.load(open(sys.argv[1]))
-def peak_mb():
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 def run(source):
     sys.stdout.flush(), sys.stderr.flush()
     saved_out, saved_err = os.dup(1), os.dup(2)
@@ -74,15 +104,25 @@ def run(source):
         err.seek(0)
         return rc, err.read().decode("utf-8", "replace")
 run(entries[0]["source"])  # warm-up
-base = peak_mb()
 results = []
 for e in entries:
-    t0 = time.perf_counter()
-    rc, stderr = run(e["source"])
-    results.append({"name": e["name"], "rc": rc, "stderr": stderr, "seconds": time.perf_counter() - t0,
-                    "growth_mb": peak_mb() - base})
+    (rc, stderr), seconds, growth = measure(lambda: run(e["source"]))
+    results.append({"name": e["name"], "rc": rc, "stderr": stderr, "seconds": seconds, "growth_mb": growth})
 with open(sys.argv[2], "w") as f:
     json.dump(results, f)
+"""
+
+_CLI_PROCESS = r"""
+import os, sys
+from client.cli import main
+try:
+    rc = main(sys.argv[1:])
+finally:
+    with open("/proc/self/status") as f:
+        hwm = next(l for l in f if l.startswith("VmHWM")).split()[1]
+    with open(os.environ["RADPATH_TEST_HWM_FILE"], "w") as f:
+        f.write(hwm)
+sys.exit(rc)
 """
 
 
@@ -120,27 +160,18 @@ def cli_in_child(entries: list[dict], timeout: float = 300) -> list[dict]:
 
 
 def cli_inspect(source: str, timeout: float = 60) -> dict:
-    """`radpath inspect SOURCE` in its own process: rc, stdout, stderr, seconds, peak_mb."""
-    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+    """`radpath inspect SOURCE` (client.cli.main, as `python -m client.cli` runs it) in its own
+    process: rc, stdout, stderr, seconds, and peak_mb, the process's own VmHWM (`ru_maxrss` of a
+    child would count the forking parent's size: Linux keeps it across exec)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        hwm_file = Path(tmp) / "hwm"
         t0 = time.perf_counter()
-        p = subprocess.Popen([sys.executable, "-m", "client.cli", "inspect", source], stdout=out, stderr=err,
-                             env=_env(), cwd=REPO)
-        deadline = t0 + timeout
-        while True:
-            pid, status, usage = os.wait4(p.pid, os.WNOHANG)
-            if pid:
-                break
-            if time.perf_counter() > deadline:
-                p.kill()
-                pid, status, usage = os.wait4(p.pid, 0)
-                break
-            time.sleep(0.01)
+        r = subprocess.run([sys.executable, "-c", _CLI_PROCESS, "inspect", source], capture_output=True,
+                           timeout=timeout, env={**_env(), "RADPATH_TEST_HWM_FILE": str(hwm_file)}, cwd=REPO)
         seconds = time.perf_counter() - t0
-        p.returncode = os.waitstatus_to_exitcode(status)  # reaped here: tell Popen so it does not wait
-        out.seek(0), err.seek(0)
-        return {"rc": p.returncode, "stdout": out.read().decode("utf-8", "replace"),
-                "stderr": err.read().decode("utf-8", "replace"), "seconds": seconds,
-                "peak_mb": usage.ru_maxrss / 1024}
+        peak = int(hwm_file.read_text()) / 1024 if hwm_file.exists() else float("nan")
+    return {"rc": r.returncode, "stdout": r.stdout.decode("utf-8", "replace"),
+            "stderr": r.stderr.decode("utf-8", "replace"), "seconds": seconds, "peak_mb": peak}
 
 
 def cli_all(sources: list[str], workers: int = 2) -> list[dict]:

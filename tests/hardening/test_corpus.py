@@ -107,6 +107,8 @@ def test_cli_entry_point_in_own_process(corpus):
     problems: list[str] = []
     for e, r in zip(entries, results):
         _one_line_error(e, r["rc"], r["stderr"], problems)
+        if not r["peak_mb"] > 0:
+            problems.append(f"{e.name}: no peak RSS reported")
         if r["seconds"] > 60 or r["peak_mb"] - baseline > MAX_GROWTH_MB:
             problems.append(f"{e.name}: {r['seconds']:.2f} s, peak {r['peak_mb']:.0f} MB (valid case {baseline:.0f} MB)")
     print(f"\nCLI processes: peak RSS {max(r['peak_mb'] for r in results):.0f} MB "
