@@ -13,11 +13,14 @@ statistics collapse and the whole brain looks like tumour. So the mask is estima
    so every brain tissue is bright in at least one sequence);
 3. the cut-off is a fraction of the brain's typical signal, the brain level being found by Otsu's
    threshold on the coarse grid; magnitude images are positive, so negative values (interpolation
-   ringing) count as background unless the data are signed throughout (z-scored inputs);
+   ringing) count as background unless the data are signed throughout (z-scored inputs, where the
+   magnitude averaged over a 3-voxel neighbourhood is the signal: a brain voxel at its sequence's
+   median is near zero in every sequence);
 4. the largest connected component, holes filled (necrosis, dark calcifications).
 
-When the voxels outside that estimate are exactly zero (BraTS convention), the mask *is* "non-zero
-in any sequence", bit for bit as before; otherwise the estimate is used and a `near-zero-background`
+When the voxels outside that estimate are exactly zero (BraTS convention: away from the brain, and
+no more than a trace of faint voxels hugging it), the mask *is* "non-zero in any sequence", bit for
+bit as before; otherwise the estimate is used and a `near-zero-background`
 warning is raised. Everything (normalisation statistics, tumour detection, the model input's crop and
 its background) uses this one mask. Work is done on the coarse grid (`grid_step`, 3 mm on BraTS
 volumes); the full-resolution mask is only built for the slices or boxes that need it.
@@ -43,6 +46,9 @@ at least one sequence, and a voxel half inside the brain (partial volume) is too
 EXACT_ZERO_OUTSIDE = 0.02
 """Largest fraction of non-zero voxels outside the (dilated) estimate for which the background counts
 as exactly zero, and the mask is "non-zero in any sequence" (BraTS)."""
+EXACT_ZERO_SHELL = 0.02
+"""... and largest share (of the estimate's volume) of faint non-zero voxels hugging it: BraTS files
+measure 0.05-0.3 %, a 2-voxel rim of interpolation ringing 10-25 %."""
 BRAIN_COVERS_WARN = 0.6
 """Brain fraction of the volume above which a `brain-covers-volume` warning is raised (a BraTS brain
 is 15-20 % of its 240 x 240 x 155 grid; a tight crop may reach half)."""
@@ -216,6 +222,10 @@ def estimate_brain(case: Case) -> BrainMask:
     # magnitude images are positive: widespread strong negatives mean signed (z-scored) data
     signed = negative_share < 0.15
     sig = signal(case, coarse_region, background, reference, signed)
+    if not signed:
+        # signed data (z-scored): a brain voxel near the median is near zero in every sequence, so
+        # the brain is where the *neighbourhood* carries signal
+        sig = ndimage.uniform_filter(sig, 3, mode="constant")
     # bright outliers (far above the 98th percentile) would pull Otsu's split between them and the rest
     level = _otsu(np.minimum(sig[sig > 0.02], 1.5)) if (sig > 0.02).sum() > 10 else 0.0
     above = sig[sig > level]
@@ -226,7 +236,8 @@ def estimate_brain(case: Case) -> BrainMask:
 
     nonzero = case.nonzero_any(coarse_region)
     outside = ~ndimage.binary_dilation(est, iterations=2)
-    exact_zero = outside.any() and nonzero[outside].mean() <= EXACT_ZERO_OUTSIDE
+    shell = float((nonzero & ~est).sum()) / max(float(est.sum()), 1.0)
+    exact_zero = bool(outside.any() and nonzero[outside].mean() <= EXACT_ZERO_OUTSIDE and shell <= EXACT_ZERO_SHELL)
     coarse = nonzero if exact_zero else est
     fraction = float(coarse.mean())
     if fraction > BRAIN_COVERS_REFUSE:

@@ -6,8 +6,8 @@ slice is cropped to the brain's in-plane bounding box (the same box for every sl
 neighbouring slices line up), padded to a square and resized with one scale factor: no distortion.
 
 Output contract: float32 [224, 224, 4], channels (flair, t1, t1ce, t2), robust z-scores (see
-`normalize`), background (outside `preprocess.brain_mask`) exactly 0. Rows run anterior -> posterior, columns patient right -> left
-(radiological display convention).
+`normalize`), background (outside `preprocess.brain_mask`) exactly 0. Rows run anterior ->
+posterior, columns patient right -> left (radiological display convention).
 """
 from __future__ import annotations
 

@@ -9,8 +9,9 @@ found". The share of confident finds per level is printed too.
 
 Conspicuity level z: the median FLAIR robust z-score of the tumour inside the brain (median and
 IQR of the brain, tumour included), the measure of ../shared/DATA.md (real cases: median 2.6-2.9).
-When the generator offers styles (`synth.style.STYLES`), each level is drawn with
-`flair_z=(z, z)`; otherwise the generator's tumour is made subtler after the fact: every tumour
+When the generator offers styles (`synth.style.STYLES`), each level is drawn from style `broad`
+(every contrast family, noise, bias, blur, slice thickness and file quirk) with `flair_z=(z, z)`,
+and the controls are `broad` brains without a lesion; otherwise the generator's tumour is made subtler after the fact: every tumour
 voxel's deviation from the normal brain's median is scaled by one factor per sequence (FLAIR to
 reach z, T2 to reach 0.6 z, as on real scans), and the noise that scaling removed is added back.
 
@@ -96,21 +97,21 @@ def _styles():
 
 
 def generated_case(index: int, seed: int, shape: tuple[int, int, int], z: float | None,
-                   with_tumor: bool = True) -> tuple[Case, np.ndarray, float]:
-    """(case, ground-truth tumour mask, measured FLAIR tumour z) for level `z` (None: as generated)."""
+                   with_tumor: bool = True, style: str = "broad") -> tuple[Case, np.ndarray, float]:
+    """(case, ground-truth tumour mask, measured FLAIR tumour z) at level `z` (None: the style's range)."""
     plan = plan_cohort(index + 1, seed)[index]
     styles = _styles()
-    if styles is not None and z is not None:
-        style = dataclasses.replace(styles["broad"], flair_z=(z, z))
-        volumes, seg, _ = synthesize_case(plan, seed, shape, with_tumor=with_tumor, style=style)
+    if styles is not None:
+        look = styles[style] if z is None else dataclasses.replace(styles[style], flair_z=(z, z))
+        volumes, seg, info = synthesize_case(plan, seed, shape, with_tumor=with_tumor, style=look)
+        measured = float(info["flair_z"])
     else:
         volumes, seg, _ = synthesize_case(plan, seed, shape, with_tumor=with_tumor)
         if with_tumor and z is not None:
             volumes = set_conspicuity(volumes, seg, z, np.random.default_rng([seed, index, 7]))
-    tumour = seg > 0
-    brain = volumes["flair"] != 0
-    measured = tumour_z(volumes["flair"], brain, tumour & brain) if tumour.any() else float("nan")
-    return Case(plan.case_id, volumes, np.eye(4)), tumour, measured
+        brain = volumes["flair"] != 0
+        measured = tumour_z(volumes["flair"], brain, (seg > 0) & brain) if (seg > 0).any() else float("nan")
+    return Case(plan.case_id, volumes, np.eye(4)), seg > 0, measured
 
 
 def slice_hit(areas: np.ndarray, tumor) -> bool:

