@@ -41,7 +41,7 @@ COMMANDS: dict[str, tuple[str, str | None]] = {
     "inspect": ("client.cli", None), "evaluate": ("client.cli", None), "classify": ("client.cli", None),
     "classify-cohort": ("client.cli", None), "merge-predictions": ("client.cli", None),
     "synth": ("synth.cli", None),
-    "train": ("train.cli", "train"), "export": ("train.cli", "train"),
+    "train": ("train.cli", "train"), "export": ("train.cli", "train"), "evaluate-model": ("train.cli", "train"),
     "serve": ("serving.cli", "serve"),
     "web": ("client.web.cli", "web"), "web-worker": ("client.web.cli", "web"), "users": ("client.web.cli", "web"),
 }
@@ -139,21 +139,37 @@ def _note_unlabelled(scores: dict, labels: str) -> None:
 
 def cmd_classify(args: argparse.Namespace) -> int:
     from client.grpc_client import GlioClient
+    from preprocess import load_case
     source = case_source(args)
     with GlioClient(_server(args), args.model, args.version, timeout=args.timeout) as client:
-        result = client.classify(source, args.age_days, tta=args.tta, case_id=args.case_id)
+        t0 = time.perf_counter()
+        case = load_case(source, case_id=args.case_id, age_days=args.age_days)
+        load_s = time.perf_counter() - t0
+        result = client.classify_case(case, tta=args.tta)
+        result.timings["load"] = round(load_s, 4)
+        explanation = None
+        if args.explain:
+            from client.explain import write_explanation
+            explanation = write_explanation(client, case, args.explain)
     if args.age_days is not None and not result.age_used:
         print(f"warning: model {result.model} version {result.model_version} does not take age; "
               "--age-days was ignored", file=sys.stderr)
     if args.json:
-        print_json(result.as_dict())
+        print_json({**result.as_dict(), **({"explanation": explanation} if explanation else {})})
     else:
         probs = "  ".join(f"{c} {p:.3f}" for c, p in result.probabilities.items())
         note = "" if result.tumor_found else "  (no tumour found: brain centre slice used)"
         print(f"{result.case_id}: {result.label}   [{probs}]   slice {result.slice_index}, "
               f"model {result.model} v{result.model_version}{note}")
+        if result.refer:
+            print("  REFER: not sure, send to specialist review")
+            for reason in result.refer_reasons:
+                print(f"    - {reason}")
         for w in result.warnings:
             print(f"  warning [{w['code']}]: {w['message']}")
+        if explanation:
+            print(f"  explanation: {explanation['path']} (attribution peak inside the tumour outline: "
+                  f"{explanation['peak_in_tumour']})")
     return 0
 
 
@@ -215,6 +231,8 @@ def add_parsers(sub) -> None:
     s.add_argument("--version", type=int, help="ask for this model version (default: the latest)")
     s.add_argument("--tta", action="store_true", help="average over neighbouring slices and flips (6 views)")
     s.add_argument("--timeout", type=float, default=30.0)
+    s.add_argument("--explain", metavar="OUT.png", help="also write the model input with the attribution map of the "
+                   "predicted class (served 'explain' signature) and the tumour outline")
     s.add_argument("--json", action="store_true")
     s.set_defaults(func=cmd_classify)
 

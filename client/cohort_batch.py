@@ -67,7 +67,7 @@ def read_done(out: Path, id_column: str) -> set[str]:
 
 def as_row(r: Classification) -> PredictionRow:
     return PredictionRow(r.case_id, r.label, tuple(r.probabilities[c] for c in CLASSES), r.tumor_found,
-                         r.slice_index, tuple(w["code"] for w in r.warnings))
+                         r.slice_index, tuple(w["code"] for w in r.warnings), r.refer)
 
 
 @dataclass

@@ -22,8 +22,10 @@ import grpc
 import numpy as np
 
 from contract.model_io import CLASSES, TTA_OFFSETS, check_input, fill_ages, round_input, tta_views
-from contract.signature import (AGE_INPUT, DEFAULT_MODEL_NAME, GRPC_MAX_MESSAGE_BYTES, IMAGE_INPUT,
-                                PROBABILITIES_OUTPUT, SIGNATURE_NAME)
+from contract.refer import refer_reasons
+from contract.signature import (AGE_INPUT, ATTRIBUTION_OUTPUT, DEFAULT_MODEL_NAME, EXPLAIN_SIGNATURE,
+                                GRPC_MAX_MESSAGE_BYTES, IMAGE_INPUT, PROBABILITIES_OUTPUT,
+                                REFER_THRESHOLD_OUTPUT, SIGNATURE_NAME)
 from contract.tensor_codec import TensorCodecError, fill_tensor, from_proto
 from contract.tfs_api import serving_apis_pb2 as apis
 from contract.tfs_api import serving_apis_pb2_grpc as services
@@ -85,9 +87,18 @@ class Classification:
     """{code, message} per warning (codes of `preprocess.findings`)."""
     age_used: bool = False
     """Whether the model took the case's age (False for a model trained without age)."""
+    refer_threshold: float | None = None
+    """The model's refer threshold (None: a model exported without one)."""
+    refer_reasons: list[str] = field(default_factory=list)
+    """Why to refer (`contract.refer`); empty when the answer stands."""
+
+    @property
+    def refer(self) -> bool:
+        return bool(self.refer_reasons)
 
     def as_dict(self) -> dict:
         return {"case_id": self.case_id, "class": self.label, "probabilities": self.probabilities,
+                "refer": self.refer, "refer_reasons": self.refer_reasons, "refer_threshold": self.refer_threshold,
                 "slice_index": self.slice_index, "tumor_found": self.tumor_found, "warnings": self.warnings,
                 "age_used": self.age_used, "model": self.model, "model_version": self.model_version,
                 "seconds": self.timings}
@@ -105,7 +116,7 @@ class GlioClient:
         self._channel = grpc.insecure_channel(target, options=options)
         self._predict = services.PredictionServiceStub(self._channel)
         self._models = services.ModelServiceStub(self._channel)
-        self._wants_age: bool | None = None
+        self._signatures = None
 
     def close(self) -> None:
         self._channel.close()
@@ -153,9 +164,9 @@ class GlioClient:
         resp = self._call(self._models.GetModelStatus, req, "status")
         return [(s.version, apis.ModelVersionStatus.State.Name(s.state)) for s in resp.model_version_status]
 
-    def wants_age(self) -> bool:
-        """Whether the served signature has the age input (GetModelMetadata)."""
-        if self._wants_age is None:
+    def signatures(self):
+        """The served SignatureDefMap (GetModelMetadata), fetched once."""
+        if self._signatures is None:
             req = apis.GetModelMetadataRequest(metadata_field=["signature_def"])
             self._spec(req)
             resp = self._call(self._predict.GetModelMetadata, req, "metadata")
@@ -163,12 +174,18 @@ class GlioClient:
             if not resp.metadata["signature_def"].Unpack(sig_map):
                 raise ServingError(f"server {self.target}: metadata holds {resp.metadata['signature_def'].type_url}, "
                                    "not a SignatureDefMap")
-            self._wants_age = AGE_INPUT in sig_map.signature_def[SIGNATURE_NAME].inputs
-        return self._wants_age
+            self._signatures = sig_map.signature_def
+        return self._signatures
 
-    def predict(self, images: np.ndarray, ages_days: np.ndarray | None = None) -> tuple[np.ndarray, int]:
-        """(probabilities float32 [n, len(CLASSES)] in CLASSES order, model version) for images
-        [n, *IMAGE_SHAPE]; unknown ages (None, NaN) get the contract's fill."""
+    def wants_age(self) -> bool:
+        """Whether the served signature has the age input (GetModelMetadata)."""
+        return AGE_INPUT in self.signatures()[SIGNATURE_NAME].inputs
+
+    def can_explain(self) -> bool:
+        """Whether the served model has the `explain` signature (models exported since calibration)."""
+        return EXPLAIN_SIGNATURE in self.signatures()
+
+    def _request(self, signature: str, images: np.ndarray, ages_days: np.ndarray | None):
         images = np.asarray(images, np.float32)
         try:
             check_input(images)
@@ -176,21 +193,53 @@ class GlioClient:
             raise InvalidInputError(str(exc)) from None
         req = apis.PredictRequest()
         self._spec(req)
-        req.model_spec.signature_name = SIGNATURE_NAME
+        req.model_spec.signature_name = signature
         fill_tensor(req.inputs[IMAGE_INPUT], images)
         if self.wants_age():
             fill_tensor(req.inputs[AGE_INPUT], fill_ages(ages_days, len(images)))
-        req.output_filter.append(PROBABILITIES_OUTPUT)
-        resp = self._call(self._predict.Predict, req, "predict")
+        return req
+
+    def _output(self, resp, name: str, shape: tuple[int, ...]) -> np.ndarray:
         try:
-            probs = from_proto(resp.outputs[PROBABILITIES_OUTPUT])
+            out = from_proto(resp.outputs[name])
         except TensorCodecError as exc:
-            raise ServingError(f"server {self.target}: unreadable {PROBABILITIES_OUTPUT} ({exc})") from None
-        if probs.shape != (len(images), len(CLASSES)) or not np.isfinite(probs).all():
-            raise ServingError(f"server {self.target}: model {self.model} answered {PROBABILITIES_OUTPUT} of shape "
-                               f"{list(probs.shape)}" + ("" if np.isfinite(probs).all() else " holding NaN or inf")
-                               + f"; expected [{len(images)}, {len(CLASSES)}] finite values")
-        return probs, resp.model_spec.version.value
+            raise ServingError(f"server {self.target}: unreadable {name} ({exc})") from None
+        if out.shape != shape or not np.isfinite(out).all():
+            raise ServingError(f"server {self.target}: model {self.model} answered {name} of shape "
+                               f"{list(out.shape)}" + ("" if np.isfinite(out).all() else " holding NaN or inf")
+                               + f"; expected {list(shape)} finite values")
+        return out
+
+    def predict_full(self, images: np.ndarray, ages_days: np.ndarray | None = None) -> tuple[np.ndarray, float | None, int]:
+        """(probabilities [n, len(CLASSES)], the model's refer threshold or None, model version)."""
+        req = self._request(SIGNATURE_NAME, images, ages_days)
+        has_threshold = REFER_THRESHOLD_OUTPUT in self.signatures()[SIGNATURE_NAME].outputs
+        req.output_filter.append(PROBABILITIES_OUTPUT)
+        if has_threshold:
+            req.output_filter.append(REFER_THRESHOLD_OUTPUT)
+        resp = self._call(self._predict.Predict, req, "predict")
+        n = len(images)
+        probs = self._output(resp, PROBABILITIES_OUTPUT, (n, len(CLASSES)))
+        threshold = float(self._output(resp, REFER_THRESHOLD_OUTPUT, (n,))[0]) if has_threshold else None
+        return probs, threshold, resp.model_spec.version.value
+
+    def predict(self, images: np.ndarray, ages_days: np.ndarray | None = None) -> tuple[np.ndarray, int]:
+        """(probabilities float32 [n, len(CLASSES)] in CLASSES order, model version) for images
+        [n, *IMAGE_SHAPE]; unknown ages (None, NaN) get the contract's fill."""
+        probs, _, version = self.predict_full(images, ages_days)
+        return probs, version
+
+    def explain(self, images: np.ndarray, ages_days: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """(probabilities [n, 3], attribution maps [n, H, W] in [0, 1]) from the `explain` signature."""
+        if not self.can_explain():
+            raise ServingError(f"server {self.target}: model {self.model} has no '{EXPLAIN_SIGNATURE}' signature; "
+                               "export it again with this version of radpath")
+        req = self._request(EXPLAIN_SIGNATURE, images, ages_days)
+        resp = self._call(self._predict.Predict, req, "explain")
+        n = len(images)
+        probs = self._output(resp, PROBABILITIES_OUTPUT, (n, len(CLASSES)))
+        maps = self._output(resp, ATTRIBUTION_OUTPUT, (n, *np.asarray(images).shape[1:3]))
+        return probs, maps
 
     # -- the product
     def classify_case(self, case: Case, tta: bool = False) -> Classification:
@@ -204,13 +253,15 @@ class GlioClient:
         x = round_input(x)  # the precision the model was trained and evaluated at (contract.model_io)
         warnings = case_warnings(case, tumor)
         t1 = time.perf_counter()
-        probs, version = self.predict(x, None if case.age_days is None else np.full(len(x), case.age_days))
+        probs, threshold, version = self.predict_full(x, None if case.age_days is None else np.full(len(x), case.age_days))
         t2 = time.perf_counter()
         p = probs.mean(axis=0)
-        return Classification(case.case_id, CLASSES[int(p.argmax())], {c: float(v) for c, v in zip(CLASSES, p)},
+        probabilities = {c: float(v) for c, v in zip(CLASSES, p)}
+        return Classification(case.case_id, CLASSES[int(p.argmax())], probabilities,
                               tumor.index, tumor.found, self.model, version,
                               {"preprocess": round(t1 - t0, 4), "inference": round(t2 - t1, 4)}, warnings,
-                              age_used=case.age_days is not None and self.wants_age())
+                              age_used=case.age_days is not None and self.wants_age(), refer_threshold=threshold,
+                              refer_reasons=refer_reasons(probabilities, threshold, warnings))
 
     def classify(self, source: str | Path | Mapping[str, str | Path], age_days: float | None = None,
                  tta: bool = False, case_id: str | None = None) -> Classification:

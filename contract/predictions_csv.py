@@ -33,7 +33,8 @@ from .model_io import CLASSES
 ID_COLUMNS = ("CPM_RadPath_2019_ID", "CPM_RadPath_2020_ID")
 """Accepted key columns: the 2019 training release and the 2020 validation/test releases."""
 PROBABILITY_COLUMNS = tuple(f"p_{c}" for c in CLASSES)
-DETAIL_COLUMNS = ("tumor_found", "slice_index", "warnings")
+DETAIL_COLUMNS = ("tumor_found", "slice_index", "warnings", "refer")
+"""`refer`: true when the answer should go to specialist review (`contract.refer`)."""
 FORMULA_LEADS = ("=", "+", "-", "@", "\t", "\r")
 """First characters that make spreadsheets evaluate a cell (OWASP CSV injection)."""
 WARNING_SEPARATOR = ";"
@@ -55,6 +56,11 @@ class PredictionRow:
     tumor_found: bool | None = None
     slice_index: int | None = None
     warnings: tuple[str, ...] = ()
+    refer: bool | None = None
+
+
+def _flag(value: bool | None) -> str:
+    return "" if value is None else ("true" if value else "false")
 
 
 @dataclass(frozen=True)
@@ -80,10 +86,9 @@ def restore(cell: str) -> str:
 def format_row(row: PredictionRow) -> str:
     """One CSV line (quoted as needed, ending in a newline) for `row`."""
     probs = [f"{p:.6f}" for p in row.probabilities] if row.probabilities else [""] * len(CLASSES)
-    found = "" if row.tumor_found is None else ("true" if row.tumor_found else "false")
-    cells = [neutralise(row.case_id), row.label, *probs, found,
+    cells = [neutralise(row.case_id), row.label, *probs, _flag(row.tumor_found),
              "" if row.slice_index is None else str(int(row.slice_index)),
-             neutralise(WARNING_SEPARATOR.join(row.warnings))]
+             neutralise(WARNING_SEPARATOR.join(row.warnings)), _flag(row.refer)]
     buf = io.StringIO()
     csv.writer(buf, lineterminator=LINE_END).writerow(cells)
     return buf.getvalue()
@@ -140,9 +145,12 @@ def _parse_row(path: Path, line: int, header: list[str], cells: list[str]) -> Pr
     if slice_text and not slice_text.isdigit():
         raise LabelsError(f"{where}: slice_index {slice_text!r} of {case_id} is not a slice number")
     warnings = restore(col.get("warnings", "")).strip()
+    refer = col.get("refer", "").strip().lower()
+    if refer not in ("", "true", "false"):
+        raise LabelsError(f"{where}: refer {refer!r} of {case_id}: expected true, false or empty")
     return PredictionRow(case_id, label, probs, None if not found else found == "true",
                          int(slice_text) if slice_text else None,
-                         tuple(w for w in warnings.split(WARNING_SEPARATOR) if w))
+                         tuple(w for w in warnings.split(WARNING_SEPARATOR) if w), None if not refer else refer == "true")
 
 
 def read_predictions(path: str | Path, repair: bool = False) -> PredictionTable:

@@ -102,7 +102,7 @@ class Server:
     def run(self, lv: LoadedVersion, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Validate one request on its own, then run it (alone or batched with other valid ones)."""
         rows = lv.validate(inputs, self.max_rows)
-        if not self.batching:
+        if not self.batching or lv.signature_name != SIGNATURE_NAME:  # `explain` runs alone, unbatched
             return lv.run(inputs, validated=True)
         key = (lv.name, lv.version)
         with self._batchers_lock:
@@ -204,15 +204,11 @@ def _make_grpc_server(server: Server):
     def version_of(spec) -> int | None:
         return spec.version.value if spec.HasField("version") else None
 
-    def check_signature(spec) -> None:
-        if spec.signature_name not in ("", SIGNATURE_NAME):
-            raise InvalidArgument(f"Serving signature key {spec.signature_name!r} not found; use {SIGNATURE_NAME!r}")
-
     class Prediction(prediction_service_pb2_grpc.PredictionServiceServicer):
         @aborting("predict")
         def Predict(self, request, context):
-            check_signature(request.model_spec)
             lv = server.registry.get(request.model_spec.name, version_of(request.model_spec))
+            lv = lv.signature(request.model_spec.signature_name)
             given = set(request.inputs)
             if not given:
                 raise InvalidArgument(f"the request has no inputs; model {lv.name!r} takes {sorted(lv.inputs)}")
@@ -229,7 +225,7 @@ def _make_grpc_server(server: Server):
             resp = predict_pb2.PredictResponse()
             resp.model_spec.name = lv.name
             resp.model_spec.version.value = lv.version
-            resp.model_spec.signature_name = SIGNATURE_NAME
+            resp.model_spec.signature_name = lv.signature_name
             for k in wanted:
                 resp.outputs[k].CopyFrom(to_proto(outputs[k]))
             return resp
@@ -243,7 +239,8 @@ def _make_grpc_server(server: Server):
             resp.model_spec.name = lv.name
             resp.model_spec.version.value = lv.version
             sig_map = get_model_metadata_pb2.SignatureDefMap()
-            sig_map.signature_def[SIGNATURE_NAME].CopyFrom(lv.signature_def)
+            for signature in (lv, *lv.others.values()):
+                sig_map.signature_def[signature.signature_name].CopyFrom(signature.signature_def)
             resp.metadata["signature_def"].Pack(sig_map)
             return resp
 

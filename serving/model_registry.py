@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -57,6 +57,18 @@ class LoadedVersion:
     compiled_sizes: tuple[int, ...] = ()
     """Batch sizes the warm-up compiled; `run` pads (or splits) to them so no request size compiles
     anew (each new size costs the jax2tf module 2-4 s and ~10 MB that is never freed)."""
+    signature_name: str = SIGNATURE_NAME
+    others: dict = field(default_factory=dict)
+    """The version's other signatures (e.g. `explain`), each a LoadedVersion of its own, unbatched."""
+
+    def signature(self, name: str) -> "LoadedVersion":
+        """This version's signature `name` ('' = the default), or InvalidArgument naming the ones served."""
+        if name in ("", self.signature_name):
+            return self
+        if name in self.others:
+            return self.others[name]
+        raise InvalidArgument(f"Serving signature key {name!r} not found; model {self.name!r} version "
+                              f"{self.version} serves {sorted([self.signature_name, *self.others])}")
 
     def validate(self, inputs: dict[str, np.ndarray], max_rows: int = DEFAULT_MAX_ROWS) -> int:
         """Check one request on its own (names, dtype, shape, batch 1..max_rows, finite values)
@@ -143,11 +155,11 @@ def _fingerprint(path: Path) -> tuple:
     return count, size, newest
 
 
-def _signature_def(path: Path):
+def _signature_defs(path: Path):
     from tensorflow.core.protobuf import saved_model_pb2
     sm = saved_model_pb2.SavedModel()
     sm.ParseFromString((path / SAVED_MODEL_FILE).read_bytes())
-    return sm.meta_graphs[0].signature_def[SIGNATURE_NAME]
+    return sm.meta_graphs[0].signature_def
 
 
 def _warm_up(lv: LoadedVersion) -> int:
@@ -174,10 +186,15 @@ def load_version(name: str, version: int, path: Path) -> LoadedVersion:
     loaded = tf.saved_model.load(str(path))
     if SIGNATURE_NAME not in loaded.signatures:
         raise ValueError(f"no {SIGNATURE_NAME} signature")
-    fn = loaded.signatures[SIGNATURE_NAME]
-    lv = LoadedVersion(name, version, path, fn, dict(fn.structured_input_signature[1]),
-                       sorted(fn.structured_outputs), _signature_def(path))
-    lv._keepalive = loaded  # the signature needs its SavedModel object alive
+    defs = _signature_defs(path)
+
+    def version_of(key: str) -> LoadedVersion:
+        fn = loaded.signatures[key]
+        return LoadedVersion(name, version, path, fn, dict(fn.structured_input_signature[1]),
+                             sorted(fn.structured_outputs), defs[key], signature_name=key)
+    lv = version_of(SIGNATURE_NAME)
+    lv.others = {key: version_of(key) for key in loaded.signatures if key != SIGNATURE_NAME}
+    lv._keepalive = loaded  # the signatures need their SavedModel object alive
     t0 = time.perf_counter()
     n = _warm_up(lv)
     log.info("loaded %s version %d (%d warm-up requests, %.1f s)", name, version, n, time.perf_counter() - t0)

@@ -187,6 +187,10 @@ def _predict(server, name: str, version: int | None, body: bytes):
     must not stall the event loop)."""
     parsed = parse_body(body)
     lv = server.registry.get(name, version)
+    signature = parsed.get("signature_name", "")
+    if not isinstance(signature, str):
+        raise InvalidArgument(f"signature_name must be a string, got {type(signature).__name__}")
+    lv = lv.signature(signature)
     inputs, row_format = rest_inputs(parsed, lv, server.max_rows)
     outputs = server.run(lv, inputs)
     return _json(200, rest_outputs(outputs, row_format))

@@ -71,6 +71,21 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_evaluate_model(args: argparse.Namespace) -> int:
+    from contract.metrics import format_scores
+    from preprocess.errors import RadPathError
+
+    from .cohort_eval import evaluate_cohort
+    try:
+        scores = evaluate_cohort(args.run_dir, args.cohort, args.name, progress=not args.quiet)
+    except (ValueError, FileNotFoundError) as exc:
+        raise RadPathError(str(exc)) from None
+    style = f" (generator style {scores['style']})" if scores.get("style") else ""
+    print(f"{args.name}{style}: {scores['data']}\n{format_scores(scores)}")
+    print(f"written to {args.run_dir}/metrics.json ('external') and model_card.md")
+    return 0
+
+
 def add_parsers(sub) -> None:
     d = TRAIN_DEFAULTS
     s = sub.add_parser("train", help="train and cross-validate the ResNet on a cohort (extra: train)")
@@ -93,6 +108,13 @@ def add_parsers(sub) -> None:
     s.add_argument("--cache", help="example cache folder (default RUN_DIR/cache)")
     s.add_argument("--quiet", action="store_true")
     s.set_defaults(func=cmd_train)
+
+    s = sub.add_parser("evaluate-model", help="score a trained run on another cohort (other style, subtle end; extra: train)")
+    s.add_argument("run_dir")
+    s.add_argument("cohort", help="cohort root with a labels CSV")
+    s.add_argument("--name", required=True, help="name of this evaluation in metrics.json and the model card")
+    s.add_argument("--quiet", action="store_true")
+    s.set_defaults(func=cmd_evaluate_model)
 
     s = sub.add_parser("export", help="push a trained run as a new SavedModel version (jax2tf; extra: train)")
     s.add_argument("run_dir")
