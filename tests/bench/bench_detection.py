@@ -136,10 +136,11 @@ def run_levels(args) -> None:
             found += tumor.found
             measured.append(mz)
             if not hit:
-                misses.append(f"{i}:{'k' + str(tumor.index) if tumor.found else 'none'}/{int(areas.argmax())}")
+                how = "found" if tumor.found else "possible" if tumor.possible else "centre"
+                misses.append(f"{i}:{how} {tumor.index}/{int(areas.argmax())}")
         print(f"  level z {z:3.1f} (measured median {np.median(measured):.2f}): slice hits {hits}/{args.cases} = "
               f"{hits / args.cases:.3f} (target >= 0.95), found {found}/{args.cases}, "
-              f"{np.median(secs) * 1000:.0f} ms/case; misses {' '.join(misses) or '-'}")
+              f"{np.median(secs) * 1000:.0f} ms/case; misses (how chosen/reference) {' '.join(misses) or '-'}")
     fp = 0
     for i in range(args.controls):
         case, _, _ = generated_case(i, args.seed + 999, shape, None, with_tumor=False)
