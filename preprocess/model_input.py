@@ -58,17 +58,21 @@ def model_input(case: Case, slice_index: int | None = None) -> np.ndarray:
     if not 0 <= slice_index < nz:
         raise IndexError(f"slice_index {slice_index} is outside 0..{nz - 1} for case {case.case_id}")
     stats = case_stats(case)
-    x0, y0, side = brain_square(case)
     brain = brain_mask(case).plane(case, slice_index)
-    zoom = SIZE / side
     out = np.empty((SIZE, SIZE, CHANNELS), dtype=np.float32)
     for c, name in enumerate(SEQUENCES):
-        plane = normalize(case.volumes[name][:, :, slice_index], stats[name], brain)
-        plane = _square(plane, x0, y0, side)
-        resized = ndimage.zoom(plane, zoom, order=1, grid_mode=True, mode="grid-constant")
-        # display orientation: rows anterior->posterior, columns patient right->left
-        out[:, :, c] = resized[::-1, ::-1].T[:SIZE, :SIZE]
+        out[:, :, c] = to_model_plane(case, normalize(case.volumes[name][:, :, slice_index], stats[name], brain))
     return out
+
+
+def to_model_plane(case: Case, plane: np.ndarray, order: int = 1) -> np.ndarray:
+    """float32 [224, 224]: an axial plane [x, y] of `case` cropped, zoomed and oriented exactly as the
+    model input is (the brain's square, one scale factor; rows anterior->posterior, columns patient
+    right->left). `order=0` for masks (the tumour outline drawn over an explanation)."""
+    x0, y0, side = brain_square(case)
+    square = _square(np.asarray(plane, np.float32), x0, y0, side)
+    resized = ndimage.zoom(square, SIZE / side, order=order, grid_mode=True, mode="grid-constant")
+    return resized[::-1, ::-1].T[:SIZE, :SIZE]
 
 
 def model_inputs(case: Case, offsets: Sequence[int] = (-2, -1, 0, 1, 2),

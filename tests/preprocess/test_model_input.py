@@ -76,3 +76,21 @@ def test_scale_invariant_input(case_dir):
     case = load_case(case_dir)
     scaled = Case(case.case_id, {k: v.astype(np.float32) * 13.7 for k, v in case.volumes.items()}, case.affine)
     np.testing.assert_allclose(model_input(case, 30), model_input(scaled, 30), atol=0.05)
+
+
+def test_to_model_plane_matches_the_model_input_geometry(case_dir):
+    """A mask mapped with `to_model_plane` lands where the model input shows the same voxels."""
+    import numpy as np
+    from preprocess import load_case, model_input
+    from preprocess.model_input import to_model_plane
+    from preprocess.tumor_slice import find_tumor
+    case = load_case(case_dir)
+    k = find_tumor(case).index
+    x = model_input(case, k)
+    from preprocess.brain_mask import brain_mask
+    brain = brain_mask(case).plane(case, k)
+    mapped = to_model_plane(case, brain, order=0) > 0.5
+    shown = (x != 0).any(-1)
+    assert mapped.shape == (224, 224) and 0.1 < mapped.mean() < 0.9
+    overlap = (mapped & shown).sum()
+    assert overlap / shown.sum() > 0.9 and overlap / mapped.sum() > 0.9
