@@ -297,7 +297,7 @@ def create_app(settings: Settings) -> FastAPI:
 
     @app.get("/cases/{case_id}/images/{seq}.png", include_in_schema=False)
     async def slice_png(case_id: str, seq: str, s: auth.Session = Depends(require_session)):
-        if seq not in SEQUENCES:
+        if seq not in (*SEQUENCES, "explanation"):
             raise Problem(404, "no such image")
         return FileResponse(case_file(owned(case_id, s), seq), media_type="image/png")
 

@@ -57,9 +57,15 @@ def classify_job(settings: Settings, job: jobs.Claim, client) -> dict:
     out_name = f"result-{job.attempt}"
     out = settings.cases_dir() / job.case_id / out_name
     images = write_artefacts(case, tumor.index, tumor_mask(case), out)
+    explanation = None
+    if client.can_explain():  # models exported before the `explain` signature have none
+        from client.explain import write_explanation
+        explanation = write_explanation(client, case, out / "explanation.png")
+        images["explanation"] = "explanation.png"
+        explanation["path"] = "explanation.png"
     d = result.as_dict()
     d.pop("case_id", None)
-    d.update(warnings=warnings, images=images, artefacts=out_name, tumor_voxels=tumor.voxels,
+    d.update(warnings=warnings, images=images, explanation=explanation, artefacts=out_name, tumor_voxels=tumor.voxels,
              shape=list(case.shape), model_info=describe_model(settings.model_base, result.model, result.model_version))
     d["seconds"] = {**d.get("seconds", {}), "worker_total": round(time.perf_counter() - t0, 3)}
     return d
