@@ -34,6 +34,10 @@ def test_main_job(tmp_path):
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["data"]["synthetic"] is True and metrics["cross_validation"]["folds"] == 2
     assert "SYNTHETIC" in (run / "model_card.md").read_text()
+    assert "calibration" in metrics and (run / "reliability.png").read_bytes()[:4] == b"\x89PNG"
+    radpath("evaluate-model", str(run), str(test_c), "--name", "other-seed", "--quiet")
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["external"]["other-seed"]["n"] == 8 and "other-seed" in (run / "model_card.md").read_text()
     out = radpath("export", str(run), "--model-base", str(models), "--json")
     assert json.loads(out.stdout)["version"] == 1
     g, r = _port(), _port()
@@ -56,9 +60,12 @@ def test_main_job(tmp_path):
         scores = json.loads(radpath("evaluate", str(pred), str(test_c / "training_data_classification_labels.csv"),
                                     "--json").stdout)
         assert scores["n"] == 8 and 0 <= scores["f1_micro"] <= 1
+        picture = tmp_path / "explain.png"
         one = json.loads(radpath("classify", str(next((test_c / "Radiology").iterdir())),
-                                 "--server", f"127.0.0.1:{g}", "--json").stdout)
+                                 "--server", f"127.0.0.1:{g}", "--json", "--explain", str(picture)).stdout)
         assert one["model_version"] == 1 and one["class"] in ("A", "O", "G")
+        assert isinstance(one["refer"], bool) and one["refer_threshold"] is not None
+        assert picture.read_bytes()[:4] == b"\x89PNG" and one["explanation"]["path"] == str(picture)
         bad = radpath("classify", str(tmp_path), "--server", f"127.0.0.1:{g}", check=False)
         assert bad.returncode == 1 and "Traceback" not in bad.stderr
     finally:
