@@ -20,11 +20,8 @@ if TYPE_CHECKING:
     from .normalize import IntensityStats
     from .tumor_slice import TumorSlice
 
-SEQUENCES: tuple[str, ...] = ("flair", "t1", "t1ce", "t2")
-"""Sequence names as in the CPM-RadPath file names; also the channel order of the model input."""
-
-CLASSES: tuple[str, ...] = ("A", "O", "G")
-"""Class order of every probability vector in the project (model output, CSV columns)."""
+from contract.model_io import CHANNELS as SEQUENCES  # noqa: E402  sequence names = the model input's channel order
+from contract.model_io import CLASSES  # noqa: E402,F401  class order of every probability vector
 
 
 @dataclass(frozen=True, eq=False)

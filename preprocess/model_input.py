@@ -21,7 +21,7 @@ from .brain_mask import brain_mask
 from .normalize import case_stats, normalize
 from .tumor_slice import find_tumor
 
-SIZE = 224
+from contract.model_io import IMAGE_SIZE as SIZE  # noqa: E402  (the contract owns the input size)
 CHANNELS = len(SEQUENCES)
 MARGIN = 4
 """Voxels of background kept around the brain's bounding box."""
