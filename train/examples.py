@@ -69,7 +69,9 @@ def case_example(entry: CohortEntry, offsets: Sequence[int], cache_dir: Path | N
             return np.load(path)
     case = load_case(entry.case_dir, entry.case_id, entry.age_days, entry.label)
     if not find_tumor(case).found:
-        log.warning("%s: no tumour found; the example uses the brain's largest slice", entry.case_id)
+        tumor = find_tumor(case)
+        where = "the candidate's slice" if tumor.possible else "the brain's largest slice"
+        log.warning("%s: no confident tumour; the example uses %s", entry.case_id, where)
     x = model_inputs(case, offsets).astype(STORAGE_DTYPE)
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
