@@ -53,9 +53,10 @@ def explanation_figure(image: np.ndarray, attribution: np.ndarray | None = None,
     if image.ndim != 3 or image.shape[-1] != len(SEQUENCE_ORDER):
         raise ValueError(f"image must be [H, W, 4], got {list(image.shape)}")
     lo, hi = Z_WINDOW
+    outside = (image == 0).all(axis=-1)  # the model input's background is exactly 0: show it black
     panels = []
     for c in range(len(SEQUENCE_ORDER)):
-        grey = np.clip((image[..., c] - lo) / (hi - lo), 0, 1)
+        grey = np.where(outside, 0.0, np.clip((image[..., c] - lo) / (hi - lo), 0, 1))
         rgb = np.repeat(grey[..., None], 3, axis=-1)
         if attribution is not None:
             a = np.clip(np.asarray(attribution, np.float32), 0, 1)
