@@ -6,28 +6,16 @@ from the canonical RAS grid of `preprocess.case`.
 """
 from __future__ import annotations
 
-import struct
-import zlib
 from pathlib import Path
 
 import nibabel as nib
 import numpy as np
 from scipy import ndimage
 
+from client.picture import png_bytes  # noqa: F401  (one PNG writer; also re-exported here)
 from preprocess import SEQUENCES, Case
 
 OUTLINE_RGB = (255, 40, 40)
-
-
-def png_bytes(rgb: np.ndarray) -> bytes:
-    """A PNG of a uint8 [h, w, 3] array (no imaging library needed)."""
-    h, w, _ = rgb.shape
-    raw = b"".join(b"\x00" + rgb[i].tobytes() for i in range(h))
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0))
-            + chunk(b"IDAT", zlib.compress(raw, 6)) + chunk(b"IEND", b""))
 
 
 def _display(plane: np.ndarray) -> np.ndarray:
