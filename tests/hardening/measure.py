@@ -24,9 +24,8 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 
-_API_DRIVER = r"""
-import json, re, sys, time
-from preprocess import CaseError, load_case
+_MEASURE = r"""
+import time
 
 def _status_mb(key):
     with open("/proc/self/status") as f:
@@ -44,6 +43,12 @@ def measure(fn):
     t0 = time.perf_counter()
     result = fn()
     return result, time.perf_counter() - t0, _status_mb("VmHWM") - before
+"""
+"""Shared by both drivers: time and peak-RSS growth of one call, measured inside the child."""
+
+_API_DRIVER = _MEASURE + r"""
+import json, re, sys
+from preprocess import CaseError, load_case
 entries = json.load(open(sys.argv[1]))
 def load(source):
     try:
@@ -62,26 +67,9 @@ json.dump(out, sys.stdout)
 """
 
 
-_CLI_DRIVER = r"""
-import json, os, sys, tempfile, time
+_CLI_DRIVER = _MEASURE + r"""
+import json, os, sys, tempfile
 from client.cli import main
-
-def _status_mb(key):
-    with open("/proc/self/status") as f:
-        return int(next(l for l in f if l.startswith(key)).split()[1]) / 1024
-def reset_peak():
-    try:
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")  # resets VmHWM to the current RSS (Linux >= 4.0)
-    except OSError:
-        pass
-def measure(fn):
-    # (result, seconds, growth_mb): growth is the peak RSS during fn minus the RSS before it
-    before = _status_mb("VmRSS")
-    reset_peak()
-    t0 = time.perf_counter()
-    result = fn()
-    return result, time.perf_counter() - t0, _status_mb("VmHWM") - before
 entries = json.load(open(sys.argv[1]))
 def run(source):
     sys.stdout.flush(), sys.stderr.flush()
