@@ -4,11 +4,7 @@
 FROM python:3.11-slim
 WORKDIR /src
 COPY pyproject.toml README.md ./
-COPY contract contract
-COPY preprocess preprocess
-COPY train train
-COPY serving serving
-COPY client client
+COPY radpath radpath
 RUN pip install --no-cache-dir ".[train,cuda]" && rm -rf /src
 USER 1000:1000
 ENV HOME=/tmp

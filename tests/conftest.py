@@ -3,6 +3,7 @@
 Small volumes keep the suite fast on 2 cores; 96 x 96 x 62 keeps the real 240:155 proportions so
 tumour sizes relative to the brain stay realistic.
 """
+
 from __future__ import annotations
 
 import os
@@ -17,7 +18,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from synth.cohort import write_synthetic_cohort
+from radpath.synth.cohort import write_synthetic_cohort
 
 SMALL_SHAPE = (96, 96, 62)
 

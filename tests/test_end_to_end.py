@@ -1,5 +1,6 @@
 """The main job end to end through the real command line: synth -> train -> export -> serve ->
 classify through gRPC -> metrics. Small volumes and a tiny network so it takes about a minute."""
+
 import json
 import socket
 import subprocess
@@ -11,7 +12,7 @@ import pytest
 
 
 def radpath(*args, check=True, **kw):
-    r = subprocess.run([sys.executable, "-m", "client.cli", *args], capture_output=True, text=True, **kw)
+    r = subprocess.run([sys.executable, "-m", "radpath", *args], capture_output=True, text=True, **kw)
     if check:
         assert r.returncode == 0, r.stderr[-3000:]
     return r
@@ -29,8 +30,28 @@ def test_main_job(tmp_path):
     shape = ["--shape", "96", "96", "62", "--quiet"]
     radpath("synth", str(train_c), "--cases", "24", "--seed", "1", *shape)
     radpath("synth", str(test_c), "--cases", "8", "--seed", "2", *shape)
-    radpath("train", str(train_c), "--out", str(run), "--width", "2", "--stages", "1", "1", "1", "1",
-            "--epochs", "2", "--batch-size", "4", "--folds", "2", "--devices", "2", "--quiet")
+    radpath(
+        "train",
+        str(train_c),
+        "--out",
+        str(run),
+        "--width",
+        "2",
+        "--stages",
+        "1",
+        "1",
+        "1",
+        "1",
+        "--epochs",
+        "2",
+        "--batch-size",
+        "4",
+        "--folds",
+        "2",
+        "--devices",
+        "2",
+        "--quiet",
+    )
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["data"]["synthetic"] is True and metrics["cross_validation"]["folds"] == 2
     assert "SYNTHETIC" in (run / "model_card.md").read_text()
@@ -41,9 +62,25 @@ def test_main_job(tmp_path):
     out = radpath("export", str(run), "--model-base", str(models), "--json")
     assert json.loads(out.stdout)["version"] == 1
     g, r = _port(), _port()
-    server = subprocess.Popen([sys.executable, "-m", "client.cli", "serve", "--model-base", str(models),
-                               "--grpc-port", str(g), "--rest-port", str(r), "--backend", "builtin"],
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "radpath",
+            "serve",
+            "--model-base",
+            str(models),
+            "--grpc-port",
+            str(g),
+            "--rest-port",
+            str(r),
+            "--backend",
+            "builtin",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     try:
         deadline = time.time() + 120
         while True:
@@ -57,12 +94,22 @@ def test_main_job(tmp_path):
             time.sleep(0.5)
         pred = tmp_path / "pred.csv"
         radpath("classify-cohort", str(test_c), "--out", str(pred), "--server", f"127.0.0.1:{g}", "--quiet")
-        scores = json.loads(radpath("evaluate", str(pred), str(test_c / "training_data_classification_labels.csv"),
-                                    "--json").stdout)
+        scores = json.loads(
+            radpath("evaluate", str(pred), str(test_c / "training_data_classification_labels.csv"), "--json").stdout
+        )
         assert scores["n"] == 8 and 0 <= scores["f1_micro"] <= 1
         picture = tmp_path / "explain.png"
-        one = json.loads(radpath("classify", str(next((test_c / "Radiology").iterdir())),
-                                 "--server", f"127.0.0.1:{g}", "--json", "--explain", str(picture)).stdout)
+        one = json.loads(
+            radpath(
+                "classify",
+                str(next((test_c / "Radiology").iterdir())),
+                "--server",
+                f"127.0.0.1:{g}",
+                "--json",
+                "--explain",
+                str(picture),
+            ).stdout
+        )
         assert one["model_version"] == 1 and one["class"] in ("A", "O", "G")
         assert isinstance(one["refer"], bool) and one["refer_threshold"] is not None
         assert picture.read_bytes()[:4] == b"\x89PNG" and one["explanation"]["path"] == str(picture)

@@ -4,18 +4,13 @@
 # Build from the repository root:  docker build -f k8s/web/web.Dockerfile -t radpath-web:0.1.0 .
 FROM node:20-slim AS niivue
 WORKDIR /web
-COPY client/web/package.json client/web/package-lock.json ./
+COPY radpath/web/package.json radpath/web/package-lock.json ./
 RUN npm ci --no-audit --no-fund
 
 FROM python:3.11-slim
 WORKDIR /src
 COPY pyproject.toml README.md ./
-COPY contract contract
-COPY preprocess preprocess
-COPY synth synth
-COPY train train
-COPY serving serving
-COPY client client
+COPY radpath radpath
 RUN pip install --no-cache-dir '.[web]' && rm -rf /src
 COPY --from=niivue /web/node_modules/@niivue/niivue/dist/index.js /opt/niivue/index.js
 ENV RADPATH_WEB_NIIVUE_JS=/opt/niivue/index.js

@@ -13,6 +13,7 @@
 The case defaults to a synthetic one written by `synth` (240 x 240 x 155); pass a real case folder
 (e.g. one of ../shared/real) with --case.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -54,16 +55,33 @@ def make_light_venv(where: Path) -> tuple[Path, float]:
         return venv, float("nan")
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
     t0 = time.perf_counter()
-    subprocess.run([str(venv / "bin" / "pip"), "install", "--quiet", "--disable-pip-version-check", f"{ROOT}[client]"],
-                   check=True)
+    subprocess.run(
+        [str(venv / "bin" / "pip"), "install", "--quiet", "--disable-pip-version-check", f"{ROOT}[client]"], check=True
+    )
     return venv, time.perf_counter() - t0
 
 
 def start_server(model_base: Path) -> tuple[subprocess.Popen, str]:
     g, r = free_port(), free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "client.cli", "serve", "--model-base", str(model_base),
-                             "--grpc-port", str(g), "--rest-port", str(r), "--backend", "builtin"],
-                            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "radpath",
+            "serve",
+            "--model-base",
+            str(model_base),
+            "--grpc-port",
+            str(g),
+            "--rest-port",
+            str(r),
+            "--backend",
+            "builtin",
+        ],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     deadline = time.time() + 300
     while time.time() < deadline:
         try:
@@ -79,6 +97,7 @@ def start_server(model_base: Path) -> tuple[subprocess.Popen, str]:
 def tiny_model(where: Path) -> Path:
     sys.path.insert(0, str(ROOT))
     from tests.serving.conftest import export_tiny
+
     base = where / "models"
     export_tiny(base, seed=1)
     return base
@@ -86,8 +105,12 @@ def tiny_model(where: Path) -> Path:
 
 def classify_seconds(venv: Path, case: Path, target: str) -> float:
     t0 = time.perf_counter()
-    r = subprocess.run([str(venv / "bin" / "radpath"), "classify", str(case), "--server", target, "--json"],
-                       capture_output=True, text=True, cwd=tempfile.gettempdir())
+    r = subprocess.run(
+        [str(venv / "bin" / "radpath"), "classify", str(case), "--server", target, "--json"],
+        capture_output=True,
+        text=True,
+        cwd=tempfile.gettempdir(),
+    )
     if r.returncode != 0:
         raise SystemExit(f"classify failed in {venv}: {r.stderr[-2000:]}")
     json.loads(r.stdout)
@@ -99,27 +122,51 @@ def main() -> int:
     p.add_argument("--case", type=Path, help="case folder (default: a synthetic 240x240x155 case)")
     p.add_argument("--model-base", type=Path, help="model base to serve (default: a tiny exported model)")
     p.add_argument("--runs", type=int, default=7)
-    p.add_argument("--keep", type=Path, help="work folder to keep and reuse (its light venv, its case) "
-                                             "(default: a temporary one, deleted)")
+    p.add_argument(
+        "--keep",
+        type=Path,
+        help="work folder to keep and reuse (its light venv, its case) (default: a temporary one, deleted)",
+    )
     args = p.parse_args()
     work = args.keep or Path(tempfile.mkdtemp(prefix="bench-client-"))
     work.mkdir(parents=True, exist_ok=True)
     try:
         venv, install_s = make_light_venv(work)
         light_mb, full_mb = du_mb(venv), du_mb(FULL_VENV)
-        print(f"light client venv: {light_mb:.0f} MB installed in {install_s:.0f} s (target <= 300 MB); "
-              f"full venv {FULL_VENV}: {full_mb:.0f} MB; ratio {light_mb / full_mb:.3f}")
-        probe = ("import sys, client.grpc_client; "
-                 "print(sorted({m.split('.')[0] for m in sys.modules} & {'tensorflow', 'jax', 'flax'}))")
-        print("light venv: heavy modules after importing the client:",
-              subprocess.run([str(venv / "bin" / "python"), "-c", probe], capture_output=True, text=True,
-                             cwd=tempfile.gettempdir()).stdout.strip())
+        print(
+            f"light client venv: {light_mb:.0f} MB installed in {install_s:.0f} s (target <= 300 MB); "
+            f"full venv {FULL_VENV}: {full_mb:.0f} MB; ratio {light_mb / full_mb:.3f}"
+        )
+        probe = (
+            "import sys, client.grpc_client; "
+            "print(sorted({m.split('.')[0] for m in sys.modules} & {'tensorflow', 'jax', 'flax'}))"
+        )
+        print(
+            "light venv: heavy modules after importing the client:",
+            subprocess.run(
+                [str(venv / "bin" / "python"), "-c", probe], capture_output=True, text=True, cwd=tempfile.gettempdir()
+            ).stdout.strip(),
+        )
         case = args.case
         if case is None and (work / "cohort" / "Radiology").is_dir():
             case = next((work / "cohort" / "Radiology").iterdir())
         if case is None:
-            subprocess.run([sys.executable, "-m", "client.cli", "synth", str(work / "cohort"), "--cases", "1",
-                            "--seed", "3", "--quiet"], check=True, cwd=ROOT)
+            subprocess.run(
+                [
+                    sys.executable,
+                    "-m",
+                    "radpath",
+                    "synth",
+                    str(work / "cohort"),
+                    "--cases",
+                    "1",
+                    "--seed",
+                    "3",
+                    "--quiet",
+                ],
+                check=True,
+                cwd=ROOT,
+            )
             case = next((work / "cohort" / "Radiology").iterdir())
         reuse = any(p.name.isdigit() for p in (work / "models" / "glioma").glob("*"))
         model_base = args.model_base or (work / "models" if reuse else tiny_model(work))
@@ -135,14 +182,33 @@ def main() -> int:
             server.terminate()
             server.wait(timeout=30)
         ml, mf = statistics.median(light), statistics.median(full)
-        print(f"radpath classify, process start to result, median of {args.runs}: light {ml:.3f} s "
-              f"(range {min(light):.3f}-{max(light):.3f}), full {mf:.3f} s (range {min(full):.3f}-{max(full):.3f}); "
-              f"light/full {ml / mf:.2f}x (target <= 1)")
-        subprocess.run([str(venv / "bin" / "pip"), "install", "--quiet", "--disable-pip-version-check", "pytest",
-                        "scikit-learn"], check=True)
-        r = subprocess.run([str(venv / "bin" / "python"), "-m", "pytest", "-q", "-p", "no:cacheprovider",
-                            str(ROOT / "tests" / "contract")], capture_output=True, text=True, cwd=ROOT)
-        print("contract tests in the light venv:", r.stdout.strip().splitlines()[-1] if r.stdout.strip() else r.stderr[-500:])
+        print(
+            f"radpath classify, process start to result, median of {args.runs}: light {ml:.3f} s "
+            f"(range {min(light):.3f}-{max(light):.3f}), full {mf:.3f} s (range {min(full):.3f}-{max(full):.3f}); "
+            f"light/full {ml / mf:.2f}x (target <= 1)"
+        )
+        subprocess.run(
+            [str(venv / "bin" / "pip"), "install", "--quiet", "--disable-pip-version-check", "pytest", "scikit-learn"],
+            check=True,
+        )
+        r = subprocess.run(
+            [
+                str(venv / "bin" / "python"),
+                "-m",
+                "pytest",
+                "-q",
+                "-p",
+                "no:cacheprovider",
+                str(ROOT / "tests" / "contract"),
+            ],
+            capture_output=True,
+            text=True,
+            cwd=ROOT,
+        )
+        print(
+            "contract tests in the light venv:",
+            r.stdout.strip().splitlines()[-1] if r.stdout.strip() else r.stderr[-500:],
+        )
     finally:
         if args.keep is None:
             shutil.rmtree(work, ignore_errors=True)

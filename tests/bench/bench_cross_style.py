@@ -11,6 +11,7 @@ Prints the challenge mean of each and the targets: held-out-style mean >= 0.80 a
 the in-style mean. Every stage is reused when its output already exists in --work, so an
 interrupted run resumes. SYNTHETIC data throughout: none of these numbers is clinical accuracy.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -24,10 +25,10 @@ os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=2")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from synth.cohort import write_synthetic_cohort  # noqa: E402
-from train.cohort_eval import evaluate_cohort  # noqa: E402
-from train.config import TrainConfig  # noqa: E402
-from train.run import run_training  # noqa: E402
+from radpath.synth.cohort import write_synthetic_cohort
+from radpath.train.cohort_eval import evaluate_cohort
+from radpath.train.config import TrainConfig
+from radpath.train.run import run_training
 
 LABELS = "training_data_classification_labels.csv"
 
@@ -54,9 +55,11 @@ def main() -> int:
     work.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     train_c = cohort(work / "train_cohort", args.train_cases, 100, args.train_style, shape)
-    tests = {"in-style": cohort(work / "test_in_style", args.test_cases, 101, args.train_style, shape),
-             "heldout-style": cohort(work / "test_heldout", args.test_cases, 102, "heldout", shape),
-             "subtle": cohort(work / "test_subtle", args.test_cases, 103, "subtle", shape)}
+    tests = {
+        "in-style": cohort(work / "test_in_style", args.test_cases, 101, args.train_style, shape),
+        "heldout-style": cohort(work / "test_heldout", args.test_cases, 102, "heldout", shape),
+        "subtle": cohort(work / "test_subtle", args.test_cases, 103, "subtle", shape),
+    }
     t_data = time.perf_counter() - t0
     run = work / "run"
     config = TrainConfig(width=args.width, epochs=args.epochs)
@@ -69,16 +72,31 @@ def main() -> int:
     print(f"{'cohort':<15}{'n':>4}{'F1':>8}{'kappa':>8}{'BA':>8}{'mean':>8}   95% CI of the mean")
     for name, s in results.items():
         lo, hi = s["ci95"]["mean"]
-        print(f"{name:<15}{s['n']:>4}{s['f1_micro']:>8.3f}{s['kappa']:>8.3f}{s['balanced_accuracy']:>8.3f}"
-              f"{s['mean']:>8.3f}   {lo:.3f}-{hi:.3f}")
+        print(
+            f"{name:<15}{s['n']:>4}{s['f1_micro']:>8.3f}{s['kappa']:>8.3f}{s['balanced_accuracy']:>8.3f}"
+            f"{s['mean']:>8.3f}   {lo:.3f}-{hi:.3f}"
+        )
     held, ins = results["heldout-style"]["mean"], results["in-style"]["mean"]
-    print(f"target held-out-style mean >= 0.80: {held:.3f} -> {'met' if held >= 0.80 else 'MISSED by %.3f' % (0.80 - held)}")
+    print(
+        f"target held-out-style mean >= 0.80: {held:.3f} -> "
+        f"{'met' if held >= 0.80 else 'MISSED by %.3f' % (0.80 - held)}"
+    )
     print(f"target gap to in-style <= 0.10: {ins - held:+.3f} -> {'met' if ins - held <= 0.10 else 'MISSED'}")
     print(f"subtle-end mean: {results['subtle']['mean']:.3f}")
-    print(f"time: data {t_data / 60:.1f} min, training {t_train / 60:.1f} min, total {(time.perf_counter() - t0) / 60:.1f} min")
-    (work / "cross_style.json").write_text(json.dumps(
-        {k: {m: v[m] for m in ("n", "f1_micro", "kappa", "balanced_accuracy", "mean", "ci95")} for k, v in results.items()},
-        indent=2, default=float))
+    print(
+        f"time: data {t_data / 60:.1f} min, training {t_train / 60:.1f} min, "
+        f"total {(time.perf_counter() - t0) / 60:.1f} min"
+    )
+    (work / "cross_style.json").write_text(
+        json.dumps(
+            {
+                k: {m: v[m] for m in ("n", "f1_micro", "kappa", "balanced_accuracy", "mean", "ci95")}
+                for k, v in results.items()
+            },
+            indent=2,
+            default=float,
+        )
+    )
     return 0
 
 

@@ -11,15 +11,17 @@ Conspicuity level z: the median FLAIR robust z-score of the tumour inside the br
 IQR of the brain, tumour included), the measure of ../shared/DATA.md (real cases: median 2.6-2.9).
 When the generator offers styles (`synth.style.STYLES`), each level is drawn from style `broad`
 (every contrast family, noise, bias, blur, slice thickness and file quirk) with `flair_z=(z, z)`,
-and the controls are `broad` brains without a lesion; otherwise the generator's tumour is made subtler after the fact: every tumour
-voxel's deviation from the normal brain's median is scaled by one factor per sequence (FLAIR to
-reach z, T2 to reach 0.6 z, as on real scans), and the noise that scaling removed is added back.
+and the controls are `broad` brains without a lesion; otherwise the generator's tumour is made
+subtler after the fact: every tumour voxel's deviation from the normal brain's median is scaled by
+one factor per sequence (FLAIR to reach z, T2 to reach 0.6 z, as on real scans), and the noise that
+scaling removed is added back.
 
 With REAL_FOLDER (a cohort layout: Radiology/<ID>/..., optional Segmentation/<ID>_seg*.nii.gz, any
 label > 0.5 is tumour), prints per case: the slice chosen vs the reference's largest slice, whether
 a tumour was found, its share of the brain and the warnings. Not collected by pytest: printed, not
 asserted.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -32,10 +34,10 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from preprocess import CaseError, detection_warnings, find_tumor, load_case  # noqa: E402
-from preprocess.case import Case  # noqa: E402
-from preprocess.read_case import _to_canonical, read_volume  # noqa: E402
-from synth.cohort import plan_cohort, synthesize_case  # noqa: E402
+from radpath.preprocess import CaseError, detection_warnings, find_tumor, load_case
+from radpath.preprocess.case import Case
+from radpath.preprocess.read_case import _to_canonical, read_volume
+from radpath.synth.cohort import plan_cohort, synthesize_case
 
 LEVELS = (1.5, 2.0, 2.5, 3.0, 4.0, 6.0)
 SHAPES = {"full": (240, 240, 155), "half": (120, 120, 78), "small": (96, 96, 62)}
@@ -52,8 +54,9 @@ def tumour_z(volume: np.ndarray, brain: np.ndarray, tumour: np.ndarray) -> float
     return float((np.median(volume[tumour].astype(np.float32)) - med) / scale)
 
 
-def set_conspicuity(volumes: dict[str, np.ndarray], seg: np.ndarray, z: float,
-                    rng: np.random.Generator) -> dict[str, np.ndarray]:
+def set_conspicuity(
+    volumes: dict[str, np.ndarray], seg: np.ndarray, z: float, rng: np.random.Generator
+) -> dict[str, np.ndarray]:
     """Volumes whose tumour has FLAIR robust z `z` (and T2 0.6 z, never raised): see the docstring."""
     out = dict(volumes)
     brain = volumes["flair"] != 0
@@ -89,15 +92,17 @@ def set_conspicuity(volumes: dict[str, np.ndarray], seg: np.ndarray, z: float,
 def _styles():
     """`synth.style.STYLES` when the generator takes a style (`synthesize_case(..., style=...)`)."""
     import inspect
+
     try:
-        from synth.style import STYLES
+        from radpath.synth.style import STYLES
     except ImportError:
         return None
     return STYLES if "style" in inspect.signature(synthesize_case).parameters else None
 
 
-def generated_case(index: int, seed: int, shape: tuple[int, int, int], z: float | None,
-                   with_tumor: bool = True, style: str = "broad") -> tuple[Case, np.ndarray, float]:
+def generated_case(
+    index: int, seed: int, shape: tuple[int, int, int], z: float | None, with_tumor: bool = True, style: str = "broad"
+) -> tuple[Case, np.ndarray, float]:
     """(case, ground-truth tumour mask, measured FLAIR tumour z) at level `z` (None: the style's range)."""
     plan = plan_cohort(index + 1, seed)[index]
     styles = _styles()
@@ -121,8 +126,10 @@ def slice_hit(areas: np.ndarray, tumor) -> bool:
 
 def run_levels(args) -> None:
     shape = SHAPES[args.size]
-    print(f"generator: {'synth.style' if _styles() is not None else 'synth (contrast scaled after the fact)'}; "
-          f"shape {shape}; {args.cases} cases per level, {args.controls} controls")
+    print(
+        f"generator: {'radpath.synth.style' if _styles() is not None else 'synth (contrast scaled after the fact)'}; "
+        f"shape {shape}; {args.cases} cases per level, {args.controls} controls"
+    )
     for z in LEVELS:
         hits, found, measured, misses, secs = 0, 0, [], [], []
         for i in range(args.cases):
@@ -138,15 +145,19 @@ def run_levels(args) -> None:
             if not hit:
                 how = "found" if tumor.found else "possible" if tumor.possible else "centre"
                 misses.append(f"{i}:{how} {tumor.index}/{int(areas.argmax())}")
-        print(f"  level z {z:3.1f} (measured median {np.median(measured):.2f}): slice hits {hits}/{args.cases} = "
-              f"{hits / args.cases:.3f} (target >= 0.95), found {found}/{args.cases}, "
-              f"{np.median(secs) * 1000:.0f} ms/case; misses (how chosen/reference) {' '.join(misses) or '-'}")
+        print(
+            f"  level z {z:3.1f} (measured median {np.median(measured):.2f}): slice hits {hits}/{args.cases} = "
+            f"{hits / args.cases:.3f} (target >= 0.95), found {found}/{args.cases}, "
+            f"{np.median(secs) * 1000:.0f} ms/case; misses (how chosen/reference) {' '.join(misses) or '-'}"
+        )
     fp = 0
     for i in range(args.controls):
         case, _, _ = generated_case(i, args.seed + 999, shape, None, with_tumor=False)
         fp += find_tumor(case).found
-    print(f"  controls: 'tumour found' on {fp}/{args.controls} tumour-free brains = "
-          f"{fp / max(args.controls, 1):.3f} (target <= 0.05)")
+    print(
+        f"  controls: 'tumour found' on {fp}/{args.controls} tumour-free brains = "
+        f"{fp / max(args.controls, 1):.3f} (target <= 0.05)"
+    )
 
 
 def _reference(root: Path, case_id: str) -> np.ndarray | None:
@@ -171,15 +182,16 @@ def run_real(root: Path) -> None:
             print(f"  {d.name}: refused: {exc}")
             continue
         ref = _reference(root, d.name)
-        line = f"  {d.name}: shape {case.shape}, slice {tumor.index}, found {tumor.found}, " \
-               f"tumour {tumor.voxels} voxels"
+        line = f"  {d.name}: shape {case.shape}, slice {tumor.index}, found {tumor.found}, tumour {tumor.voxels} voxels"
         if ref is not None:
             areas = ref.sum(axis=(0, 1))
             mask = tumor.mask(case) if tumor.found else np.zeros(case.shape, bool)
             inter = (mask & ref).sum()
             dice = 2 * inter / max(mask.sum() + ref.sum(), 1)
-            line += (f"; reference largest slice {int(areas.argmax())}, chosen slice holds "
-                     f"{areas[tumor.index] / areas.max():.2f} of the max area, Dice {dice:.2f}")
+            line += (
+                f"; reference largest slice {int(areas.argmax())}, chosen slice holds "
+                f"{areas[tumor.index] / areas.max():.2f} of the max area, Dice {dice:.2f}"
+            )
         print(line + f"; warnings {warnings or '-'}")
 
 

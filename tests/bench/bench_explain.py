@@ -10,6 +10,7 @@ plane (`preprocess.model_input.to_model_plane`). Prints: the share of cases whos
 inside the tumour (target >= 80 %), the mean share of attribution mass inside the tumour against the
 tumour's share of the brain in that plane (mass / share > 1 means the map concentrates on it).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -20,17 +21,17 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-import jax  # noqa: E402
-import nibabel as nib  # noqa: E402
-import numpy as np  # noqa: E402
+import jax
+import nibabel as nib
+import numpy as np
 
-from contract.model_io import fill_ages, round_input  # noqa: E402
-from preprocess import find_tumor, load_case, model_input  # noqa: E402
-from preprocess.cohort import read_cohort  # noqa: E402
-from preprocess.model_input import to_model_plane  # noqa: E402
-from train.explain import explain_fn  # noqa: E402
-from train.loop import make_model  # noqa: E402
-from train.run import load_calibration, load_model  # noqa: E402
+from radpath.contract.model_io import fill_ages, round_input
+from radpath.preprocess import find_tumor, load_case, model_input
+from radpath.preprocess.cohort import read_cohort
+from radpath.preprocess.model_input import to_model_plane
+from radpath.train.explain import explain_fn
+from radpath.train.loop import make_model
+from radpath.train.run import load_calibration, load_model
 
 
 def ground_truth(cohort: Path, case) -> np.ndarray:
@@ -65,11 +66,18 @@ def main() -> int:
         mass.append(float(m[gt].sum() / max(m.sum(), 1e-12)))
         share.append(float(gt.sum() / max(brain.sum(), 1)))
     n = len(peaks)
-    print(f"SYNTHETIC cohort {cohort} ({n} cases with tumour on the chosen slice), run {args.run_dir}, T = {temperature:.3f}")
-    print(f"map peak inside the tumour: {sum(peaks)}/{n} = {np.mean(peaks):.2f} (target >= 0.80: "
-          f"{'met' if np.mean(peaks) >= 0.8 else 'MISSED'})")
-    print(f"attribution mass inside the tumour: mean {np.mean(mass):.2f}; tumour's share of the brain in that plane: "
-          f"mean {np.mean(share):.2f}; ratio {np.mean(mass) / max(np.mean(share), 1e-12):.1f}x")
+    print(
+        f"SYNTHETIC cohort {cohort} ({n} cases with tumour on the chosen slice), run {args.run_dir}, "
+        f"T = {temperature:.3f}"
+    )
+    print(
+        f"map peak inside the tumour: {sum(peaks)}/{n} = {np.mean(peaks):.2f} (target >= 0.80: "
+        f"{'met' if np.mean(peaks) >= 0.8 else 'MISSED'})"
+    )
+    print(
+        f"attribution mass inside the tumour: mean {np.mean(mass):.2f}; tumour's share of the brain in that plane: "
+        f"mean {np.mean(share):.2f}; ratio {np.mean(mass) / max(np.mean(share), 1e-12):.1f}x"
+    )
     return 0
 
 

@@ -4,27 +4,28 @@
 
 Target (issue 2): load + checks + brain mask + max-tumour slice + detection warnings + model input
 for one 240 x 240 x 155 case within 1.5x the time nibabel alone takes to load the four files,
-measured in this same run, interleaved case by case so machine noise hits both equally. Slice target: the chosen slice holds at least half
-the maximum ground-truth tumour area in >= 95 % of cases (a "not found" counts as a miss).
-Not collected by pytest: these machines are shared and noisy, so the numbers are printed, not asserted.
+measured in this same run, interleaved case by case so machine noise hits both equally. Slice
+target: the chosen slice holds at least half the maximum ground-truth tumour area in >= 95 % of
+cases (a "not found" counts as a miss). Not collected by pytest: these machines are shared and
+noisy, so the numbers are printed, not asserted.
 """
+
 from __future__ import annotations
 
 import argparse
+import sys
 import tempfile
 import time
 from pathlib import Path
-
-import sys
 
 import nibabel as nib
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from preprocess import detection_warnings, find_tumor, load_case, model_input  # noqa: E402
-from preprocess.read_case import _to_canonical, find_sequence_files, read_volume  # noqa: E402
-from synth.cohort import write_synthetic_cohort  # noqa: E402
+from radpath.preprocess import detection_warnings, find_tumor, load_case, model_input
+from radpath.preprocess.read_case import _to_canonical, find_sequence_files, read_volume
+from radpath.synth.cohort import write_synthetic_cohort
 
 
 def nibabel_only(case_dir: Path) -> None:
@@ -54,18 +55,26 @@ def main() -> None:
         root = Path(tmp.name)
         t0 = time.perf_counter()
         write_synthetic_cohort(root, cases=args.cases, seed=args.seed, workers=2, progress=False)
-        print(f"generated {args.cases} full-size synthetic cases in {time.perf_counter() - t0:.1f} s "
-              f"({(time.perf_counter() - t0) / args.cases * 2:.2f} s per case per worker)")
+        print(
+            f"generated {args.cases} full-size synthetic cases in {time.perf_counter() - t0:.1f} s "
+            f"({(time.perf_counter() - t0) / args.cases * 2:.2f} s per case per worker)"
+        )
     cases = sorted((root / "Radiology").iterdir())[: args.cases]
 
     base, ours = [], []
     for _ in range(args.repeats):
         for d in cases:
-            t = time.perf_counter(); nibabel_only(d); base.append(time.perf_counter() - t)
-            t = time.perf_counter(); pipeline(d); ours.append(time.perf_counter() - t)
+            t = time.perf_counter()
+            nibabel_only(d)
+            base.append(time.perf_counter() - t)
+            t = time.perf_counter()
+            pipeline(d)
+            ours.append(time.perf_counter() - t)
     b, o = float(np.sum(base)), float(np.sum(ours))
-    print(f"preprocessing speed: nibabel load of 4 files {np.median(base):.3f} s/case (median), "
-          f"full pipeline {np.median(ours):.3f} s/case; ratio of totals {o / b:.2f} (target <= 1.5)")
+    print(
+        f"preprocessing speed: nibabel load of 4 files {np.median(base):.3f} s/case (median), "
+        f"full pipeline {np.median(ours):.3f} s/case; ratio of totals {o / b:.2f} (target <= 1.5)"
+    )
 
     hits, misses = 0, []
     seg_dir = root / "Segmentation"
@@ -77,8 +86,10 @@ def main() -> None:
         hits += ok
         if not ok:
             misses.append(f"{d.name} (chosen {tumor.index}, best {int(areas.argmax())})")
-    print(f"slice selection: {hits}/{len(cases)} = {hits / len(cases):.3f} of cases with >= half the maximum "
-          f"tumour area (target >= 0.95){'; misses: ' + ', '.join(misses) if misses else ''}")
+    print(
+        f"slice selection: {hits}/{len(cases)} = {hits / len(cases):.3f} of cases with >= half the maximum "
+        f"tumour area (target >= 0.95){'; misses: ' + ', '.join(misses) if misses else ''}"
+    )
     if tmp:
         tmp.cleanup()
 

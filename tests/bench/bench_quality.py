@@ -19,6 +19,7 @@ measures are printed, and its swapped, skull and 2 mm variants: real cases are u
 warning on the original is a false alarm.
 Not collected by pytest: the numbers are printed, not asserted.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -32,11 +33,16 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repo root, for tests.preprocess
 
-from preprocess import load_case  # noqa: E402
-from preprocess.quality import quality_measures, warnings_from  # noqa: E402
-from tests.preprocess.test_quality import (clean_style, downsampled, float_interpolated,  # noqa: E402
-                                           swapped, synthetic_case, with_skull)
-
+from radpath.preprocess import load_case
+from radpath.preprocess.quality import quality_measures, warnings_from
+from tests.preprocess.test_quality import (
+    clean_style,
+    downsampled,
+    float_interpolated,
+    swapped,
+    synthetic_case,
+    with_skull,
+)
 
 CPU_TIMES: list[float] = []
 
@@ -82,23 +88,31 @@ def synthetic(styles: list[str], cases: int, shape: tuple[int, int, int], seed: 
             r[f"resampled on the clean case, background {bg}"].append("resampled" in clean)
             if i % 2 == 0:  # the variants cost more to build: every other case
                 for label, variant, code in (
-                        ("skull + scalp flagged", with_skull(case), "not-skull-stripped"),
-                        ("head to the FOV edge flagged", with_skull(case, True), "not-skull-stripped"),
-                        ("skull with bright marrow (no dark gap) flagged", with_skull(case, dark_skull=False),
-                         "not-skull-stripped"),
-                        ("2 mm grid flagged resampled", downsampled(case), "resampled"),
-                        ("cubic float resample flagged resampled", float_interpolated(case), "resampled")):
+                    ("skull + scalp flagged", with_skull(case), "not-skull-stripped"),
+                    ("head to the FOV edge flagged", with_skull(case, True), "not-skull-stripped"),
+                    (
+                        "skull with bright marrow (no dark gap) flagged",
+                        with_skull(case, dark_skull=False),
+                        "not-skull-stripped",
+                    ),
+                    ("2 mm grid flagged resampled", downsampled(case), "resampled"),
+                    ("cubic float resample flagged resampled", float_interpolated(case), "resampled"),
+                ):
                     r[label].append(code in codes_of(variant)[0])
             alarm = clean & {"swap-flair-t2", "swap-t1-t1ce", "not-skull-stripped"}
             if verbose and ("swap-flair-t2" not in ft or alarm or (info.get("enhancing") and "swap-t1-t1ce" not in tc)):
-                print(f"   {style} {case.case_id} {info.get('contrast_family')} {bg} {info.get('dtype')} {enh}: "
-                      f"votes flair/t2 {m.flair_t2} t1/t1ce {m.t1_t1ce}; clean warnings {sorted(clean)}")
+                print(
+                    f"   {style} {case.case_id} {info.get('contrast_family')} {bg} {info.get('dtype')} {enh}: "
+                    f"votes flair/t2 {m.flair_t2} t1/t1ce {m.t1_t1ce}; clean warnings {sorted(clean)}"
+                )
         print(f"\nstyle {style}: {cases} cases of {shape}, seed {seed}")
         for k in sorted(r):
             print(f"  {k:48s} {rate(r[k])}")
             total[k] += r[k]
-        print(f"  time per case: wall median {1000 * np.median(times):.1f} ms (max {1000 * np.max(times):.1f}), "
-              f"CPU median {1000 * np.median(cpu):.1f} ms")
+        print(
+            f"  time per case: wall median {1000 * np.median(times):.1f} ms (max {1000 * np.max(times):.1f}), "
+            f"CPU median {1000 * np.median(cpu):.1f} ms"
+        )
     if len(styles) > 1:
         print(f"\nall styles ({', '.join(styles)})")
         for k in sorted(total):
@@ -126,14 +140,20 @@ def full_size(n: int, styles: list[str], seed: int) -> None:
         ft_hits += "swap-flair-t2" in ft
         tc_hits += "swap-t1-t1ce" in tc
         enhancing += bool(info.get("enhancing"))
-        print(f"  full-size {style} {case.case_id} ({info.get('contrast_family')}, {info.get('dtype')}, "
-              f"{'enhancing' if info.get('enhancing') else 'not enhancing'}): {1000 * dt:.0f} ms, warnings "
-              f"{sorted(found) or 'none'}; votes flair/t2 {m.flair_t2}, t1/t1ce {m.t1_t1ce}; swapped flagged: "
-              f"flair/t2 {'swap-flair-t2' in ft}, t1/t1ce {'swap-t1-t1ce' in tc}")
-    print(f"full size 240x240x155, {n} clean cases: any warning (false alarm) {alarms}/{n}; FLAIR/T2 swap flagged "
-          f"{ft_hits}/{n}; T1/T1ce swap flagged {tc_hits}/{n} ({enhancing} enhance)")
-    print(f"  quality_warnings per case: wall median {1000 * np.median(times):.0f} ms "
-          f"(max {1000 * np.max(times):.0f}), CPU median {1000 * np.median(cpu):.0f} ms over {len(times)} runs")
+        print(
+            f"  full-size {style} {case.case_id} ({info.get('contrast_family')}, {info.get('dtype')}, "
+            f"{'enhancing' if info.get('enhancing') else 'not enhancing'}): {1000 * dt:.0f} ms, warnings "
+            f"{sorted(found) or 'none'}; votes flair/t2 {m.flair_t2}, t1/t1ce {m.t1_t1ce}; swapped flagged: "
+            f"flair/t2 {'swap-flair-t2' in ft}, t1/t1ce {'swap-t1-t1ce' in tc}"
+        )
+    print(
+        f"full size 240x240x155, {n} clean cases: any warning (false alarm) {alarms}/{n}; FLAIR/T2 swap flagged "
+        f"{ft_hits}/{n}; T1/T1ce swap flagged {tc_hits}/{n} ({enhancing} enhance)"
+    )
+    print(
+        f"  quality_warnings per case: wall median {1000 * np.median(times):.0f} ms "
+        f"(max {1000 * np.max(times):.0f}), CPU median {1000 * np.median(cpu):.0f} ms over {len(times)} runs"
+    )
 
 
 def real(folder: Path) -> None:
@@ -142,18 +162,24 @@ def real(folder: Path) -> None:
     for d in sorted(p for p in root.iterdir() if p.is_dir()):
         case = load_case(d)
         found, m, dt = codes_of(case)
-        print(f"  {d.name}: shape {case.shape}, voxel {tuple(round(z, 2) for z in m.voxel_mm)} mm, "
-              f"{1000 * dt:.0f} ms wall, {1000 * CPU_TIMES[-1]:.0f} ms CPU")
+        print(
+            f"  {d.name}: shape {case.shape}, voxel {tuple(round(z, 2) for z in m.voxel_mm)} mm, "
+            f"{1000 * dt:.0f} ms wall, {1000 * CPU_TIMES[-1]:.0f} ms CPU"
+        )
         print(f"    warnings: {sorted(found) or 'none'}")
-        print(f"    votes flair/t2 {m.flair_t2}, t1/t1ce {m.t1_t1ce}; residue {m.residue:.3f}, "
-              f"ringing {m.ringing:.3f}, outside {m.outside:.3f}, holes {m.holes:.3f}, face {m.face:.3f}, "
-              f"T1 surface rank {m.shell:.2f}")
+        print(
+            f"    votes flair/t2 {m.flair_t2}, t1/t1ce {m.t1_t1ce}; residue {m.residue:.3f}, "
+            f"ringing {m.ringing:.3f}, outside {m.outside:.3f}, holes {m.holes:.3f}, face {m.face:.3f}, "
+            f"T1 surface rank {m.shell:.2f}"
+        )
         for a, b, code in (("flair", "t2", "swap-flair-t2"), ("t1", "t1ce", "swap-t1-t1ce")):
             sw, _, _ = codes_of(swapped(case, a, b))
             print(f"    {a}<->{b} swapped: {'flagged' if code in sw else 'MISSED'} ({sorted(sw)})")
-        for name, variant in (("skull + scalp", with_skull(case)),
-                              ("skull with bright marrow", with_skull(case, dark_skull=False)),
-                              ("2 mm", downsampled(case))):
+        for name, variant in (
+            ("skull + scalp", with_skull(case)),
+            ("skull with bright marrow", with_skull(case, dark_skull=False)),
+            ("2 mm", downsampled(case)),
+        ):
             print(f"    {name}: {sorted(codes_of(variant)[0])}")
 
 

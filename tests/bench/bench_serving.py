@@ -12,6 +12,7 @@
 Without --model-base a width-8 ResNet50 with random weights is exported (speed does not depend on
 the weights); without --cohort full-size synthetic cases are generated.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -37,8 +38,20 @@ def _port() -> int:
 
 def start_server(model_base: Path, batching: bool) -> tuple[subprocess.Popen, str]:
     g, r = _port(), _port()
-    cmd = [sys.executable, "-m", "client.cli", "serve", "--model-base", str(model_base), "--grpc-port", str(g),
-           "--rest-port", str(r), "--backend", "builtin"] + ([] if batching else ["--no-batching"])
+    cmd = [
+        sys.executable,
+        "-m",
+        "radpath",
+        "serve",
+        "--model-base",
+        str(model_base),
+        "--grpc-port",
+        str(g),
+        "--rest-port",
+        str(r),
+        "--backend",
+        "builtin",
+    ] + ([] if batching else ["--no-batching"])
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     for _ in range(240):
         try:
@@ -74,23 +87,27 @@ def main() -> None:
 
     model_base = args.model_base
     if model_base is None:
-        from train.config import TrainConfig
-        from train.export import export_run
-        from train.loop import init_variables
-        from train.run import save_model
+        from radpath.train.config import TrainConfig
+        from radpath.train.export import export_run
+        from radpath.train.loop import init_variables
+        from radpath.train.run import save_model
+
         config = TrainConfig(width=8)
         save_model(tmp / "run" / "model", init_variables(config), config)
         model_base = tmp / "models"
         export_run(tmp / "run", model_base)
     cohort = args.cohort
     if cohort is None:
-        from synth.cohort import write_synthetic_cohort
+        from radpath.synth.cohort import write_synthetic_cohort
+
         cohort = tmp / "cohort"
         write_synthetic_cohort(cohort, cases=args.cases, seed=5, workers=2, progress=False)
 
     import tensorflow as tf
-    from client.grpc_client import GlioClient
-    from preprocess import find_tumor, load_case, model_input
+
+    from radpath.client.grpc_client import GlioClient
+    from radpath.preprocess import find_tumor, load_case, model_input
+
     version_dir = max((model_base / "glioma").iterdir(), key=lambda p: int(p.name) if p.name.isdigit() else -1)
     fn = tf.saved_model.load(str(version_dir)).signatures["serving_default"]
     proc, target = start_server(model_base, batching=True)
@@ -99,10 +116,15 @@ def main() -> None:
         print("1. serving overhead (medians of", args.repeats, "alternating calls)")
         for b in (1, 8):
             x = np.random.default_rng(b).normal(size=(b, 224, 224, 4)).astype(np.float32)
-            local, remote = paired_medians(lambda: fn(image=tf.constant(x))["probabilities"].numpy(),
-                                           lambda: client.predict(x), args.repeats)
-            print(f"   batch {b}: in-process {local * 1000:.1f} ms, gRPC round trip {remote * 1000:.1f} ms, "
-                  f"ratio {remote / local:.2f} (target <= 1.2)")
+            local, remote = paired_medians(
+                lambda x=x: fn(image=tf.constant(x))["probabilities"].numpy(),
+                lambda x=x: client.predict(x),
+                args.repeats,
+            )
+            print(
+                f"   batch {b}: in-process {local * 1000:.1f} ms, gRPC round trip {remote * 1000:.1f} ms, "
+                f"ratio {remote / local:.2f} (target <= 1.2)"
+            )
 
         print("2. server-side batching, 8 concurrent clients x 12 batch-1 requests")
         x1 = np.random.default_rng(0).normal(size=(1, 224, 224, 4)).astype(np.float32)
@@ -114,6 +136,7 @@ def main() -> None:
             with ThreadPoolExecutor(8) as pool:
                 list(pool.map(lambda _: [c.predict(x1) for _ in range(12)], range(8)))
             return 96 / (time.perf_counter() - t0)
+
         with_b = load(target)
         proc2, target2 = start_server(model_base, batching=False)
         try:
@@ -133,19 +156,26 @@ def main() -> None:
             t = time.perf_counter()
             client.predict(xi)
             inf.append(time.perf_counter() - t)
-        from client.cohort_batch import classify_cohort
+        from radpath.client.cohort_batch import classify_cohort
+
         s = classify_cohort(cohort, tmp / "pred.csv", target, workers=2, progress=False)
         serial = sum(pre) + sum(inf)
-        print(f"   {len(cases)} cases: preprocessing {sum(pre):.2f} s + inference {sum(inf):.2f} s = {serial:.2f} s "
-              f"one by one; classify-cohort (2 workers) {s.seconds:.2f} s, ratio {s.seconds / serial:.2f} (target <= 0.7)")
+        print(
+            f"   {len(cases)} cases: preprocessing {sum(pre):.2f} s + inference {sum(inf):.2f} s = {serial:.2f} s "
+            f"one by one; classify-cohort (2 workers) {s.seconds:.2f} s, ratio {s.seconds / serial:.2f} (target <= 0.7)"
+        )
 
         print("4. CLI, one case, process start to printed result")
         d = cases[0]
         clis, imps = [], []
         for _ in range(5):  # medians of 5: single process starts are noisy here
             t = time.perf_counter()
-            out = subprocess.run([sys.executable, "-m", "client.cli", "classify", str(d), "--server", target, "--json"],
-                                 capture_output=True, text=True, check=True)
+            out = subprocess.run(
+                [sys.executable, "-m", "radpath", "classify", str(d), "--server", target, "--json"],
+                capture_output=True,
+                text=True,
+                check=True,
+            )
             clis.append(time.perf_counter() - t)
             t = time.perf_counter()
             subprocess.run([sys.executable, "-c", "import client.grpc_client"], check=True)
@@ -153,9 +183,12 @@ def main() -> None:
         cli, imports = statistics.median(clis), statistics.median(imps)
         r = json.loads(out.stdout)
         work = pre[0] + inf[0]
-        print(f"   CLI {cli:.2f} s (median of 5) vs preprocessing {pre[0]:.2f} s + inference {inf[0]:.3f} s = {work:.2f} s, "
-              f"ratio {cli / work:.2f} (target < 3); interpreter start + imports alone {imports:.2f} s; "
-              f"CLI's own timings {r['seconds']}")
+        print(
+            f"   CLI {cli:.2f} s (median of 5) vs preprocessing {pre[0]:.2f} s "
+            f"+ inference {inf[0]:.3f} s = {work:.2f} s, "
+            f"ratio {cli / work:.2f} (target < 3); interpreter start + imports alone {imports:.2f} s; "
+            f"CLI's own timings {r['seconds']}"
+        )
     finally:
         proc.terminate()
 

@@ -15,6 +15,7 @@ REAL_FOLDER (e.g. ../shared/real) holds Radiology/<ID>/<ID>_{flair,t1,t1ce,t2}.n
 Segmentation/<ID>_seg*.nii[.gz] (BraTS labels, or a float mask read as > 0.5) for some cases; cases
 without a mask report only their dtype and background.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -28,8 +29,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from synth.cohort import plan_cohort, synthesize_case  # noqa: E402
-from synth.style import STYLES  # noqa: E402
+from radpath.synth.cohort import plan_cohort, synthesize_case
+from radpath.synth.style import STYLES
 
 SEQS = ("flair", "t1", "t1ce", "t2")
 
@@ -69,8 +70,12 @@ def background_kind(vols: dict[str, np.ndarray], brain: np.ndarray) -> str:
 
 def describe(vols: dict[str, np.ndarray], seg: np.ndarray | None) -> dict:
     brain = measured_brain(vols)
-    row = {"dtype": str(vols["flair"].dtype), "background": background_kind(vols, brain),
-           "nonzero_fraction": float((vols["flair"] != 0).mean()), "brain_fraction": float(brain.mean())}
+    row = {
+        "dtype": str(vols["flair"].dtype),
+        "background": background_kind(vols, brain),
+        "nonzero_fraction": float((vols["flair"] != 0).mean()),
+        "brain_fraction": float(brain.mean()),
+    }
     if seg is not None and seg.any():
         tumour = seg & brain
         row["flair_z"], row["flair_p90"] = tumour_z(vols["flair"], brain, tumour)
@@ -103,13 +108,21 @@ def report(name: str, rows: list[dict], extra: str = "") -> None:
         for cls in "AOG":
             own = [r["signs"] for r in rows if r["appearance"] == cls]
             if own:
-                rates.append(f"{cls} (n={len(own)}): " + ", ".join(
-                    f"{k} {np.mean([x.get(k, False) for x in own]):.2f}"
-                    for k in ("enhancing", "mismatch", "calcified", "frontal", "midline")))
+                rates.append(
+                    f"{cls} (n={len(own)}): "
+                    + ", ".join(
+                        f"{k} {np.mean([x.get(k, False) for x in own]):.2f}"
+                        for k in ("enhancing", "mismatch", "calcified", "frontal", "midline")
+                    )
+                )
         print("  signs  " + "\n         ".join(rates))
-        print(f"  lesion ml                         {dist([r['lesion_ml'] for r in rows])}; "
-              f"white-matter hyperintensities ml {dist([r['wmh_ml'] for r in rows])}")
-    print(f"  dtype {dict(Counter(r['dtype'] for r in rows))}; background {dict(Counter(r['background'] for r in rows))}")
+        print(
+            f"  lesion ml                         {dist([r['lesion_ml'] for r in rows])}; "
+            f"white-matter hyperintensities ml {dist([r['wmh_ml'] for r in rows])}"
+        )
+    print(
+        f"  dtype {dict(Counter(r['dtype'] for r in rows))}; background {dict(Counter(r['background'] for r in rows))}"
+    )
     print(f"  non-zero voxels / volume          {dist([r['nonzero_fraction'] for r in rows])}")
 
 
@@ -118,15 +131,23 @@ def real_cases(root: Path) -> list[tuple[str, dict]]:
     for case in sorted(p for p in (root / "Radiology").iterdir() if p.is_dir()):
         vols = {}
         for s in SEQS:
-            f = next((case / f"{case.name}_{s}{ext}" for ext in (".nii.gz", ".nii")
-                      if (case / f"{case.name}_{s}{ext}").exists()), None)
+            f = next(
+                (
+                    case / f"{case.name}_{s}{ext}"
+                    for ext in (".nii.gz", ".nii")
+                    if (case / f"{case.name}_{s}{ext}").exists()
+                ),
+                None,
+            )
             if f is None:
                 break
             vols[s] = np.asanyarray(nib.load(str(f)).dataobj)
         if len(vols) < 4:
             print(f"skipping {case.name}: not all four sequences")
             continue
-        masks = sorted((root / "Segmentation").glob(f"{case.name}_seg*.nii*")) if (root / "Segmentation").is_dir() else []
+        masks = (
+            sorted((root / "Segmentation").glob(f"{case.name}_seg*.nii*")) if (root / "Segmentation").is_dir() else []
+        )
         seg = np.asanyarray(nib.load(str(masks[0])).dataobj) > 0.5 if masks else None
         out.append((case.name, describe(vols, seg)))
     return out
@@ -157,10 +178,18 @@ def main() -> None:
     if args.real:
         rows = real_cases(args.real)
         for case_id, r in rows:
-            z = (f"FLAIR z median {r['flair_z']:.2f} p90 {r['flair_p90']:.2f}, T2 z median {r['t2_z']:.2f} "
-                 f"p90 {r['t2_p90']:.2f}, tumour/brain {r['tumour_fraction']:.3f}") if "flair_z" in r else "no mask"
-            print(f"real {case_id}: {r['dtype']}, background {r['background']}, non-zero "
-                  f"{r['nonzero_fraction']:.2f} of the volume, measured brain {r['brain_fraction']:.2f}; {z}")
+            z = (
+                (
+                    f"FLAIR z median {r['flair_z']:.2f} p90 {r['flair_p90']:.2f}, T2 z median {r['t2_z']:.2f} "
+                    f"p90 {r['t2_p90']:.2f}, tumour/brain {r['tumour_fraction']:.3f}"
+                )
+                if "flair_z" in r
+                else "no mask"
+            )
+            print(
+                f"real {case_id}: {r['dtype']}, background {r['background']}, non-zero "
+                f"{r['nonzero_fraction']:.2f} of the volume, measured brain {r['brain_fraction']:.2f}; {z}"
+            )
         report(f"real cases in {args.real}", [r for _, r in rows])
 
 

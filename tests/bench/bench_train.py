@@ -11,6 +11,7 @@ memory: peak RSS of a small-configuration training run (`radpath train`, 2 epoch
 cv: the small CPU configuration's 5-fold cross-validation on the default synthetic cohort: mean
   challenge score (target >= 0.85) and wall time (target < 30 min on 2 cores).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -27,17 +28,20 @@ JAX_STEP = textwrap.dedent("""
     import os, sys, time, json
     os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=2")
     import jax, numpy as np
-    from train.config import TrainConfig
-    from train.examples import Examples
-    from train.loop import _as_pmap_output, _pmapped_train_step, epoch_batches, init_variables, make_model, make_optimizer, TrainState, AXIS
+    from radpath.train.config import TrainConfig
+    from radpath.train.examples import Examples
+    from radpath.train.loop import (_as_pmap_output, _pmapped_train_step, epoch_batches, init_variables,
+                                    make_model, make_optimizer, TrainState, AXIS)
     batch, steps, width = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
     cfg = TrainConfig(width=width, batch_size=batch)
     devs = jax.local_devices()
     v = init_variables(cfg)
-    state = TrainState.create(apply_fn=make_model(cfg, AXIS).apply, params=v["params"], tx=make_optimizer(cfg, steps), batch_stats=v["batch_stats"])
+    state = TrainState.create(apply_fn=make_model(cfg, AXIS).apply, params=v["params"],
+                              tx=make_optimizer(cfg, steps), batch_stats=v["batch_stats"])
     state = _as_pmap_output(state, devs)
     rng = np.random.default_rng(0)
-    ex = Examples(["x"] * batch, rng.normal(size=(batch, 1, 224, 224, 4)).astype(np.float16), np.arange(batch) % 3, np.full(batch, 2e4, np.float32), (0,), [])
+    ex = Examples(["x"] * batch, rng.normal(size=(batch, 1, 224, 224, 4)).astype(np.float16),
+                  np.arange(batch) % 3, np.full(batch, 2e4, np.float32), (0,), [])
     step = _pmapped_train_step(cfg, tuple(devs))
     b = next(epoch_batches(ex, cfg, 0, len(devs)))
     keys = jax.random.split(jax.random.PRNGKey(0), len(devs))
@@ -83,26 +87,32 @@ def throughput(args) -> None:
 
 def _radpath(*a: str) -> float:
     t = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "client.cli", *a], check=True)
+    subprocess.run([sys.executable, "-m", "radpath", *a], check=True)
     return time.perf_counter() - t
 
 
 def memory(args) -> None:
     with tempfile.TemporaryDirectory() as tmp:
-        _radpath("train", args.cohort, "--out", f"{tmp}/run", "--devices", "2", "--epochs", "2", "--folds", "2", "--quiet")
-    peak_gb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024 ** 2
+        _radpath(
+            "train", args.cohort, "--out", f"{tmp}/run", "--devices", "2", "--epochs", "2", "--folds", "2", "--quiet"
+        )
+    peak_gb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024**2
     print(f"peak RSS of a small-configuration training run (width 8, 2 devices): {peak_gb:.2f} GB (target < 4 GB)")
 
 
 def cv(args) -> None:
     out = args.out or tempfile.mkdtemp()
-    seconds = _radpath("train", args.cohort, "--out", out, "--devices", "2", "--folds", "5", "--holdout", "0", "--quiet")
+    seconds = _radpath(
+        "train", args.cohort, "--out", out, "--devices", "2", "--folds", "5", "--holdout", "0", "--quiet"
+    )
     m = json.loads(open(os.path.join(out, "metrics.json")).read())["cross_validation"]
-    peak_gb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024 ** 2
-    print(f"5-fold CV on {args.cohort}: mean challenge score {m['mean']:.4f} (95% CI {m['ci95']['mean'][0]:.3f}-"
-          f"{m['ci95']['mean'][1]:.3f}; target >= 0.85), F1 {m['f1_micro']:.4f}, kappa {m['kappa']:.4f}, "
-          f"BA {m['balanced_accuracy']:.4f}; wall time {seconds / 60:.1f} min including the final model "
-          f"(target < 30 min); peak RSS {peak_gb:.2f} GB")
+    peak_gb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024**2
+    print(
+        f"5-fold CV on {args.cohort}: mean challenge score {m['mean']:.4f} (95% CI {m['ci95']['mean'][0]:.3f}-"
+        f"{m['ci95']['mean'][1]:.3f}; target >= 0.85), F1 {m['f1_micro']:.4f}, kappa {m['kappa']:.4f}, "
+        f"BA {m['balanced_accuracy']:.4f}; wall time {seconds / 60:.1f} min including the final model "
+        f"(target < 30 min); peak RSS {peak_gb:.2f} GB"
+    )
 
 
 def main() -> None:

@@ -11,6 +11,7 @@
    (target < 300 MB).
 The model is the tiny exported ResNet of the tests unless --model-base names a model store.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -45,7 +46,8 @@ def rss_mb(pid: int) -> float:
 
 
 def full_size_case(tmp: Path) -> Path:
-    from synth.cohort import plan_cohort, write_case
+    from radpath.synth.cohort import plan_cohort, write_case
+
     plan = plan_cohort(3, seed=11)[0]
     (tmp / "Segmentation").mkdir(parents=True, exist_ok=True)
     write_case(tmp, plan, 11, (240, 240, 155))
@@ -92,37 +94,73 @@ def main() -> int:
     files = case_files(case_dir)
     print(f"case {case_dir.name}: {sum(p.stat().st_size for p in files.values()) / 1e6:.1f} MB in 4 files")
 
-    from serving.local_server import Server
-    from serving.model_config import ModelEntry
+    from radpath.serving.local_server import Server
+    from radpath.serving.model_config import ModelEntry
+
     base = args.model_base
     if base is None:
         from tests.serving.conftest import export_tiny
+
         base = tmp / "models"
         export_tiny(base, seed=1)
-    server = Server([ModelEntry("glioma", base / "glioma", "latest", 2)], grpc_port=0, rest_port=0,
-                    batching={"max_batch_size": 16, "batch_timeout_micros": 2000}, poll_seconds=1.0,
-                    host="127.0.0.1").start()
+    server = Server(
+        [ModelEntry("glioma", base / "glioma", "latest", 2)],
+        grpc_port=0,
+        rest_port=0,
+        batching={"max_batch_size": 16, "batch_timeout_micros": 2000},
+        poll_seconds=1.0,
+        host="127.0.0.1",
+    ).start()
     target = f"127.0.0.1:{server.grpc_port}"
-    radpath = [sys.executable, "-m", "client.cli"]
+    radpath = [sys.executable, "-m", "radpath"]
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
 
     # 1. radpath classify, process start to result
     cli_times = []
     for _ in range(args.repeats + 1):
         t0 = time.perf_counter()
-        subprocess.run(radpath + ["classify", str(case_dir), "--server", target], check=True, env=env, cwd=ROOT,
-                       capture_output=True)
+        subprocess.run(
+            radpath + ["classify", str(case_dir), "--server", target],
+            check=True,
+            env=env,
+            cwd=ROOT,
+            capture_output=True,
+        )
         cli_times.append(time.perf_counter() - t0)
     cli = statistics.median(cli_times[1:])  # the first run warms the page cache and the server
 
     data = tmp / "web-data"
-    subprocess.run(radpath + ["users", "add", "bench", "--password-stdin", "--data", str(data)], input=PASSWORD + "\n",
-                   text=True, check=True, env=env, cwd=ROOT, capture_output=True)
+    subprocess.run(
+        radpath + ["users", "add", "bench", "--password-stdin", "--data", str(data)],
+        input=PASSWORD + "\n",
+        text=True,
+        check=True,
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+    )
     port = free_port()
-    site = subprocess.Popen(radpath + ["web", "--port", str(port), "--data", str(data), "--server", target,
-                                       "--model-base", str(base), "--workers", "0"], env=env, cwd=ROOT)
-    worker = subprocess.Popen(radpath + ["web-worker", "--data", str(data), "--server", target,
-                                         "--model-base", str(base)], env=env, cwd=ROOT)
+    site = subprocess.Popen(
+        radpath
+        + [
+            "web",
+            "--port",
+            str(port),
+            "--data",
+            str(data),
+            "--server",
+            target,
+            "--model-base",
+            str(base),
+            "--workers",
+            "0",
+        ],
+        env=env,
+        cwd=ROOT,
+    )
+    worker = subprocess.Popen(
+        radpath + ["web-worker", "--data", str(data), "--server", target, "--model-base", str(base)], env=env, cwd=ROOT
+    )
     try:
         url = f"http://127.0.0.1:{port}"
         for _ in range(300):
@@ -147,7 +185,9 @@ def main() -> int:
                 print(f"worker's own timings: {result['result']['seconds']}")
         web = statistics.median(web_times[1:])
         print(f"radpath classify (process start to result): median {cli:.2f} s  {[round(t, 2) for t in cli_times[1:]]}")
-        print(f"web submit -> result page:                   median {web:.2f} s  {[round(t, 2) for t in web_times[1:]]}")
+        print(
+            f"web submit -> result page:                   median {web:.2f} s  {[round(t, 2) for t in web_times[1:]]}"
+        )
         print(f"ratio web / classify: {web / cli:.2f}x (target <= 1.5x)")
 
         # 3. RSS of the site during N concurrent uploads
@@ -158,6 +198,7 @@ def main() -> int:
             while not stop.is_set():
                 peak.append(rss_mb(site.pid))
                 time.sleep(0.01)
+
         sampler = threading.Thread(target=sample)
         sampler.start()
         ids: list[str] = []
@@ -170,8 +211,10 @@ def main() -> int:
         upload_s = time.perf_counter() - t0
         stop.set()
         sampler.join()
-        print(f"{args.concurrent} concurrent full-size uploads accepted in {upload_s:.1f} s; site RSS baseline "
-              f"{baseline:.0f} MB, peak {max(peak):.0f} MB: growth {max(peak) - baseline:.0f} MB (target < 300 MB)")
+        print(
+            f"{args.concurrent} concurrent full-size uploads accepted in {upload_s:.1f} s; site RSS baseline "
+            f"{baseline:.0f} MB, peak {max(peak):.0f} MB: growth {max(peak) - baseline:.0f} MB (target < 300 MB)"
+        )
         t0 = time.perf_counter()
         states = [wait_result(client, i, timeout=900)["state"] for i in ids]
         print(f"... all {len(ids)} classified by one worker in {time.perf_counter() - t0:.1f} s more: {set(states)}")

@@ -1,15 +1,16 @@
-"""The data subcommands through the real entry point (`python -m client.cli`), exit codes included."""
+"""The data subcommands through the real entry point (`python -m radpath`), exit codes included."""
+
 import json
 import subprocess
 import sys
 
 import pytest
 
-from client.cli import main
+from radpath.cli import main
 
 
 def run(*args):
-    return subprocess.run([sys.executable, "-m", "client.cli", *args], capture_output=True, text=True)
+    return subprocess.run([sys.executable, "-m", "radpath", *args], capture_output=True, text=True)
 
 
 def test_synth_inspect_evaluate(tmp_path, capsys):
@@ -22,7 +23,11 @@ def test_synth_inspect_evaluate(tmp_path, capsys):
     info = json.loads(r.stdout)
     assert {"case_id", "slice_index", "tumor_voxels", "shape", "warnings"} <= set(info)
     assert info["case_id"] == case.name and info["shape"] == [96, 96, 62] and info["tumor_voxels"] > 0
-    files = [f"--{s}" if i % 2 == 0 else str(next(case.glob(f"*_{s}.nii*"))) for s in ("flair", "t1", "t1ce", "t2") for i in (0, 1)]
+    files = [
+        f"--{s}" if i % 2 == 0 else str(next(case.glob(f"*_{s}.nii*")))
+        for s in ("flair", "t1", "t1ce", "t2")
+        for i in (0, 1)
+    ]
     r = run("inspect", *files, "--case-id", "P-7", "--json")
     assert r.returncode == 0, r.stderr
     assert json.loads(r.stdout)["case_id"] == "P-7" and json.loads(r.stdout)["slice_index"] == info["slice_index"]
@@ -47,18 +52,23 @@ def _predictions(tmp_path, text):
     return str(p)
 
 
-@pytest.mark.parametrize("args, message", [
-    (["inspect", "/nonexistent/CASE"], "is not a folder"),
-    (["inspect", "--flair", "/x_flair.nii.gz"], "missing --t1 --t1ce --t2"),
-    (["evaluate", "/nonexistent/p.csv", "/nonexistent/l.csv"], "file not found"),
-    (["merge-predictions", "OUT", "/nonexistent/shard-1.csv"], "shard-1.csv: file not found"),
-    (["merge-predictions", "OUT", "BLANK"], "line 3 is blank"),
-    (["classify-cohort", "COHORT", "--out", "TMP"], "is a folder"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["inspect", "/nonexistent/CASE"], "is not a folder"),
+        (["inspect", "--flair", "/x_flair.nii.gz"], "missing --t1 --t1ce --t2"),
+        (["evaluate", "/nonexistent/p.csv", "/nonexistent/l.csv"], "file not found"),
+        (["merge-predictions", "OUT", "/nonexistent/shard-1.csv"], "shard-1.csv: file not found"),
+        (["merge-predictions", "OUT", "BLANK"], "line 3 is blank"),
+        (["classify-cohort", "COHORT", "--out", "TMP"], "is a folder"),
+    ],
+)
 def test_bad_input_is_one_line_and_exit_1(args, message, tmp_path):
     blank = _predictions(tmp_path, "CPM_RadPath_2019_ID,class\nA1,G\n\nA2,O\n")
-    args = [{"OUT": str(tmp_path / "m.csv"), "BLANK": blank, "TMP": str(tmp_path), "COHORT": str(tmp_path)}.get(a, a)
-            for a in args]
+    args = [
+        {"OUT": str(tmp_path / "m.csv"), "BLANK": blank, "TMP": str(tmp_path), "COHORT": str(tmp_path)}.get(a, a)
+        for a in args
+    ]
     r = run(*args)
     assert r.returncode == 1, r.stderr
     assert message in r.stderr and "Traceback" not in r.stderr

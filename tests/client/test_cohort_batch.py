@@ -4,12 +4,12 @@ import time
 
 import pytest
 
-from client.cli import EXIT_CASES_FAILED, main
-from client.cohort_batch import classify_cohort, parse_shard, shard_of
-from contract.predictions_csv import merge_predictions, prediction_header
-from preprocess.errors import RadPathError
-from serving.local_server import Server
-from serving.model_config import ModelEntry
+from radpath.cli import EXIT_CASES_FAILED, main
+from radpath.client.cohort_batch import classify_cohort, parse_shard, shard_of
+from radpath.contract.errors import RadPathError
+from radpath.contract.predictions_csv import merge_predictions, prediction_header
+from radpath.serving.local_server import Server
+from radpath.serving.model_config import ModelEntry
 from tests.conftest import copy_case
 
 
@@ -20,8 +20,13 @@ def _rows(path):
 
 @pytest.fixture(scope="module")
 def server(model_base):
-    s = Server([ModelEntry("glioma", model_base / "glioma", "latest", 2)], 0, 0,
-               batching={"max_batch_size": 16, "batch_timeout_micros": 2000}, host="127.0.0.1").start()
+    s = Server(
+        [ModelEntry("glioma", model_base / "glioma", "latest", 2)],
+        0,
+        0,
+        batching={"max_batch_size": 16, "batch_timeout_micros": 2000},
+        host="127.0.0.1",
+    ).start()
     yield f"127.0.0.1:{s.grpc_port}"
     s.stop()
 
@@ -70,8 +75,11 @@ def test_hostile_case_ids_survive_a_resumed_run_merge_and_evaluate(small_cohort,
     cells = [r[0] for r in _rows(out)[1:]]
     assert sorted(cells) == sorted(["a,b", 'q"uote', "'=HYPERLINK(1)", "'-1"])  # formulas neutralised
     labels = tmp_path / "labels.csv"
-    labels.write_text("CPM_RadPath_2019_ID,class\n" + "".join(f'"{i.replace(chr(34), 2 * chr(34))}",A\n' for i in ids)
-                      + "UNGRADED_1,\n")
+    labels.write_text(
+        "CPM_RadPath_2019_ID,class\n"
+        + "".join(f'"{i.replace(chr(34), 2 * chr(34))}",A\n' for i in ids)
+        + "UNGRADED_1,\n"
+    )
     assert main(["merge-predictions", str(tmp_path / "m.csv"), str(out), "--labels", str(labels), "--json"]) == 0
     captured = capsys.readouterr()
     assert '"n": 4' in captured.out and "1 rows of" in captured.err and "no class" in captured.err
@@ -102,8 +110,12 @@ def test_server_stopping_mid_cohort_then_rerun_completes(small_cohort, model_bas
     port = first.grpc_port
     out = tmp_path / "p.csv"
     result = {}
-    t = threading.Thread(target=lambda: result.setdefault("s", classify_cohort(
-        small_cohort, out, f"127.0.0.1:{port}", workers=1, retries=2, timeout=5, progress=False)))
+    t = threading.Thread(
+        target=lambda: result.setdefault(
+            "s",
+            classify_cohort(small_cohort, out, f"127.0.0.1:{port}", workers=1, retries=2, timeout=5, progress=False),
+        )
+    )
     t.start()
     while not out.exists() or len(_rows(out)) < 4:
         time.sleep(0.05)

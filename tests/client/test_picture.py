@@ -1,11 +1,12 @@
 """The explanation figure and the PNG writer: a decodable PNG, the heat map where the attribution is,
 the outline where the tumour mask's edge is."""
+
 import struct
 import zlib
 
 import numpy as np
 
-from client.picture import explanation_figure, png_bytes
+from radpath.client.picture import explanation_figure, png_bytes
 
 
 def _decode(png: bytes) -> np.ndarray:
@@ -13,10 +14,10 @@ def _decode(png: bytes) -> np.ndarray:
     w, h = struct.unpack(">II", png[16:24])
     pos, idat = 8, b""
     while pos < len(png):
-        n = struct.unpack(">I", png[pos:pos + 4])[0]
-        kind = png[pos + 4:pos + 8]
+        n = struct.unpack(">I", png[pos : pos + 4])[0]
+        kind = png[pos + 4 : pos + 8]
         if kind == b"IDAT":
-            idat += png[pos + 8:pos + 8 + n]
+            idat += png[pos + 8 : pos + 8 + n]
         pos += 12 + n
     raw = np.frombuffer(zlib.decompress(idat), np.uint8).reshape(h, 1 + 3 * w)
     assert (raw[:, 0] == 0).all()
@@ -38,8 +39,8 @@ def test_figure_shows_heat_and_outline():
     fig = _decode(png_bytes(explanation_figure(img, att, mask)))
     assert fig.shape == (448, 448, 3)
     for r0, c0 in ((0, 0), (0, 224), (224, 0), (224, 224)):
-        panel = fig[r0:r0 + 224, c0:c0 + 224].astype(int)
-        assert panel[110, 110, 0] > panel[110, 110, 2] + 50          # heat: red over blue
-        assert tuple(panel[60, 75]) == (0, 255, 255)                  # outline on the mask's edge
-        assert tuple(panel[75, 75]) != (0, 255, 255)                  # not inside it
-        assert panel[150, 150, 0] == panel[150, 150, 2]               # grey where no attribution
+        panel = fig[r0 : r0 + 224, c0 : c0 + 224].astype(int)
+        assert panel[110, 110, 0] > panel[110, 110, 2] + 50  # heat: red over blue
+        assert tuple(panel[60, 75]) == (0, 255, 255)  # outline on the mask's edge
+        assert tuple(panel[75, 75]) != (0, 255, 255)  # not inside it
+        assert panel[150, 150, 0] == panel[150, 150, 2]  # grey where no attribution

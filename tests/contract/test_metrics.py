@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 from sklearn.metrics import balanced_accuracy_score, cohen_kappa_score, f1_score
 
-from preprocess import LabelsError
-from contract.metrics import bootstrap_intervals, challenge_scores, evaluate_files
+from radpath.contract.metrics import bootstrap_intervals, challenge_scores, evaluate_files
+from radpath.preprocess import LabelsError
 
 
 @pytest.mark.parametrize("seed", range(25))
@@ -52,12 +52,15 @@ def test_evaluate_files(tmp_path):
     assert s["f1_micro"] == pytest.approx(2 / 3)
 
 
-@pytest.mark.parametrize("rows, pattern", [
-    ([("a", "A"), ("b", "G")], "1 labelled cases have no prediction"),
-    ([("a", "A"), ("b", "G"), ("c", "O"), ("d", "A")], "1 predicted cases are not in the labels"),
-    ([("a", "A"), ("b", "G"), ("c", "X")], "class 'X'"),
-    ([("a", "A"), ("b", "G"), ("c", "O"), ("a", "G")], "duplicate ID a"),
-])
+@pytest.mark.parametrize(
+    "rows, pattern",
+    [
+        ([("a", "A"), ("b", "G")], "1 labelled cases have no prediction"),
+        ([("a", "A"), ("b", "G"), ("c", "O"), ("d", "A")], "1 predicted cases are not in the labels"),
+        ([("a", "A"), ("b", "G"), ("c", "X")], "class 'X'"),
+        ([("a", "A"), ("b", "G"), ("c", "O"), ("a", "G")], "duplicate ID a"),
+    ],
+)
 def test_evaluate_rejects_bad_submissions(tmp_path, rows, pattern):
     labels = _csv(tmp_path / "l.csv", [("a", "A"), ("b", "G"), ("c", "O")])
     with pytest.raises(LabelsError, match=pattern):

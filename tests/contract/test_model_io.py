@@ -1,8 +1,9 @@
 """The model input contract: rounding, test-time views, age fill, and the stages that must agree."""
+
 import numpy as np
 import pytest
 
-from contract import model_io as io
+from radpath.contract import model_io as io
 
 
 def test_round_input_is_exact_in_the_storage_dtype():
@@ -10,7 +11,7 @@ def test_round_input_is_exact_in_the_storage_dtype():
     r = io.round_input(x)
     assert r.dtype == io.INPUT_DTYPE
     np.testing.assert_array_equal(r.astype(io.STORAGE_DTYPE).astype(io.INPUT_DTYPE), r)  # cache is lossless
-    assert np.abs(r - x).max() <= np.abs(x).max() * 2.0 ** -11
+    assert np.abs(r - x).max() <= np.abs(x).max() * 2.0**-11
     assert not np.array_equal(r, x)  # it does round
 
 
@@ -44,10 +45,11 @@ def test_check_input_rejects_wrong_shape_and_non_finite():
 
 
 def test_preprocessing_produces_the_contract_input(case_dir):
-    """preprocess.model_input still defines its own size and channel names (the detection helper's
+    """radpath.preprocess.model_input still defines its own size and channel names (the detection helper's
     file); until it imports them from here, this test keeps the two equal."""
-    from preprocess import CLASSES, SEQUENCES, load_case, model_input
-    from preprocess.model_input import SIZE
+    from radpath.preprocess import CLASSES, SEQUENCES, load_case, model_input
+    from radpath.preprocess.model_input import SIZE
+
     assert (SIZE, tuple(SEQUENCES), tuple(CLASSES)) == (io.IMAGE_SIZE, io.CHANNELS, io.CLASSES)
     x = model_input(load_case(case_dir))
     assert x.shape == io.IMAGE_SHAPE and x.dtype == io.INPUT_DTYPE

@@ -1,14 +1,27 @@
 """The challenge CSV: quoted both ways, formula-safe, strict on read, repairable on resume."""
+
 import csv
 import re
 
 import pytest
 
-from contract import predictions_csv as pc
-from preprocess.errors import LabelsError
+from radpath.contract import predictions_csv as pc
+from radpath.contract.errors import LabelsError
 
-HOSTILE_IDS = ["CPM19_CBICA_AAB_1", "a,b", 'quote"inside', "line\nbreak", "=HYPERLINK(\"http://x\")", "+1", "-2",
-               "@SUM(A1)", "\tTAB", "\rCR", "'quoted", "''=two"]
+HOSTILE_IDS = [
+    "CPM19_CBICA_AAB_1",
+    "a,b",
+    'quote"inside',
+    "line\nbreak",
+    '=HYPERLINK("http://x")',
+    "+1",
+    "-2",
+    "@SUM(A1)",
+    "\tTAB",
+    "\rCR",
+    "'quoted",
+    "''=two",
+]
 
 
 def _row(i, cid):
@@ -38,15 +51,18 @@ def test_torn_last_row_is_cut_on_resume(tmp_path, tail):
     assert [r.case_id for r in pc.read_predictions(path).rows] == ["A1", "x\ny"]  # the file itself was repaired
 
 
-@pytest.mark.parametrize("content, message", [
-    ("", "the file is empty"),
-    ("ID,class\n", "header ID,class"),
-    ("CPM_RadPath_2019_ID,class\nA1,G\n\nA2,O\n", "line 3 is blank"),
-    ("CPM_RadPath_2019_ID,class\nA1,X\n", "class 'X' of A1"),
-    ("CPM_RadPath_2019_ID,class\nA1,G\nA1,O\n", "duplicate ID A1"),
-    ("CPM_RadPath_2019_ID,class,p_A,p_O,p_G\nA1,G,0.1,nan,0.9\n", "not in [0, 1]"),
-    ("CPM_RadPath_2019_ID,class\nA1,G,extra\n", "3 fields, the header has 2"),
-])
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        ("", "the file is empty"),
+        ("ID,class\n", "header ID,class"),
+        ("CPM_RadPath_2019_ID,class\nA1,G\n\nA2,O\n", "line 3 is blank"),
+        ("CPM_RadPath_2019_ID,class\nA1,X\n", "class 'X' of A1"),
+        ("CPM_RadPath_2019_ID,class\nA1,G\nA1,O\n", "duplicate ID A1"),
+        ("CPM_RadPath_2019_ID,class,p_A,p_O,p_G\nA1,G,0.1,nan,0.9\n", "not in [0, 1]"),
+        ("CPM_RadPath_2019_ID,class\nA1,G,extra\n", "3 fields, the header has 2"),
+    ],
+)
 def test_malformed_files_give_one_line_naming_the_file(tmp_path, content, message):
     path = tmp_path / "p.csv"
     path.write_text(content)

@@ -1,7 +1,7 @@
 """Our minimal TF Serving protos against tensorflow-serving-api's: same names, same field numbers and
 types, and messages that cross both ways on the wire. Skipped where tensorflow-serving-api is absent
 (the light client install); the generated modules must match a fresh generation."""
-import shutil
+
 import subprocess
 import sys
 from pathlib import Path
@@ -9,10 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from contract.tensor_codec import fill_tensor, from_proto
-from contract.tfs_api import serving_apis_pb2 as apis
-from contract.tfs_api import serving_apis_pb2_grpc as services
-from contract.tfs_api import tensor_pb2
+from radpath.contract.tensor_codec import fill_tensor, from_proto
+from radpath.contract.tfs_api import serving_apis_pb2 as apis
+from radpath.contract.tfs_api import serving_apis_pb2_grpc as services
+from radpath.contract.tfs_api import tensor_pb2
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -20,24 +20,31 @@ ROOT = Path(__file__).resolve().parents[2]
 @pytest.fixture(scope="module")
 def tfs():
     pytest.importorskip("tensorflow_serving")
-    from serving.protos import pb  # TF Serving's own protos, without importing all of TensorFlow
     from tensorflow.core.protobuf import meta_graph_pb2
     from tensorflow_serving.apis import model_pb2
+
+    from radpath.serving.protos import pb  # TF Serving's own protos, without importing all of TensorFlow
+
     return pb, meta_graph_pb2, model_pb2
 
 
 def _pairs(tfs):
     pb, meta, model = tfs
-    return [(tensor_pb2.TensorProto, pb.tensor_pb2.TensorProto), (tensor_pb2.TensorShapeProto, pb.tensor_shape_pb2.TensorShapeProto),
-            (tensor_pb2.TensorInfo, meta.TensorInfo), (tensor_pb2.SignatureDef, meta.SignatureDef),
-            (apis.ModelSpec, model.ModelSpec), (apis.PredictRequest, pb.predict_pb2.PredictRequest),
-            (apis.PredictResponse, pb.predict_pb2.PredictResponse),
-            (apis.GetModelMetadataRequest, pb.get_model_metadata_pb2.GetModelMetadataRequest),
-            (apis.GetModelMetadataResponse, pb.get_model_metadata_pb2.GetModelMetadataResponse),
-            (apis.SignatureDefMap, pb.get_model_metadata_pb2.SignatureDefMap),
-            (apis.GetModelStatusRequest, pb.get_model_status_pb2.GetModelStatusRequest),
-            (apis.GetModelStatusResponse, pb.get_model_status_pb2.GetModelStatusResponse),
-            (apis.ModelVersionStatus, pb.get_model_status_pb2.ModelVersionStatus)]
+    return [
+        (tensor_pb2.TensorProto, pb.tensor_pb2.TensorProto),
+        (tensor_pb2.TensorShapeProto, pb.tensor_shape_pb2.TensorShapeProto),
+        (tensor_pb2.TensorInfo, meta.TensorInfo),
+        (tensor_pb2.SignatureDef, meta.SignatureDef),
+        (apis.ModelSpec, model.ModelSpec),
+        (apis.PredictRequest, pb.predict_pb2.PredictRequest),
+        (apis.PredictResponse, pb.predict_pb2.PredictResponse),
+        (apis.GetModelMetadataRequest, pb.get_model_metadata_pb2.GetModelMetadataRequest),
+        (apis.GetModelMetadataResponse, pb.get_model_metadata_pb2.GetModelMetadataResponse),
+        (apis.SignatureDefMap, pb.get_model_metadata_pb2.SignatureDefMap),
+        (apis.GetModelStatusRequest, pb.get_model_status_pb2.GetModelStatusRequest),
+        (apis.GetModelStatusResponse, pb.get_model_status_pb2.GetModelStatusResponse),
+        (apis.ModelVersionStatus, pb.get_model_status_pb2.ModelVersionStatus),
+    ]
 
 
 def _check_fields(ours, theirs):
@@ -61,12 +68,24 @@ def test_same_names_numbers_and_types(tfs):
         _check_fields(ours.DESCRIPTOR, theirs.DESCRIPTOR)
     pb = tfs[0]
     from tensorflow_serving.apis import model_service_pb2, prediction_service_pb2
-    for ours, theirs in ((apis.DESCRIPTOR.services_by_name["PredictionService"], prediction_service_pb2.DESCRIPTOR.services_by_name["PredictionService"]),
-                         (apis.DESCRIPTOR.services_by_name["ModelService"], model_service_pb2.DESCRIPTOR.services_by_name["ModelService"])):
+
+    for ours, theirs in (
+        (
+            apis.DESCRIPTOR.services_by_name["PredictionService"],
+            prediction_service_pb2.DESCRIPTOR.services_by_name["PredictionService"],
+        ),
+        (
+            apis.DESCRIPTOR.services_by_name["ModelService"],
+            model_service_pb2.DESCRIPTOR.services_by_name["ModelService"],
+        ),
+    ):
         assert ours.full_name == theirs.full_name
         for m in ours.methods:
             t = theirs.methods_by_name[m.name]
-            assert (m.input_type.full_name, m.output_type.full_name) == (t.input_type.full_name, t.output_type.full_name)
+            assert (m.input_type.full_name, m.output_type.full_name) == (
+                t.input_type.full_name,
+                t.output_type.full_name,
+            )
     assert pb.types_pb2.DT_FLOAT == tensor_pb2.DT_FLOAT
 
 
@@ -108,5 +127,7 @@ def test_wire_compatible_both_ways(tfs):
 
 def test_generated_modules_are_up_to_date():
     pytest.importorskip("grpc_tools")
-    r = subprocess.run([sys.executable, str(ROOT / "scripts" / "gen_protos"), "--check"], capture_output=True, text=True)
+    r = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "gen_protos"), "--check"], capture_output=True, text=True
+    )
     assert r.returncode == 0, r.stderr

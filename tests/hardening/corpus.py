@@ -5,6 +5,7 @@ returns `Entry` rows: where the case is and what the reader must answer, either 
 loads) or a regex the one-line error must match. Shared by the Python-API and CLI corpus tests
 (and usable by hand: `python -m tests.hardening.corpus OUT` writes it and prints the table).
 """
+
 from __future__ import annotations
 
 import gzip
@@ -29,9 +30,9 @@ _ZEROS_MEMBER = gzip.compress(b"\x00" * MIB, compresslevel=9)
 @dataclass(frozen=True)
 class Entry:
     name: str
-    source: str | dict          # a case folder, or {sequence: file}
-    expect: str | None          # None: loads; else a regex the error line must match
-    cli: bool = True            # also run through `radpath inspect`
+    source: str | dict  # a case folder, or {sequence: file}
+    expect: str | None  # None: loads; else a regex the error line must match
+    cli: bool = True  # also run through `radpath inspect`
     min_growth_mb: float = 0.0  # a case the reader must really read: proves the memory meter works
 
 
@@ -39,9 +40,9 @@ def brain(seed: int, dtype=np.int16) -> np.ndarray:
     """A tiny brain-like volume: a noisy ellipsoid on a zero background with a bright blob."""
     rng = np.random.default_rng(seed)
     x, y, z = np.meshgrid(*[np.linspace(-1, 1, s) for s in SHAPE], indexing="ij")
-    inside = x ** 2 + y ** 2 + z ** 2 < 0.8
+    inside = x**2 + y**2 + z**2 < 0.8
     v = np.where(inside, 300 + 40 * rng.standard_normal(SHAPE), 0)
-    v[((x - 0.3) ** 2 + y ** 2 + z ** 2 < 0.06) & inside] += 500
+    v[((x - 0.3) ** 2 + y**2 + z**2 < 0.06) & inside] += 500
     return v.astype(dtype)
 
 
@@ -61,7 +62,11 @@ def nifti_bytes(data: np.ndarray, hdr: nib.Nifti1Header | None = None, **fields)
     for k, v in fields.items():
         hdr[k] = v
     dtype = hdr.get_data_dtype() if int(hdr["datatype"]) in (2, 4, 8, 16, 64, 256, 512, 768, 1024, 1280) else data.dtype
-    pad = max(0, int(float(hdr["vox_offset"])) - 352) if np.isfinite(float(hdr["vox_offset"])) and float(hdr["vox_offset"]) < 1e6 else 0
+    pad = (
+        max(0, int(float(hdr["vox_offset"])) - 352)
+        if np.isfinite(float(hdr["vox_offset"])) and float(hdr["vox_offset"]) < 1e6
+        else 0
+    )
     return hdr.binaryblock + b"\x00" * 4 + b"\x00" * pad + np.asarray(data, dtype).tobytes(order="F")
 
 
@@ -71,8 +76,9 @@ def write(path: Path, raw: bytes, compress: bool | None = None) -> Path:
     return path
 
 
-def _case(root: Path, name: str, files: dict[str, bytes] | None = None, suffix: str = ".nii.gz",
-          case_id: str | None = None) -> Path:
+def _case(
+    root: Path, name: str, files: dict[str, bytes] | None = None, suffix: str = ".nii.gz", case_id: str | None = None
+) -> Path:
     """A case folder whose four sequences are valid tiny brains, except those given in `files`."""
     case_id = case_id or name
     d = root / name
@@ -126,29 +132,52 @@ def write_corpus(root: Path) -> list[Entry]:
     one("scaled_ok", None, nifti_bytes(good, scl_slope=0.5, scl_inter=10))
     ext = header_for(good)
     ext["vox_offset"] = 368
-    one("extension_claims_1GiB", None, ext.binaryblock + b"\x01\0\0\0" + struct.pack("<ii", 1 << 30, 0) + b"\0" * 8
-        + good.tobytes("F"))
+    one(
+        "extension_claims_1GiB",
+        None,
+        ext.binaryblock + b"\x01\0\0\0" + struct.pack("<ii", 1 << 30, 0) + b"\0" * 8 + good.tobytes("F"),
+    )
     file_as_is("trailing_gzip_bomb_1GiB", None, "flair", gzip.compress(nifti_bytes(good)) + _ZEROS_MEMBER * 1024)
     co = zlib.compressobj(1, zlib.DEFLATED, 31)
     same = co.compress(nifti_bytes(good)) + b"".join(co.compress(b"\x00" * MIB) for _ in range(64)) + co.flush()
     file_as_is("gzip_bomb_inside_member", r"more than 1.0 MiB past the voxel data", "t2", same)
-    for name, cid in [("comma", "A,B"), ("newline", "A\nB"), ("formula", '=HYPERLINK("evil")'),
-                      ("unicode", "Ünïcode_病例"), ("spaces", "  lead and trail  "), ("dash", "-rf"),
-                      ("quote", "a'b\"c")]:
+    for name, cid in [
+        ("comma", "A,B"),
+        ("newline", "A\nB"),
+        ("formula", '=HYPERLINK("evil")'),
+        ("unicode", "Ünïcode_病例"),
+        ("spaces", "  lead and trail  "),
+        ("dash", "-rf"),
+        ("quote", "a'b\"c"),
+    ]:
         (root / f"name_{name}").mkdir()
         E.append(Entry(f"name_{name}", str(_case(root / f"name_{name}", cid)), None))
 
     # -- limits: declared sizes refused from the header, before any data is read
-    file_as_is("bomb_1024x1024x256_float64", r"2.0 GiB of voxels, over the 256.0 MiB limit per volume", "flair",
-               _bomb_header((1024, 1024, 256), np.float64))
-    file_as_is("bomb_1024x1024x256_int16", r"512.0 MiB of voxels, over the 256.0 MiB limit per volume", "t1",
-               _bomb_header((1024, 1024, 256), np.int16))
+    file_as_is(
+        "bomb_1024x1024x256_float64",
+        r"2.0 GiB of voxels, over the 256.0 MiB limit per volume",
+        "flair",
+        _bomb_header((1024, 1024, 256), np.float64),
+    )
+    file_as_is(
+        "bomb_1024x1024x256_int16",
+        r"512.0 MiB of voxels, over the 256.0 MiB limit per volume",
+        "t1",
+        _bomb_header((1024, 1024, 256), np.int16),
+    )
     per_case = _bomb_header((1024, 1024, 100), np.int16, members=1)  # 200 MiB each, 800 MiB per case
-    case("bomb_case_total", r"^bomb_case_total: the four volumes declare 800.0 MiB .*limit per case", {s: None for s in SEQS})
+    case(
+        "bomb_case_total",
+        r"^bomb_case_total: the four volumes declare 800.0 MiB .*limit per case",
+        {s: None for s in SEQS},
+    )
     for s in SEQS:
         (Path(E[-1].source) / f"bomb_case_total_{s}.nii.gz").write_bytes(per_case)
     one("extension_offset_1GiB", r"header extensions.*limit", nifti_bytes(good, vox_offset=352 + (1 << 30)))
-    file_as_is("forged_dims_30000", r"not a plausible MRI volume", "t2", _bomb_header((30000, 30000, 30000), np.int16, 1))
+    file_as_is(
+        "forged_dims_30000", r"not a plausible MRI volume", "t2", _bomb_header((30000, 30000, 30000), np.int16, 1)
+    )
 
     # a genuine-sized read (4 x 120 MiB declared, within the limits; sparse files of zeros): the
     # reader allocates one volume before finding it constant, so the memory meter must see it
@@ -163,8 +192,11 @@ def write_corpus(root: Path) -> list[Entry]:
 
     # -- forged header fields
     for n, dim0 in [("dim0_9", 9), ("dim0_0", 0), ("dim0_neg", -1), ("dim0_8", 8)]:
-        one(f"{n}", rf"dim\[0\]={dim0} is not a valid number of dimensions",
-            nifti_bytes(good, dim=[dim0, *SHAPE, 1, 1, 1, 1]))
+        one(
+            f"{n}",
+            rf"dim\[0\]={dim0} is not a valid number of dimensions",
+            nifti_bytes(good, dim=[dim0, *SHAPE, 1, 1, 1, 1]),
+        )
     one("dim_negative_axis", r"axis of size < 1", nifti_bytes(good, dim=[3, -32, 32, 20, 1, 1, 1, 1]))
     one("dim_zero_axis", r"axis of size < 1", nifti_bytes(good, dim=[3, 0, 32, 20, 1, 1, 1, 1]))
     one("2d", r"expected a 3-D volume", nifti_bytes(good[:, :, 0], dim=[2, 32, 32, 1, 1, 1, 1, 1]))
@@ -180,12 +212,19 @@ def write_corpus(root: Path) -> list[Entry]:
     one("vox_offset_negative", r"vox_offset -16.0 is not a valid", nifti_bytes(good, vox_offset=-16))
     one("vox_offset_nan", r"vox_offset nan is not a valid", nifti_bytes(good, vox_offset=np.nan))
     one("vox_offset_fraction", r"not a whole number", nifti_bytes(good, vox_offset=352.5))
-    case("vox_offset_past_eof_nii", r"vox_offset 100000 is past the end of the file",
-         {"t1": nifti_bytes(good, vox_offset=100000)[:2000]}, suffix=".nii")
+    case(
+        "vox_offset_past_eof_nii",
+        r"vox_offset 100000 is past the end of the file",
+        {"t1": nifti_bytes(good, vox_offset=100000)[:2000]},
+        suffix=".nii",
+    )
     one("vox_offset_past_eof_gz", r"ends .*(truncated)", nifti_bytes(good, vox_offset=100000)[:2000], seq="t1")
-    for n, code, pat in [("datatype_unknown", 1234, r"datatype 1234 \(an unknown code\)"),
-                         ("datatype_complex", 32, r"datatype 32 \(complex64\)"),
-                         ("datatype_rgb", 128, r"datatype 128 \(RGB24\)"), ("datatype_zero", 0, r"datatype 0")]:
+    for n, code, pat in [
+        ("datatype_unknown", 1234, r"datatype 1234 \(an unknown code\)"),
+        ("datatype_complex", 32, r"datatype 32 \(complex64\)"),
+        ("datatype_rgb", 128, r"datatype 128 \(RGB24\)"),
+        ("datatype_zero", 0, r"datatype 0"),
+    ]:
         one(n, pat, nifti_bytes(good, datatype=code))
     one("magic_wrong", r"not a NIfTI file: magic", nifti_bytes(good, magic=b"abc"))
     one("magic_pair", r"separate .img", nifti_bytes(good, magic=b"ni1"))
@@ -200,8 +239,11 @@ def write_corpus(root: Path) -> list[Entry]:
     big = good.astype(np.float64)
     big[5, 5, 5] = 1e300
     one("float64_1e300", r"intensities reach 1e\+300", nifti_bytes(big))
-    for n, val, dt in [("nan_voxels", np.nan, np.float32), ("inf_voxels", np.inf, np.float32),
-                       ("neg_inf_float64", -np.inf, np.float64)]:
+    for n, val, dt in [
+        ("nan_voxels", np.nan, np.float32),
+        ("inf_voxels", np.inf, np.float32),
+        ("neg_inf_float64", -np.inf, np.float64),
+    ]:
         bad = good.astype(dt)
         bad[1, 2, 3] = val
         one(n, r"1 voxels are NaN or infinite", nifti_bytes(bad))
@@ -220,15 +262,21 @@ def write_corpus(root: Path) -> list[Entry]:
     full = gzip.compress(nifti_bytes(good))
     file_as_is("truncated_gzip_half", r"(truncated|decompress)", "t1", full[: len(full) // 2])
     case("truncated_nii", r"is the file truncated", {"t2": nifti_bytes(good)[:-100]}, suffix=".nii")
-    case("truncated_in_header", r"ends inside the NIfTI header \(100 of 348 bytes\)", {"t2": nifti_bytes(good)[:100]}, suffix=".nii")
+    case(
+        "truncated_in_header",
+        r"ends inside the NIfTI header \(100 of 348 bytes\)",
+        {"t2": nifti_bytes(good)[:100]},
+        suffix=".nii",
+    )
     rng = np.random.default_rng(7)
     file_as_is("random_bytes_nii_gz_suffix", r"not a NIfTI file", "flair", rng.bytes(4096))
-    file_as_is("random_after_gzip_magic", r"(decompress|not a readable NIfTI)", "flair",
-               b"\x1f\x8b\x08\x00" + rng.bytes(4096))
+    file_as_is(
+        "random_after_gzip_magic", r"(decompress|not a readable NIfTI)", "flair", b"\x1f\x8b\x08\x00" + rng.bytes(4096)
+    )
     file_as_is("empty_file", r"only 0 bytes", "t1", b"", suffix=".nii")
     file_as_is("gzip_of_nothing", r"only 0 bytes", "t1", gzip.compress(b""))
     corrupt = bytearray(full)
-    corrupt[len(corrupt) // 2: len(corrupt) // 2 + 64] = rng.bytes(64)
+    corrupt[len(corrupt) // 2 : len(corrupt) // 2 + 64] = rng.bytes(64)
     file_as_is("corrupt_deflate", r"(decompress|truncated|CRC check failed)", "t1ce", bytes(corrupt))
     file_as_is("zlib_not_gzip", r"not a NIfTI file", "t1ce", zlib.compress(nifti_bytes(good)))
 
@@ -253,8 +301,14 @@ def write_corpus(root: Path) -> list[Entry]:
     E.append(Entry("root_folder", "/", r"^/: has no name to take the case ID from"))
     E.append(Entry("file_as_case_folder", str(Path(E[0].source) / "valid_flair.nii.gz"), r"is not a folder"))
     E.append(Entry("not_there", str(root / "no_such_case"), r"is not a folder"))
-    E.append(Entry("explicit_dir_as_file", {**{s: str(Path(E[0].source) / f"valid_{s}.nii.gz") for s in SEQS},
-                                            "t1": str(root)}, r"is not a regular file \(it is a directory\)", cli=False))
+    E.append(
+        Entry(
+            "explicit_dir_as_file",
+            {**{s: str(Path(E[0].source) / f"valid_{s}.nii.gz") for s in SEQS}, "t1": str(root)},
+            r"is not a regular file \(it is a directory\)",
+            cli=False,
+        )
+    )
     return E
 
 

@@ -5,12 +5,13 @@ Memory is measured in child processes from Linux's own peak-RSS counter (VmHWM i
 caches neither hide nor inflate it:
 - `api_in_child`: one child loads every case with `load_case`; a case's growth is the peak RSS
   during the case minus the RSS before it;
-- `cli_in_child`: one child runs `client.cli.main(["inspect", case])` per case, with file
+- `cli_in_child`: one child runs `radpath.cli.main(["inspect", case])` per case, with file
   descriptor 2 redirected per case, so each case's exit code and complete stderr (logging and
   warnings included) are seen without paying the CLI's start-up (1-5 s on a loaded machine) 90 times;
-- `cli_inspect`: `client.cli.main` in its own process (exit code and stderr across the process
+- `cli_inspect`: `radpath.cli.main` in its own process (exit code and stderr across the process
   boundary); the process's own peak RSS.
 """
+
 from __future__ import annotations
 
 import json
@@ -46,9 +47,11 @@ def measure(fn):
 """
 """Shared by both drivers: time and peak-RSS growth of one call, measured inside the child."""
 
-_API_DRIVER = _MEASURE + r"""
+_API_DRIVER = (
+    _MEASURE
+    + r"""
 import json, re, sys
-from preprocess import CaseError, load_case
+from radpath.preprocess import CaseError, load_case
 entries = json.load(open(sys.argv[1]))
 def load(source):
     try:
@@ -65,11 +68,14 @@ for e in entries:
     out.append({"name": e["name"], "status": status, "message": msg, "seconds": seconds, "growth_mb": growth})
 json.dump(out, sys.stdout)
 """
+)
 
 
-_CLI_DRIVER = _MEASURE + r"""
+_CLI_DRIVER = (
+    _MEASURE
+    + r"""
 import json, os, sys, tempfile
-from client.cli import main
+from radpath.cli import main
 entries = json.load(open(sys.argv[1]))
 def run(source):
     sys.stdout.flush(), sys.stderr.flush()
@@ -99,10 +105,11 @@ for e in entries:
 with open(sys.argv[2], "w") as f:
     json.dump(results, f)
 """
+)
 
 _CLI_PROCESS = r"""
 import os, sys
-from client.cli import main
+from radpath.cli import main
 try:
     rc = main(sys.argv[1:])
 finally:
@@ -126,8 +133,14 @@ def api_in_child(entries: list[dict], timeout: float = 300) -> list[dict]:
     with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
         json.dump(entries, f)
     try:
-        r = subprocess.run([sys.executable, "-c", _API_DRIVER, f.name], capture_output=True, text=True,
-                           timeout=timeout, env=_env(), cwd=REPO)
+        r = subprocess.run(
+            [sys.executable, "-c", _API_DRIVER, f.name],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env=_env(),
+            cwd=REPO,
+        )
     finally:
         os.unlink(f.name)
     if r.returncode != 0:
@@ -140,26 +153,42 @@ def cli_in_child(entries: list[dict], timeout: float = 300) -> list[dict]:
     with tempfile.TemporaryDirectory() as tmp:
         src, dst = Path(tmp) / "in.json", Path(tmp) / "out.json"
         src.write_text(json.dumps(entries))
-        r = subprocess.run([sys.executable, "-c", _CLI_DRIVER, str(src), str(dst)], capture_output=True,
-                           text=True, timeout=timeout, env=_env(), cwd=REPO)
+        r = subprocess.run(
+            [sys.executable, "-c", _CLI_DRIVER, str(src), str(dst)],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env=_env(),
+            cwd=REPO,
+        )
         if r.returncode != 0 or not dst.exists():
             raise RuntimeError(f"CLI corpus child failed (rc {r.returncode}): {r.stderr[-3000:]}")
         return json.loads(dst.read_text())
 
 
 def cli_inspect(source: str, timeout: float = 60) -> dict:
-    """`radpath inspect SOURCE` (client.cli.main, as `python -m client.cli` runs it) in its own
+    """`radpath inspect SOURCE` (radpath.cli.main, as `python -m radpath` runs it) in its own
     process: rc, stdout, stderr, seconds, and peak_mb, the process's own VmHWM (`ru_maxrss` of a
     child would count the forking parent's size: Linux keeps it across exec)."""
     with tempfile.TemporaryDirectory() as tmp:
         hwm_file = Path(tmp) / "hwm"
         t0 = time.perf_counter()
-        r = subprocess.run([sys.executable, "-c", _CLI_PROCESS, "inspect", source], capture_output=True,
-                           timeout=timeout, env={**_env(), "RADPATH_TEST_HWM_FILE": str(hwm_file)}, cwd=REPO)
+        r = subprocess.run(
+            [sys.executable, "-c", _CLI_PROCESS, "inspect", source],
+            capture_output=True,
+            timeout=timeout,
+            env={**_env(), "RADPATH_TEST_HWM_FILE": str(hwm_file)},
+            cwd=REPO,
+        )
         seconds = time.perf_counter() - t0
         peak = int(hwm_file.read_text()) / 1024 if hwm_file.exists() else float("nan")
-    return {"rc": r.returncode, "stdout": r.stdout.decode("utf-8", "replace"),
-            "stderr": r.stderr.decode("utf-8", "replace"), "seconds": seconds, "peak_mb": peak}
+    return {
+        "rc": r.returncode,
+        "stdout": r.stdout.decode("utf-8", "replace"),
+        "stderr": r.stderr.decode("utf-8", "replace"),
+        "seconds": seconds,
+        "peak_mb": peak,
+    }
 
 
 def cli_all(sources: list[str], workers: int = 2) -> list[dict]:

@@ -5,6 +5,7 @@ matches), in < 5 s and < 500 MB of memory growth, measured in child processes (t
 measure.py). Before the reader's limits, the bombs here took 2-4 GB and 16 s, and scl_slope 3e38 or
 1e300 voxels loaded silently (then gave NaN probabilities).
 """
+
 from __future__ import annotations
 
 import re
@@ -55,8 +56,10 @@ def test_python_api(corpus):
             problems.append(f"{e.name}: the meter saw +{r['growth_mb']:.0f} MB, expected >= {e.min_growth_mb}")
     worst_t = max(results, key=lambda r: r["seconds"])
     worst_m = max(results, key=lambda r: r["growth_mb"])
-    print(f"\nPython API, {len(results)} cases: worst time {worst_t['seconds']:.3f} s ({worst_t['name']}), "
-          f"worst memory growth {worst_m['growth_mb']:.1f} MB ({worst_m['name']})")
+    print(
+        f"\nPython API, {len(results)} cases: worst time {worst_t['seconds']:.3f} s ({worst_t['name']}), "
+        f"worst memory growth {worst_m['growth_mb']:.1f} MB ({worst_m['name']})"
+    )
     assert not problems, "\n".join(problems)
 
 
@@ -88,13 +91,24 @@ def test_cli_inspect(corpus):
             problems.append(f"{e.name}: the meter saw +{r['growth_mb']:.0f} MB, expected >= {e.min_growth_mb}")
     worst_t = max(results, key=lambda r: r["seconds"])
     worst_m = max(results, key=lambda r: r["growth_mb"])
-    print(f"\nCLI, {len(results)} cases: worst time {worst_t['seconds']:.3f} s ({worst_t['name']}), "
-          f"worst memory growth {worst_m['growth_mb']:.1f} MB ({worst_m['name']})")
+    print(
+        f"\nCLI, {len(results)} cases: worst time {worst_t['seconds']:.3f} s ({worst_t['name']}), "
+        f"worst memory growth {worst_m['growth_mb']:.1f} MB ({worst_m['name']})"
+    )
     assert not problems, "\n".join(problems)
 
 
-PROCESS_CASES = ("valid", "bomb_1024x1024x256_float64", "bomb_case_total", "extension_offset_1GiB",
-                 "dim0_9", "fifo_as_sequence", "root_folder", "scl_slope_3e38", "name_300_chars")
+PROCESS_CASES = (
+    "valid",
+    "bomb_1024x1024x256_float64",
+    "bomb_case_total",
+    "extension_offset_1GiB",
+    "dim0_9",
+    "fifo_as_sequence",
+    "root_folder",
+    "scl_slope_3e38",
+    "name_300_chars",
+)
 
 
 def test_cli_entry_point_in_own_process(corpus):
@@ -110,7 +124,11 @@ def test_cli_entry_point_in_own_process(corpus):
         if not r["peak_mb"] > 0:
             problems.append(f"{e.name}: no peak RSS reported")
         if r["seconds"] > 60 or r["peak_mb"] - baseline > MAX_GROWTH_MB:
-            problems.append(f"{e.name}: {r['seconds']:.2f} s, peak {r['peak_mb']:.0f} MB (valid case {baseline:.0f} MB)")
-    print(f"\nCLI processes: peak RSS {max(r['peak_mb'] for r in results):.0f} MB "
-          f"(valid case {baseline:.0f} MB), slowest {max(r['seconds'] for r in results):.1f} s with start-up")
+            problems.append(
+                f"{e.name}: {r['seconds']:.2f} s, peak {r['peak_mb']:.0f} MB (valid case {baseline:.0f} MB)"
+            )
+    print(
+        f"\nCLI processes: peak RSS {max(r['peak_mb'] for r in results):.0f} MB "
+        f"(valid case {baseline:.0f} MB), slowest {max(r['seconds'] for r in results):.1f} s with start-up"
+    )
     assert not problems, "\n".join(problems)

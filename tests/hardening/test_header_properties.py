@@ -4,6 +4,7 @@ Whatever the 348 bytes hold, the validator answers with a VolumeHeader or a Case
 exception), and what it accepts is safe to act on: bounded shape and bytes, finite positive voxel
 sizes, a finite invertible affine, a data offset inside the extension limit and the file.
 """
+
 from __future__ import annotations
 
 import math
@@ -13,17 +14,19 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from preprocess.errors import CaseError
-from preprocess.limits import ReadLimits
-from preprocess.nifti_header import MAX_AXIS_VOXELS, MIN_AXIS_VOXELS, parse_header
+from radpath.contract.errors import CaseError
+from radpath.preprocess.limits import ReadLimits
+from radpath.preprocess.nifti_header import MAX_AXIS_VOXELS, MIN_AXIS_VOXELS, parse_header
 from tests.hardening.corpus import brain, header_for
 
 LIMITS = ReadLimits(max_volume_bytes=64 * 1024 * 1024, max_extension_bytes=1024 * 1024)
 BASE = header_for(brain(0))
 SETTINGS = settings(max_examples=300, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
 
-floats = st.one_of(st.floats(allow_nan=True, allow_infinity=True, width=32),
-                   st.sampled_from([0.0, -0.0, 1.0, -1.0, 1e-30, 3e38, np.nan, np.inf, -np.inf]))
+floats = st.one_of(
+    st.floats(allow_nan=True, allow_infinity=True, width=32),
+    st.sampled_from([0.0, -0.0, 1.0, -1.0, 1e-30, 3e38, np.nan, np.inf, -np.inf]),
+)
 
 
 def _check_accepted(h, file_size=None) -> None:
@@ -55,8 +58,10 @@ def test_random_bytes_never_crash(block):
 
 
 @SETTINGS
-@given(st.lists(st.tuples(st.integers(0, 347), st.integers(0, 255)), min_size=1, max_size=12),
-       st.one_of(st.none(), st.integers(0, 10 ** 7)))
+@given(
+    st.lists(st.tuples(st.integers(0, 347), st.integers(0, 255)), min_size=1, max_size=12),
+    st.one_of(st.none(), st.integers(0, 10**7)),
+)
 def test_byte_flips_of_a_valid_header(flips, file_size):
     block = bytearray(BASE.binaryblock)
     for pos, value in flips:
@@ -65,14 +70,21 @@ def test_byte_flips_of_a_valid_header(flips, file_size):
 
 
 @SETTINGS
-@given(dim=st.lists(st.integers(-2 ** 15, 2 ** 15 - 1), min_size=8, max_size=8),
-       pixdim=st.lists(floats, min_size=8, max_size=8),
-       datatype=st.one_of(st.sampled_from([0, 1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 768, 1024, 1280, 1536, 2304]),
-                          st.integers(-2 ** 15, 2 ** 15 - 1)),
-       vox_offset=floats, slope=floats, inter=floats,
-       srow=st.lists(floats, min_size=4, max_size=4),
-       sform_code=st.integers(-3, 5), qform_code=st.integers(-3, 5),
-       quat=st.lists(floats, min_size=3, max_size=3))
+@given(
+    dim=st.lists(st.integers(-(2**15), 2**15 - 1), min_size=8, max_size=8),
+    pixdim=st.lists(floats, min_size=8, max_size=8),
+    datatype=st.one_of(
+        st.sampled_from([0, 1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 768, 1024, 1280, 1536, 2304]),
+        st.integers(-(2**15), 2**15 - 1),
+    ),
+    vox_offset=floats,
+    slope=floats,
+    inter=floats,
+    srow=st.lists(floats, min_size=4, max_size=4),
+    sform_code=st.integers(-3, 5),
+    qform_code=st.integers(-3, 5),
+    quat=st.lists(floats, min_size=3, max_size=3),
+)
 def test_field_values(dim, pixdim, datatype, vox_offset, slope, inter, srow, sform_code, qform_code, quat):
     hdr = BASE.copy()
     hdr["dim"], hdr["pixdim"], hdr["datatype"] = dim, pixdim, datatype
@@ -86,8 +98,12 @@ def test_field_values(dim, pixdim, datatype, vox_offset, slope, inter, srow, sfo
 
 
 @SETTINGS
-@given(st.integers(MIN_AXIS_VOXELS, MAX_AXIS_VOXELS), st.integers(MIN_AXIS_VOXELS, MAX_AXIS_VOXELS),
-       st.integers(MIN_AXIS_VOXELS, MAX_AXIS_VOXELS), st.sampled_from([2, 4, 16, 64]))
+@given(
+    st.integers(MIN_AXIS_VOXELS, MAX_AXIS_VOXELS),
+    st.integers(MIN_AXIS_VOXELS, MAX_AXIS_VOXELS),
+    st.integers(MIN_AXIS_VOXELS, MAX_AXIS_VOXELS),
+    st.sampled_from([2, 4, 16, 64]),
+)
 def test_size_limit_is_exact(x, y, z, datatype):
     hdr = BASE.copy()
     hdr["dim"] = [3, x, y, z, 1, 1, 1, 1]
@@ -115,13 +131,18 @@ def _valid_bytes() -> bytes:
     global VALID_FILE
     if VALID_FILE is None:
         from tests.hardening.corpus import nifti_bytes
+
         VALID_FILE = nifti_bytes(brain(0))
     return VALID_FILE
 
 
 @settings(max_examples=150, deadline=None, database=None)
-@given(cut=st.integers(0, 41_312), flips=st.lists(st.tuples(st.integers(0, 41_311), st.integers(0, 255)), max_size=4),
-       gz=st.booleans(), gz_cut=st.one_of(st.none(), st.integers(0, 4000)))
+@given(
+    cut=st.integers(0, 41_312),
+    flips=st.lists(st.tuples(st.integers(0, 41_311), st.integers(0, 255)), max_size=4),
+    gz=st.booleans(),
+    gz_cut=st.one_of(st.none(), st.integers(0, 4000)),
+)
 def test_reader_on_damaged_files_answers_or_raises_case_error(cut, flips, gz, gz_cut):
     """Truncated, byte-flipped, gzip-truncated versions of a valid file: read_volume returns a
     volume of the declared shape or raises CaseError, nothing else."""
@@ -129,7 +150,8 @@ def test_reader_on_damaged_files_answers_or_raises_case_error(cut, flips, gz, gz
     import tempfile
     from pathlib import Path
 
-    from preprocess.read_case import read_volume
+    from radpath.preprocess.read_case import read_volume
+
     data = bytearray(_valid_bytes()[:cut])
     for pos, value in flips:
         if pos < len(data):

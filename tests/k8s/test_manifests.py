@@ -1,5 +1,6 @@
 """Render every kustomization with real kustomize (kubectl's built-in one) and validate each object
 against the Kubernetes schemas, offline."""
+
 import functools
 import shutil
 import subprocess
@@ -10,7 +11,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from serving import compat
+from radpath.serving import compat
 
 K8S = Path(__file__).resolve().parents[2] / "k8s"
 KUBERNETES_VERSION = "1.33.0"
@@ -27,7 +28,7 @@ def kubectl() -> str:
     return found
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _render(name: str) -> str:
     r = subprocess.run([kubectl(), "kustomize", str(K8S / name)], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, f"kubectl kustomize {name}: {r.stderr}"
@@ -74,8 +75,12 @@ def test_serving_deployment():
     c = dep["spec"]["template"]["spec"]["containers"][0]
     assert c["image"] == f"{compat.SERVING_IMAGE}:{compat.SERVING_TAG}"
     args = " ".join(c["args"])
-    for flag in ("--model_config_file=/config/models.config", "--enable_batching",
-                 "--batching_parameters_file=/config/batching.config", "--monitoring_config_file=/config/monitoring.config"):
+    for flag in (
+        "--model_config_file=/config/models.config",
+        "--enable_batching",
+        "--batching_parameters_file=/config/batching.config",
+        "--monitoring_config_file=/config/monitoring.config",
+    ):
         assert flag in args
     assert {p["containerPort"] for p in c["ports"]} == {8500, 8501}
     for probe in ("readinessProbe", "livenessProbe"):
@@ -89,7 +94,7 @@ def test_serving_deployment():
     assert dep["spec"]["template"]["spec"]["volumes"][0]["persistentVolumeClaim"]["claimName"] == "glioma-models"
     cm = objs[("ConfigMap", "glioma-serving-config")]
     for name in ("models.config", "batching.config", "monitoring.config"):  # no drift from serving/
-        assert cm["data"][name] == (K8S.parent / "serving" / name).read_text()
+        assert cm["data"][name] == (K8S.parent / "radpath" / "serving" / name).read_text()
 
 
 def test_gpu_overlay():
@@ -115,7 +120,7 @@ def test_batch_job_shards():
     c = spec["template"]["spec"]["containers"][0]
     env = {e["name"]: e["value"] for e in c["env"]}
     assert int(env["SHARDS"]) == spec["completions"] == spec["parallelism"]
-    assert "--shard \"$JOB_COMPLETION_INDEX/$SHARDS\"" in c["args"][0]
+    assert '--shard "$JOB_COMPLETION_INDEX/$SHARDS"' in c["args"][0]
     assert env["RADPATH_SERVER"] == "glioma-serving:8500"
 
 

@@ -1,12 +1,13 @@
 """The brain mask does not trust exact zeros; garbage is refused or flagged, never answered confidently."""
+
 import numpy as np
 import pytest
 from scipy import ndimage
 
-from preprocess import CaseError, detection_warnings, find_tumor, model_input
-from preprocess.brain_mask import brain_mask
-from preprocess.case import SEQUENCES, Case
-from synth.cohort import plan_cohort, synthesize_case
+from radpath.preprocess import CaseError, detection_warnings, find_tumor, model_input
+from radpath.preprocess.brain_mask import brain_mask, full_brain_mask
+from radpath.preprocess.case import SEQUENCES, Case
+from radpath.synth.cohort import plan_cohort, synthesize_case
 from tests.conftest import SMALL_SHAPE
 
 
@@ -45,7 +46,7 @@ def test_exact_zero_background_is_nonzero_any(generated):
     """BraTS convention: the mask is "non-zero in any sequence", bit for bit, and nothing is flagged."""
     volumes, _ = generated
     case = _case(volumes)
-    np.testing.assert_array_equal(case.brain_mask, case.nonzero_any())
+    np.testing.assert_array_equal(full_brain_mask(case), case.nonzero_any())
     assert not brain_mask(case).estimated
     assert [w.code for w in brain_mask(case).warnings(case.case_id)] == []
 
@@ -59,7 +60,7 @@ def test_near_zero_float_background(generated):
     assert case.nonzero_any().mean() > 0.9  # exact zeros are gone
     mask = brain_mask(case)
     assert mask.estimated
-    assert _dice(case.brain_mask, truth) > 0.95
+    assert _dice(full_brain_mask(case), truth) > 0.95
     assert abs(mask.fraction - truth.mean()) < 0.03
     codes = [w.code for w in detection_warnings(case)]
     assert "near-zero-background" in codes and "brain-covers-volume" not in codes
@@ -85,7 +86,7 @@ def test_int16_with_negative_ringing(generated):
         out[name] = w
     case = _case(out)
     assert brain_mask(case).estimated
-    assert _dice(case.brain_mask, truth) > 0.95
+    assert _dice(full_brain_mask(case), truth) > 0.95
 
 
 def test_z_scored_input(generated):
@@ -98,7 +99,7 @@ def test_z_scored_input(generated):
         vals = f[truth]
         z[name] = np.where(truth, (f - vals.mean()) / vals.std(), 0).astype(np.float32)
     case = _case(z)
-    assert _dice(case.brain_mask, truth) > 0.99
+    assert _dice(full_brain_mask(case), truth) > 0.99
     assert find_tumor(case).index == find_tumor(_case(volumes)).index
 
 
@@ -107,7 +108,7 @@ def test_constant_nonzero_background(generated):
     volumes, _ = generated
     truth = _truth(volumes)
     case = _case({k: np.where(truth, v, -1000).astype(np.int16) for k, v in volumes.items()})
-    assert _dice(case.brain_mask, truth) > 0.95
+    assert _dice(full_brain_mask(case), truth) > 0.95
 
 
 def test_no_background_is_refused(generated):
@@ -144,10 +145,11 @@ def test_low_contrast_is_flagged(generated):
 def test_tumour_most_of_the_brain_is_refused(generated, monkeypatch):
     """The guard: a "tumour" covering most of the brain means the mask or the intensities are broken
     (the relative evidence itself cannot grow that large, so the guard is exercised directly)."""
-    import preprocess.tumor_slice as ts
+    import radpath.preprocess.tumor_slice as ts
+
     volumes, _ = generated
     case = _case(volumes)
-    brain = case.brain_mask
+    brain = full_brain_mask(case)
     full = (slice(0, brain.shape[0]), slice(0, brain.shape[1]), slice(0, brain.shape[2]))
     monkeypatch.setattr(ts, "_refine", lambda case, comp, g: (full, brain.copy()))
     with pytest.raises(CaseError, match="covers"):
@@ -156,7 +158,8 @@ def test_tumour_most_of_the_brain_is_refused(generated, monkeypatch):
 
 def test_large_tumour_warns(generated):
     volumes, _ = generated
-    import preprocess.tumor_slice as ts
+    import radpath.preprocess.tumor_slice as ts
+
     case = _case(volumes)
     big = ts.TumorSlice(index=30, voxels=1000, found=True, score=9.0, brain_fraction=0.4)
     assert [w.code for w in ts.tumor_warnings(case, big)] == ["tumour-most-of-brain"]

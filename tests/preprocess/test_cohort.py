@@ -1,9 +1,8 @@
-
 import pytest
 
-from preprocess import CohortError, LabelsError
-from preprocess.cohort import read_cohort
-from preprocess.labels import read_label_table
+from radpath.contract.labels import read_label_table
+from radpath.preprocess import CohortError, LabelsError
+from radpath.preprocess.cohort import read_cohort
 from tests.conftest import copy_case
 
 
@@ -39,14 +38,17 @@ def test_listed_but_missing_case_is_reported(tmp_path, small_cohort):
     assert "does not exist" in cohort.problems[0][1]
 
 
-@pytest.mark.parametrize("text, pattern", [
-    ("CPM_RadPath_2019_ID,class\nX,B\n", "class 'B' of X is not one of A, O, G"),
-    ("CPM_RadPath_2019_ID,class\nX,A\nX,G\n", "duplicate ID X"),
-    ("ID,class\nX,A\n", "expected exactly one ID column"),
-    ("CPM_RadPath_2019_ID,class,age_in_days\nX,A,old\n", "age_in_days 'old'"),
-    ("CPM_RadPath_2019_ID,class\nX,A,extra\n", "3 fields"),
-    ("", "empty"),
-])
+@pytest.mark.parametrize(
+    "text, pattern",
+    [
+        ("CPM_RadPath_2019_ID,class\nX,B\n", "class 'B' of X is not one of A, O, G"),
+        ("CPM_RadPath_2019_ID,class\nX,A\nX,G\n", "duplicate ID X"),
+        ("ID,class\nX,A\n", "expected exactly one ID column"),
+        ("CPM_RadPath_2019_ID,class,age_in_days\nX,A,old\n", "age_in_days 'old'"),
+        ("CPM_RadPath_2019_ID,class\nX,A,extra\n", "3 fields"),
+        ("", "empty"),
+    ],
+)
 def test_malformed_labels(tmp_path, text, pattern):
     p = tmp_path / "labels.csv"
     p.write_text(text)

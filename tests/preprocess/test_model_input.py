@@ -1,10 +1,10 @@
 import numpy as np
 import pytest
 
-from preprocess import find_tumor, load_case, model_input
-from preprocess.case import SEQUENCES, Case
-from preprocess.model_input import model_inputs
-from preprocess.normalize import CLIP
+from radpath.preprocess import find_tumor, load_case, model_input
+from radpath.preprocess.case import SEQUENCES, Case
+from radpath.preprocess.model_input import model_inputs
+from radpath.preprocess.normalize import CLIP
 
 
 def test_contract(case_dir):
@@ -27,8 +27,7 @@ def test_background_exactly_zero_and_brain_nonzero(case_dir):
 def test_channels_are_sequences_in_order(case_dir):
     """Swapping two files swaps exactly the two channels: stacked as channels, not glued."""
     case = load_case(case_dir)
-    swapped = Case(case.case_id, {**case.volumes, "t1": case.volumes["t2"], "t2": case.volumes["t1"]},
-                   case.affine)
+    swapped = Case(case.case_id, {**case.volumes, "t1": case.volumes["t2"], "t2": case.volumes["t1"]}, case.affine)
     a, b = model_input(case, 30), model_input(swapped, 30)
     i1, i2 = SEQUENCES.index("t1"), SEQUENCES.index("t2")
     np.testing.assert_allclose(a[..., i1], b[..., i2])
@@ -40,7 +39,7 @@ def test_no_distortion():
     shape = (120, 60, 20)
     x, y = np.ogrid[:120, :60]
     brain = ((x - 60) / 55.0) ** 2 + ((y - 30) / 27.0) ** 2 < 1
-    disc = (x - 60) ** 2 + (y - 30) ** 2 < 15 ** 2
+    disc = (x - 60) ** 2 + (y - 30) ** 2 < 15**2
     vols = {}
     for i, name in enumerate(SEQUENCES):
         v = np.zeros(shape, np.float32)
@@ -80,14 +79,15 @@ def test_scale_invariant_input(case_dir):
 
 def test_to_model_plane_matches_the_model_input_geometry(case_dir):
     """A mask mapped with `to_model_plane` lands where the model input shows the same voxels."""
-    import numpy as np
-    from preprocess import load_case, model_input
-    from preprocess.model_input import to_model_plane
-    from preprocess.tumor_slice import find_tumor
+    from radpath.preprocess import load_case, model_input
+    from radpath.preprocess.model_input import to_model_plane
+    from radpath.preprocess.tumor_slice import find_tumor
+
     case = load_case(case_dir)
     k = find_tumor(case).index
     x = model_input(case, k)
-    from preprocess.brain_mask import brain_mask
+    from radpath.preprocess.brain_mask import brain_mask
+
     brain = brain_mask(case).plane(case, k)
     mapped = to_model_plane(case, brain, order=0) > 0.5
     shown = (x != 0).any(-1)

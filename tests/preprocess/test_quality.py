@@ -7,6 +7,7 @@ families, noise, blur, slice thickness, int16 or float32) with an exactly-zero b
 checks must hold across that randomisation, not for one look. `tests/bench/bench_quality.py`
 measures the rates over many cases; these tests pin the behaviour on a few.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -16,12 +17,11 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from preprocess import Case, detection_warnings, load_case
-from preprocess.findings import CODES
-from preprocess.quality import (BRATS_SHAPE, case_warnings, quality_measures, quality_warnings,
-                                voxel_size_mm)
-from synth.cohort import plan_cohort, synthesize_case
-from synth.style import get_style
+from radpath.preprocess import Case, detection_warnings, load_case
+from radpath.preprocess.findings import CODES
+from radpath.preprocess.quality import BRATS_SHAPE, case_warnings, quality_measures, quality_warnings, voxel_size_mm
+from radpath.synth.cohort import plan_cohort, synthesize_case
+from radpath.synth.style import get_style
 
 SHAPE = (96, 96, 62)
 SEED = 5
@@ -31,13 +31,15 @@ SWAPS = {"swap-flair-t2": ("flair", "t2"), "swap-t1-t1ce": ("t1", "t1ce")}
 
 # ---- builders of clean and broken cases (also used by tests/bench/bench_quality.py) ----
 
+
 def clean_style(style: str, **pins):
     """`style` with an exactly-zero background (BraTS files), other ranges as they are unless pinned."""
     return dataclasses.replace(get_style(style), backgrounds=(("zero", 1.0),), **pins)
 
 
-def synthetic_case(index: int, style="broad", seed: int = SEED, shape=SHAPE, counts=None,
-                   with_tumor: bool = True) -> tuple[Case, dict]:
+def synthetic_case(
+    index: int, style="broad", seed: int = SEED, shape=SHAPE, counts=None, with_tumor: bool = True
+) -> tuple[Case, dict]:
     """Case `index` of a planned synthetic cohort, in memory (1 mm, RAS), and the generator's info."""
     plans = plan_cohort(index + 1, seed, counts=counts)
     plan = plans[index]
@@ -90,8 +92,10 @@ def with_skull(case: Case, neck: bool = False, dark_skull: bool = True) -> Case:
 
 def downsampled(case: Case, factor: int = 2) -> Case:
     """Every `factor`-th voxel averaged (linear zoom), stored as int16 on a `factor` mm grid."""
-    out = {name: np.rint(ndimage.zoom(v.astype(np.float32), 1 / factor, order=1)).astype(np.int16)
-           for name, v in case.volumes.items()}
+    out = {
+        name: np.rint(ndimage.zoom(v.astype(np.float32), 1 / factor, order=1)).astype(np.int16)
+        for name, v in case.volumes.items()
+    }
     affine = case.affine.copy()
     affine[:3, :3] *= factor
     return Case(case.case_id, out, affine)
@@ -99,7 +103,7 @@ def downsampled(case: Case, factor: int = 2) -> Case:
 
 def _bspline3(t: float) -> float:
     t = abs(t)
-    return 2 / 3 - t * t + t ** 3 / 2 if t < 1 else (2 - t) ** 3 / 6 if t < 2 else 0.0
+    return 2 / 3 - t * t + t**3 / 2 if t < 1 else (2 - t) ** 3 / 6 if t < 2 else 0.0
 
 
 def float_interpolated(case: Case, shift: float = 0.4) -> Case:
@@ -123,6 +127,7 @@ def codes(case: Case) -> set[str]:
 
 # ---- fixtures ----
 
+
 @pytest.fixture(scope="module")
 def clean_cases() -> list[tuple[Case, dict]]:
     """Three clean cases per style (exactly-zero background, contrasts randomised)."""
@@ -132,11 +137,16 @@ def clean_cases() -> list[tuple[Case, dict]]:
 @pytest.fixture(scope="module")
 def enhancing_cases() -> list[tuple[Case, dict]]:
     """Glioblastoma-look cases that enhance (ring on T1ce), one per style."""
-    return [synthetic_case(1, clean_style(s, g_ring=(1.0, 1.0), enhancement=(1.6, 2.4)), seed=SEED + k,
-                           counts={"G": 2, "A": 0, "O": 0}) for k, s in enumerate(STYLES)]
+    return [
+        synthetic_case(
+            1, clean_style(s, g_ring=(1.0, 1.0), enhancement=(1.6, 2.4)), seed=SEED + k, counts={"G": 2, "A": 0, "O": 0}
+        )
+        for k, s in enumerate(STYLES)
+    ]
 
 
 # ---- tests ----
+
 
 def test_clean_cases_get_no_quality_warning(clean_cases):
     for case, info in clean_cases:
@@ -245,8 +255,11 @@ def test_zscored_float_data_is_not_called_ringing():
 def test_checks_are_scale_free(clean_cases):
     case, _ = clean_cases[2]
     for variant in (case, swapped(case, "flair", "t2"), with_skull(case)):
-        scaled = Case(case.case_id, {k: (v.astype(np.float64) * 7.3).round().astype(np.int32)
-                                     for k, v in variant.volumes.items()}, case.affine)
+        scaled = Case(
+            case.case_id,
+            {k: (v.astype(np.float64) * 7.3).round().astype(np.int32) for k, v in variant.volumes.items()},
+            case.affine,
+        )
         assert codes(scaled) == codes(variant)
 
 

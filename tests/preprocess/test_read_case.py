@@ -4,9 +4,9 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from preprocess import CaseError, load_case
-from preprocess.case import SEQUENCES
-from preprocess.read_case import MAX_AXIS_VOXELS
+from radpath.preprocess import CaseError, load_case
+from radpath.preprocess.case import SEQUENCES
+from radpath.preprocess.read_case import MAX_AXIS_VOXELS
 from tests.conftest import copy_case, write_nifti
 
 
@@ -158,6 +158,7 @@ def test_bad_voxel_size(case_dir, tmp_path):
 # ---------------------------------------------------------------- limits (issue 11)
 def _tiny_case(root, name="T", shape=(24, 24, 16), dtype=np.int16):
     from tests.hardening.corpus import SEQS
+
     d = root / name
     d.mkdir()
     rng = np.random.default_rng(0)
@@ -167,7 +168,8 @@ def _tiny_case(root, name="T", shape=(24, 24, 16), dtype=np.int16):
 
 
 def test_limits_are_configurable_per_call_and_by_environment(tmp_path, monkeypatch):
-    from preprocess.limits import ReadLimits
+    from radpath.preprocess.limits import ReadLimits
+
     d = _tiny_case(tmp_path)  # 24x24x16 int16: 18 KiB a volume, 72 KiB a case
     load_case(d)
     with pytest.raises(CaseError, match=r"T_flair\.nii\.gz: declares 24x24x16 int16 = 18.0 KiB .* limit per volume"):
@@ -182,7 +184,8 @@ def test_limits_are_configurable_per_call_and_by_environment(tmp_path, monkeypat
 
 
 def test_default_limits_fit_a_real_sized_float64_case():
-    from preprocess.limits import ReadLimits
+    from radpath.preprocess.limits import ReadLimits
+
     real = 240 * 240 * 155 * 8
     assert ReadLimits().max_volume_bytes >= 3 * real and ReadLimits().max_case_bytes >= 1.5 * 4 * real
 
@@ -191,6 +194,7 @@ def test_header_is_checked_before_nibabel_reads_extensions(tmp_path, monkeypatch
     """nib.load reads every header extension before the header can be checked; the reader must not
     call it at all."""
     import nibabel
+
     d = _tiny_case(tmp_path)
     monkeypatch.setattr(nibabel, "load", lambda *a, **k: pytest.fail("nib.load called"))
     assert load_case(d).shape == (24, 24, 16)
@@ -198,6 +202,7 @@ def test_header_is_checked_before_nibabel_reads_extensions(tmp_path, monkeypatch
 
 def test_fifo_or_directory_is_not_reported_missing(tmp_path):
     import os
+
     d = _tiny_case(tmp_path)
     (d / "T_t1.nii.gz").unlink()
     os.mkfifo(d / "T_t1.nii.gz")
@@ -218,7 +223,9 @@ def test_missing_message_does_not_list_unrelated_files(tmp_path):
 
 def test_scaled_intensities_are_float32_and_exact(tmp_path):
     import gzip
+
     from tests.hardening.corpus import header_for, nifti_bytes
+
     d = _tiny_case(tmp_path)
     raw = np.asanyarray(nib.load(str(d / "T_t1.nii.gz")).dataobj)
     hdr = header_for(raw, nib.load(str(d / "T_flair.nii.gz")).affine)

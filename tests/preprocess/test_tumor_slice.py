@@ -1,10 +1,11 @@
 import numpy as np
 import pytest
 
-from preprocess import NoTumorFoundError, detection_warnings, find_tumor, load_case, max_tumor_slice
-from preprocess.case import Case
-from preprocess.read_case import _to_canonical, read_volume
-from synth.cohort import plan_cohort, save_ras, synthesize_case, write_synthetic_cohort
+from radpath.preprocess import NoTumorFoundError, detection_warnings, find_tumor, load_case, max_tumor_slice
+from radpath.preprocess.brain_mask import full_brain_mask
+from radpath.preprocess.case import Case
+from radpath.preprocess.read_case import _to_canonical, read_volume
+from radpath.synth.cohort import plan_cohort, save_ras, synthesize_case, write_synthetic_cohort
 from tests.conftest import SMALL_SHAPE
 
 
@@ -48,7 +49,7 @@ def test_bright_outliers_do_not_move_the_slice(case_dir):
     case = load_case(case_dir)
     ref = find_tumor(case).index
     vols = {k: v.copy() for k, v in case.volumes.items()}
-    brain = np.argwhere(case.brain_mask)
+    brain = np.argwhere(full_brain_mask(case))
     rng = np.random.default_rng(0)
     for p in brain[rng.choice(len(brain), 50)]:
         for k in ("flair", "t2"):
@@ -69,7 +70,7 @@ def test_no_tumour_behaviour(tmp_path):
     assert not tumor.found and tumor.voxels == 0
     assert not tumor.mask(case).any()
     if not tumor.possible:  # nothing stands out at all: the brain's largest slice
-        brain_areas = case.brain_mask.sum(axis=(0, 1))
+        brain_areas = full_brain_mask(case).sum(axis=(0, 1))
         assert brain_areas[tumor.index] >= 0.95 * brain_areas.max()
     codes = [w.code for w in detection_warnings(case)]
     assert codes == ["tumour-uncertain" if tumor.possible else "no-tumour"]
@@ -91,7 +92,8 @@ def test_tumour_volume_close_to_ground_truth(small_cohort):
 
 
 def _styled(index: int, seed: int, style, with_tumor: bool = True):
-    from preprocess.case import Case as _Case
+    from radpath.preprocess.case import Case as _Case
+
     plan = plan_cohort(index + 1, seed)[index]
     volumes, seg, info = synthesize_case(plan, seed, SMALL_SHAPE, with_tumor=with_tumor, style=style)
     return _Case(plan.case_id, volumes, np.eye(4)), seg > 0, info
@@ -104,7 +106,8 @@ def test_subtle_tumours_are_located():
     are "possible": the slice of a sub-threshold candidate)."""
     import dataclasses
 
-    from synth.style import STYLES
+    from radpath.synth.style import STYLES
+
     style = dataclasses.replace(STYLES["broad"], flair_z=(1.75, 1.75))
     hits, found, n = 0, 0, 8
     for i in range(n):
@@ -121,7 +124,8 @@ def test_tumour_free_brains_are_not_found():
     """Issue 8: at most 5 % of tumour-free brains give "tumour found". Here at most 1 of 8 small
     brains of every look of style `broad` (near-zero and z-scored backgrounds, strong bias fields);
     the rate itself is measured by tests/bench/bench_detection.py."""
-    from synth.style import STYLES
+    from radpath.synth.style import STYLES
+
     found = []
     for i in range(8):
         case, tumour, _ = _styled(i, 43, STYLES["broad"], with_tumor=False)
@@ -135,7 +139,8 @@ def test_tumour_free_brains_are_not_found():
 
 def test_tumour_mask_accessor(case_dir):
     """Full-resolution mask for outlines: overlaps the ground truth, its largest slice is the index."""
-    from preprocess import tumor_mask
+    from radpath.preprocess import tumor_mask
+
     case = load_case(case_dir)
     mask = tumor_mask(case)
     assert mask.shape == case.shape and mask.dtype == bool

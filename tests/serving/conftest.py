@@ -1,4 +1,5 @@
 """A served model for the contract tests: a tiny exported ResNet behind each available backend."""
+
 from __future__ import annotations
 
 import shutil
@@ -9,14 +10,15 @@ from pathlib import Path
 
 import pytest
 
-from serving.model_config import ModelEntry
+from radpath.serving.model_config import ModelEntry
 from tests.train.conftest import TINY
 
 
 def export_tiny(model_base: Path, seed: int) -> Path:
-    from train.export import export_run
-    from train.loop import init_variables
-    from train.run import save_model
+    from radpath.train.export import export_run
+    from radpath.train.loop import init_variables
+    from radpath.train.run import save_model
+
     config = TINY.replace(seed=seed)
     run = model_base.parent / f"run-{seed}"
     save_model(run / "model", init_variables(config), config)
@@ -42,16 +44,23 @@ class Backend:
 
 
 def _start_builtin(base: Path) -> Backend:
-    from serving.local_server import Server
-    server = Server([ModelEntry("glioma", base / "glioma", "latest", 2)], grpc_port=0, rest_port=0,
-                    batching={"max_batch_size": 16, "batch_timeout_micros": 2000}, poll_seconds=0.2,
-                    host="127.0.0.1").start()
+    from radpath.serving.local_server import Server
+
+    server = Server(
+        [ModelEntry("glioma", base / "glioma", "latest", 2)],
+        grpc_port=0,
+        rest_port=0,
+        batching={"max_batch_size": 16, "batch_timeout_micros": 2000},
+        poll_seconds=0.2,
+        host="127.0.0.1",
+    ).start()
     return Backend("builtin", f"127.0.0.1:{server.grpc_port}", f"http://127.0.0.1:{server.rest_port}", server.stop)
 
 
 def _start_binary(base: Path, tmp: Path) -> Backend:
-    from serving.launch import tf_serving_command
-    from serving.model_config import write_models_config
+    from radpath.serving.launch import tf_serving_command
+    from radpath.serving.model_config import write_models_config
+
     cfg = tmp / "models.config"
     write_models_config([ModelEntry("glioma", base / "glioma", "latest", 2)], cfg)
     g, r = _free_port(), _free_port()
@@ -60,7 +69,9 @@ def _start_binary(base: Path, tmp: Path) -> Backend:
     return Backend("tf_serving_binary", f"127.0.0.1:{g}", f"http://127.0.0.1:{r}", proc.terminate)
 
 
-@pytest.fixture(scope="session", params=["builtin", pytest.param("tf_serving_binary", marks=pytest.mark.tf_serving_binary)])
+@pytest.fixture(
+    scope="session", params=["builtin", pytest.param("tf_serving_binary", marks=pytest.mark.tf_serving_binary)]
+)
 def backend(request, model_base, tmp_path_factory):
     """Every available serving backend; the real binary runs where it is installed, else is skipped."""
     if request.param == "tf_serving_binary":

@@ -3,7 +3,7 @@ import time
 
 import numpy as np
 
-from serving.batcher import Batcher
+from radpath.serving.batcher import Batcher
 
 
 class Recorder:
@@ -26,6 +26,7 @@ def test_concurrent_requests_merge_and_pad_to_allowed_sizes():
 
     def call(i):
         results[i] = b.submit({"image": np.full((1, 5), float(i), np.float32)})
+
     threads = [threading.Thread(target=call, args=(i,)) for i in range(7)]
     for t in threads:
         t.start()
@@ -46,7 +47,9 @@ def test_a_lone_request_does_not_wait_for_the_timeout():
 
 def test_unknown_or_impossible_parameters_are_refused():
     import pytest
-    from serving.batcher import BatchingConfigError, check_parameters
+
+    from radpath.serving.batcher import BatchingConfigError, check_parameters
+
     with pytest.raises(BatchingConfigError, match=r"\['pad_variable_length_inputs'\] are not supported"):
         check_parameters({"max_batch_size": 4, "pad_variable_length_inputs": 1})
     with pytest.raises(BatchingConfigError, match="num_batch_threads must be a whole number >= 1"):
@@ -63,7 +66,8 @@ def test_num_batch_threads_are_started():
 
 def test_full_queue_is_unavailable_not_unbounded():
     """max_enqueued_batches x max_batch_size rows may wait; beyond that a request is refused."""
-    from serving.model_registry import Unavailable
+    from radpath.serving.model_registry import Unavailable
+
     b = Batcher(Recorder(delay=0.5), max_batch_size=2, max_enqueued_batches=1, batch_timeout_micros=0)
     outcomes = []
 
@@ -73,6 +77,7 @@ def test_full_queue_is_unavailable_not_unbounded():
             outcomes.append("ok")
         except Unavailable:
             outcomes.append("full")
+
     threads = [threading.Thread(target=call, args=(i,)) for i in range(8)]
     for t in threads:
         t.start()
@@ -100,6 +105,7 @@ def test_a_failing_request_never_fails_the_others_in_its_batch():
             results[i] = b.submit({"image": np.full((1, 5), float(i) if i != 3 else -1.0, np.float32)})
         except ValueError as exc:
             results[i] = exc
+
     threads = [threading.Thread(target=call, args=(i,)) for i in range(8)]
     for t in threads:
         t.start()
@@ -117,6 +123,7 @@ def test_requests_with_different_row_shapes_are_not_merged():
 
     def call(i):
         out[i] = b.submit({"image": np.zeros((1, 5 + i % 2), np.float32)})
+
     threads = [threading.Thread(target=call, args=(i,)) for i in range(6)]
     for t in threads:
         t.start()

@@ -1,14 +1,15 @@
 """Behaviour of the built-in server that goes beyond the shared contract: hot reload, bad pushes."""
+
 import logging
 import time
 
 import numpy as np
 import pytest
 
-from client.grpc_client import GlioClient, ServerUnavailableError
-from serving.model_config import ModelEntry, read_batching_config, read_models_config
-from serving.local_server import Server
-from serving import BATCHING_CONFIG, MODELS_CONFIG
+from radpath.client.grpc_client import GlioClient, ServerUnavailableError
+from radpath.serving import BATCHING_CONFIG, MODELS_CONFIG
+from radpath.serving.local_server import Server
+from radpath.serving.model_config import ModelEntry, read_batching_config, read_models_config
 from tests.serving.conftest import export_tiny
 
 
@@ -31,7 +32,9 @@ def test_repository_configs_parse(tmp_path):
 def test_new_version_picked_up_and_old_one_still_answerable(tmp_path, caplog):
     base = tmp_path / "models"
     export_tiny(base, seed=1)
-    server = Server([ModelEntry("glioma", base / "glioma", "latest", 2)], 0, 0, poll_seconds=0.2, host="127.0.0.1").start()
+    server = Server(
+        [ModelEntry("glioma", base / "glioma", "latest", 2)], 0, 0, poll_seconds=0.2, host="127.0.0.1"
+    ).start()
     try:
         client = GlioClient(f"127.0.0.1:{server.grpc_port}")
         x = np.random.default_rng(0).normal(size=(1, 224, 224, 4)).astype(np.float32)
@@ -47,7 +50,7 @@ def test_new_version_picked_up_and_old_one_still_answerable(tmp_path, caplog):
         bad = base / "glioma" / "3"
         bad.mkdir()
         (bad / "saved_model.pb").write_bytes(b"not a saved model")
-        with caplog.at_level(logging.ERROR, logger="serving.model_registry"):
+        with caplog.at_level(logging.ERROR, logger="radpath.serving.model_registry"):
             time.sleep(1.5)
         assert client.predict(x)[1] == 2
         assert any("could not load glioma version 3" in r.message for r in caplog.records)
@@ -61,8 +64,14 @@ def test_new_version_picked_up_and_old_one_still_answerable(tmp_path, caplog):
 
 def test_concurrent_requests_are_batched(model_base):
     from concurrent.futures import ThreadPoolExecutor
-    server = Server([ModelEntry("glioma", model_base / "glioma", "latest", 2)], 0, 0,
-                    batching={"max_batch_size": 16, "batch_timeout_micros": 20000}, host="127.0.0.1").start()
+
+    server = Server(
+        [ModelEntry("glioma", model_base / "glioma", "latest", 2)],
+        0,
+        0,
+        batching={"max_batch_size": 16, "batch_timeout_micros": 20000},
+        host="127.0.0.1",
+    ).start()
     try:
         client = GlioClient(f"127.0.0.1:{server.grpc_port}")
         xs = [np.random.default_rng(i).normal(size=(1, 224, 224, 4)).astype(np.float32) for i in range(8)]

@@ -1,4 +1,5 @@
 """The same client tests against every serving backend (built-in here; TF Serving where installed)."""
+
 import json
 import urllib.error
 import urllib.request
@@ -6,13 +7,14 @@ import urllib.request
 import numpy as np
 import pytest
 
-from client.grpc_client import GlioClient, InvalidInputError, ModelNotFoundError
-from train.export import saved_model_predict
+from radpath.client.grpc_client import GlioClient, InvalidInputError, ModelNotFoundError
+from radpath.train.export import saved_model_predict
 
 
 def _rest(url, body=None):
-    req = urllib.request.Request(url, data=None if body is None else json.dumps(body).encode(),
-                                 headers={"Content-Type": "application/json"})
+    req = urllib.request.Request(
+        url, data=None if body is None else json.dumps(body).encode(), headers={"Content-Type": "application/json"}
+    )
     try:
         with urllib.request.urlopen(req, timeout=30) as r:
             return r.status, json.loads(r.read())
@@ -58,7 +60,8 @@ def test_unknown_model_and_version(backend):
 
 
 def test_bad_tensor_is_invalid_argument(backend):
-    from serving.protos import pb, to_proto
+    from radpath.serving.protos import pb, to_proto
+
     with GlioClient(backend.grpc_target, retries=0) as c:
         req = pb.predict_pb2.PredictRequest()
         req.model_spec.name = "glioma"

@@ -1,13 +1,14 @@
 """The second signature and the refer threshold through every serving backend: GetModelMetadata lists
 `explain`, a Predict on it returns a [b, 224, 224] map in [0, 1], the default signature serves the
 refer threshold, and a classification carries refer/refer_reasons."""
+
 import json
 import urllib.request
 
 import numpy as np
 import pytest
 
-from client.grpc_client import GlioClient, InvalidInputError
+from radpath.client.grpc_client import GlioClient
 
 
 def test_metadata_lists_both_signatures_and_explain_works(backend):
@@ -24,10 +25,12 @@ def test_metadata_lists_both_signatures_and_explain_works(backend):
 
 
 def test_unknown_signature_is_invalid_argument(backend):
-    from contract.tfs_api import serving_apis_pb2 as apis
-    from contract.tensor_codec import fill_tensor
     import grpc
-    from contract.tfs_api import serving_apis_pb2_grpc as services
+
+    from radpath.contract.tensor_codec import fill_tensor
+    from radpath.contract.tfs_api import serving_apis_pb2 as apis
+    from radpath.contract.tfs_api import serving_apis_pb2_grpc as services
+
     channel = grpc.insecure_channel(backend.grpc_target)
     req = apis.PredictRequest()
     req.model_spec.name = "glioma"

@@ -4,7 +4,7 @@ import sys
 import numpy as np
 import tensorflow as tf
 
-from serving.protos import from_proto, to_proto
+from radpath.serving.protos import from_proto, to_proto
 
 
 def test_float_proto_is_byte_identical_to_tensorflow():

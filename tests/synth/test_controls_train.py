@@ -1,19 +1,21 @@
 """A cohort with tumour-free controls trains: the controls have no class, so `read_cohort(...).labelled()`
 leaves them out and the run reports them as not used (they are never silently given a class)."""
+
 import pytest
 
-from synth.cohort import write_synthetic_cohort
-from train.config import TrainConfig
+from radpath.synth.cohort import write_synthetic_cohort
+from radpath.train.config import TrainConfig
 
 
 @pytest.mark.slow  # a real (tiny) training run: about a minute of CPU
 def test_training_skips_and_reports_controls(tmp_path):
     pytest.importorskip("jax")
-    from train.run import run_training
+    from radpath.train.run import run_training
 
     cohort = tmp_path / "c"
-    plans = write_synthetic_cohort(cohort, cases=9, seed=12, shape=(64, 64, 42), workers=1, progress=False,
-                                   style="legacy", controls=2)
+    plans = write_synthetic_cohort(
+        cohort, cases=9, seed=12, shape=(64, 64, 42), workers=1, progress=False, style="legacy", controls=2
+    )
     controls = {p.case_id for p in plans if p.control}
     config = TrainConfig(width=2, stages=(1, 1, 1, 1), epochs=1, batch_size=4, warmup_epochs=0, learning_rate=1e-2)
     report = run_training(cohort, tmp_path / "run", config, folds=0, holdout=0.0, devices=1, progress=False)

@@ -1,5 +1,6 @@
 """Styles: ranges honoured (the drawn FLAIR/T2 conspicuity is realised), pinned ranges, file quirks
 that `preprocess.load_case` must read, tumour-free controls, and the CLI's one-line errors."""
+
 import csv
 from dataclasses import replace
 
@@ -7,18 +8,23 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from client.cli import main
-from preprocess import load_case
-from preprocess.cohort import read_cohort
-from synth.cohort import plan_cohort, save_ras, synthesize_case, write_synthetic_cohort
-from synth.style import BACKGROUNDS, STYLES, SynthSettingsError, Style, get_style
+from radpath.cli import main
+from radpath.preprocess import load_case
+from radpath.preprocess.cohort import read_cohort
+from radpath.synth.cohort import plan_cohort, save_ras, synthesize_case, write_synthetic_cohort
+from radpath.synth.style import BACKGROUNDS, STYLES, Style, SynthSettingsError, get_style
 
 SHAPE = (64, 64, 42)
 
 
 def _pinned(background: str, dtype: str = "int16", **ranges) -> Style:
-    return replace(STYLES["broad"], name=f"pinned-{background}-{dtype}", backgrounds=((background, 1.0),),
-                   dtypes=((dtype, 1.0),), **ranges)
+    return replace(
+        STYLES["broad"],
+        name=f"pinned-{background}-{dtype}",
+        backgrounds=((background, 1.0),),
+        dtypes=((dtype, 1.0),),
+        **ranges,
+    )
 
 
 @pytest.mark.parametrize("style", ["subtle", "heldout", "train"])
@@ -128,12 +134,15 @@ def test_style_validation():
     assert {"broad", "train", "heldout", "subtle", "legacy", "brats"} <= set(STYLES)
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--cases", "0"], "--cases 0: need at least 1 case"),
-    (["--shape", "0", "0", "0"], "--shape 0 0 0: need three axes"),
-    (["--style", "nope"], "unknown style 'nope'; known styles: broad, train, heldout, brats, subtle, legacy"),
-    (["--controls", "-1"], "--controls -1"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--cases", "0"], "--cases 0: need at least 1 case"),
+        (["--shape", "0", "0", "0"], "--shape 0 0 0: need three axes"),
+        (["--style", "nope"], "unknown style 'nope'; known styles: broad, train, heldout, brats, subtle, legacy"),
+        (["--controls", "-1"], "--controls -1"),
+    ],
+)
 def test_cli_errors_are_one_line(tmp_path, capsys, args, message):
     assert main(["synth", str(tmp_path / "c"), "--quiet", *args]) == 1
     err = capsys.readouterr().err
@@ -143,8 +152,28 @@ def test_cli_errors_are_one_line(tmp_path, capsys, args, message):
 
 def test_cli_style_and_controls(tmp_path, capsys):
     out = tmp_path / "c"
-    assert main(["synth", str(out), "--cases", "3", "--controls", "1", "--style", "subtle", "--seed", "1",
-                 "--shape", *map(str, SHAPE), "--workers", "1", "--quiet"]) == 0
+    assert (
+        main(
+            [
+                "synth",
+                str(out),
+                "--cases",
+                "3",
+                "--controls",
+                "1",
+                "--style",
+                "subtle",
+                "--seed",
+                "1",
+                "--shape",
+                *map(str, SHAPE),
+                "--workers",
+                "1",
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     assert "1 tumour-free controls; style subtle" in capsys.readouterr().out
     assert "style `subtle`" in (out / "SYNTHETIC.md").read_text()
     assert len(list((out / "Radiology").iterdir())) == 4

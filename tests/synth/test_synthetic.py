@@ -3,8 +3,8 @@ from dataclasses import replace
 import nibabel as nib
 import numpy as np
 
-from synth.cohort import REAL_COUNTS, plan_cohort, write_synthetic_cohort
-from synth.style import STYLES
+from radpath.synth.cohort import REAL_COUNTS, plan_cohort, write_synthetic_cohort
+from radpath.synth.style import STYLES
 
 
 def test_real_class_imbalance_by_default():
@@ -35,8 +35,13 @@ def test_deterministic_per_seed_and_worker_count(tmp_path):
 
 def test_files_look_like_real_brats_files(tmp_path):
     """The BraTS-like corner of the space (int16, exactly-zero background): the quirks real files have."""
-    bratslike = replace(STYLES["broad"], name="bratslike", dtypes=(("int16", 1.0),), backgrounds=(("zero", 1.0),),
-                        negatives=(0.0005, 0.001))
+    bratslike = replace(
+        STYLES["broad"],
+        name="bratslike",
+        dtypes=(("int16", 1.0),),
+        backgrounds=(("zero", 1.0),),
+        negatives=(0.0005, 0.001),
+    )
     root = tmp_path / "c"
     write_synthetic_cohort(root, cases=2, seed=11, shape=(96, 96, 62), progress=False, style=bratslike)
     small_cohort = root
@@ -52,8 +57,7 @@ def test_files_look_like_real_brats_files(tmp_path):
         assert data.max() > 1.5 * np.percentile(brain, 99.5)  # bright outliers
         scales.append(np.median(brain))
     assert len(set(np.round(scales, -1))) == 4  # each scan has its own scale
-    masks = [np.asanyarray(nib.load(str(case / f"{case.name}_{s}.nii.gz")).dataobj) != 0
-             for s in ("flair", "t2")]
+    masks = [np.asanyarray(nib.load(str(case / f"{case.name}_{s}.nii.gz")).dataobj) != 0 for s in ("flair", "t2")]
     assert 0 < (masks[0] ^ masks[1]).sum() < 0.05 * masks[0].sum()  # masks differ a little
     assert (small_cohort / "SYNTHETIC.md").read_text().startswith("# Synthetic cohort: NOT patient data")
     seg = np.asanyarray(nib.load(str(small_cohort / "Segmentation" / f"{case.name}_seg.nii.gz")).dataobj)

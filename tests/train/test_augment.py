@@ -1,10 +1,11 @@
 """On-device augmentation: intensity domain randomisation keeps the background at 0, keeps the
 ordering of intensities (monotone curve), and actually changes contrast between draws."""
+
 import jax
 import numpy as np
 
-from train.config import TrainConfig
-from train.loop import augment, intensity_augment
+from radpath.train.config import TrainConfig
+from radpath.train.loop import augment, intensity_augment
 
 
 def _image(seed: int = 0) -> np.ndarray:
@@ -35,5 +36,8 @@ def test_contrast_differs_between_draws():
     cfg = TrainConfig()
     a = np.asarray(intensity_augment(jax.random.PRNGKey(1), x, cfg))
     b = np.asarray(intensity_augment(jax.random.PRNGKey(2), x, cfg))
-    lesion = lambda y: y[:, 12:18, 12:18].mean() - y[:, 6:10, 6:10].mean()
+
+    def lesion(y):
+        return y[:, 12:18, 12:18].mean() - y[:, 6:10, 6:10].mean()
+
     assert abs(lesion(a) - lesion(b)) > 0.05

@@ -1,9 +1,15 @@
 """Calibration maths: the temperature fit recovers a known temperature, ECE is ~0 for calibrated
 probabilities and large for over-confident ones, the refer threshold keeps accepted errors under target."""
+
 import numpy as np
 
-from train.calibration import (calibrate, expected_calibration_error, fit_temperature, refer_threshold,
-                               views_to_proba)
+from radpath.train.calibration import (
+    calibrate,
+    expected_calibration_error,
+    fit_temperature,
+    refer_threshold,
+    views_to_proba,
+)
 
 
 def _sample(n: int, true_t: float, seed: int = 0):

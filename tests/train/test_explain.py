@@ -1,8 +1,9 @@
 """Integrated gradients: the map is where the class evidence is, shapes and range are as served."""
+
 import jax.numpy as jnp
 import numpy as np
 
-from train.explain import integrated_gradients
+from radpath.train.explain import integrated_gradients
 
 
 def test_map_peaks_where_the_evidence_is():

@@ -4,12 +4,12 @@ import jax
 import numpy as np
 import pytest
 
-from contract.model_store import complete_versions as versions
-from train.export import NotBlessedError, export_run, saved_model_predict
-from contract.model_io import AGE_FILL_DAYS
-from preprocess import PREPROCESSING_VERSION
-from train.loop import init_variables, make_model
-from train.run import save_model
+from radpath.contract.model_io import AGE_FILL_DAYS
+from radpath.contract.model_store import complete_versions as versions
+from radpath.preprocess import PREPROCESSING_VERSION
+from radpath.train.export import NotBlessedError, export_run, saved_model_predict
+from radpath.train.loop import init_variables, make_model
+from radpath.train.run import save_model
 
 
 def _run_dir(tmp_path, name, config, favour: int | None = None, labels=None):
@@ -23,9 +23,13 @@ def _run_dir(tmp_path, name, config, favour: int | None = None, labels=None):
     save_model(run / "model", variables, config)
     if labels is not None:
         rng = np.random.default_rng(1)
-        np.savez(run / "holdout.npz", images=rng.normal(size=(len(labels), 224, 224, 4)).astype(np.float16),
-                 labels=np.array(labels), ages_days=np.full(len(labels), 20000.0, np.float32),
-                 case_ids=np.array([f"C{i}" for i in range(len(labels))]))
+        np.savez(
+            run / "holdout.npz",
+            images=rng.normal(size=(len(labels), 224, 224, 4)).astype(np.float16),
+            labels=np.array(labels),
+            ages_days=np.full(len(labels), 20000.0, np.float32),
+            case_ids=np.array([f"C{i}" for i in range(len(labels))]),
+        )
     return run, variables
 
 
@@ -48,6 +52,7 @@ def test_savedmodel_matches_jax_at_batch_1_3_8(tmp_path, tiny_config):
 
 def test_signature_and_classes(tmp_path, tiny_config):
     import tensorflow as tf
+
     run, _ = _run_dir(tmp_path, "r", tiny_config, favour=1)
     export_run(run, tmp_path / "models")
     fn = tf.saved_model.load(str(tmp_path / "models" / "glioma" / "1")).signatures["serving_default"]
@@ -83,6 +88,7 @@ def test_calibration_and_explain_signature(tmp_path, tiny_config):
     """The temperature and refer threshold of model/calibration.json are built in; `explain` serves
     probabilities plus a [b, 224, 224] attribution map in [0, 1]."""
     import tensorflow as tf
+
     config = tiny_config.replace(seed=7)
     run, variables = _run_dir(tmp_path, "r", config)
     (run / "model" / "calibration.json").write_text(json.dumps({"temperature": 2.0, "refer_threshold": 0.6}))

@@ -3,8 +3,19 @@ import numpy as np
 import pytest
 from flax import jax_utils
 
-from train.loop import (_as_pmap_output, _pmapped_train_step, count_compiles, epoch_batches, fit,
-                        init_variables, make_model, make_optimizer, predict_proba, TrainState, AXIS)
+from radpath.train.loop import (
+    AXIS,
+    TrainState,
+    _as_pmap_output,
+    _pmapped_train_step,
+    count_compiles,
+    epoch_batches,
+    fit,
+    init_variables,
+    make_model,
+    make_optimizer,
+    predict_proba,
+)
 
 
 def test_two_cpu_devices_are_configured():
@@ -43,8 +54,15 @@ def test_pmapped_identity_is_what_prevents_the_recompile(examples, tiny_config):
     config = tiny_config.replace(seed=123)  # a config no other test compiled
     devs = jax.local_devices()[:2]
     variables = init_variables(config)
-    make = lambda: TrainState.create(apply_fn=make_model(config, AXIS).apply, params=variables["params"],
-                                     tx=make_optimizer(config, 3), batch_stats=variables["batch_stats"])
+
+    def make():
+        return TrainState.create(
+            apply_fn=make_model(config, AXIS).apply,
+            params=variables["params"],
+            tx=make_optimizer(config, 3),
+            batch_stats=variables["batch_stats"],
+        )
+
     batch = next(epoch_batches(examples, config, 0, 2))
     keys = jax.random.split(jax.random.PRNGKey(0), 2)
     step = _pmapped_train_step(config, tuple(devs))
@@ -68,6 +86,7 @@ def test_resume_gives_the_same_weights(examples, tiny_config, tmp_path):
 
 def test_batches_are_class_balanced(tiny_config):
     from tests.train.conftest import fake_examples
+
     ex = fake_examples(60)
     ex.labels[:] = np.r_[np.zeros(40), np.ones(14), np.full(6, 2)].astype(np.int32)  # imbalanced
     cfg = tiny_config.replace(batch_size=60)
@@ -81,10 +100,13 @@ def test_batches_are_class_balanced(tiny_config):
 
 def test_training_learns_an_easy_signal(tiny_config):
     from tests.train.conftest import fake_examples
+
     ex = fake_examples(24, seed=3)
     for i in range(24):
         ex.images[i, ..., 0] = np.float16(ex.labels[i] * 3)
-    result = fit(ex, tiny_config.replace(epochs=12, batch_size=8, rotate_degrees=0, noise_std=0), devices=2, progress=False)
+    result = fit(
+        ex, tiny_config.replace(epochs=12, batch_size=8, rotate_degrees=0, noise_std=0), devices=2, progress=False
+    )
     assert result.history[-1]["loss"] < result.history[0]["loss"]
     probs = predict_proba(result.variables, tiny_config, ex, tta=False)
     assert (probs.argmax(1) == ex.labels).mean() >= 0.6

@@ -1,9 +1,9 @@
 import numpy as np
 import pytest
 
-from train.loop import init_variables
-from train.pretrained import load_partial
-from train.splits import stratified_holdout, stratified_kfold
+from radpath.train.loop import init_variables
+from radpath.train.pretrained import load_partial
+from radpath.train.splits import stratified_holdout, stratified_kfold
 
 
 def test_kfold_partitions_and_stratifies():

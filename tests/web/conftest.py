@@ -1,5 +1,6 @@
 """Fixtures of the web app tests: a data folder, an app with two users, small synthetic cases, and
 (for the tests that classify) the built-in model server with a tiny exported model."""
+
 from __future__ import annotations
 
 import inspect
@@ -17,7 +18,8 @@ SMALL_SHAPE = (64, 64, 40)
 
 @pytest.fixture(scope="session")
 def demo_dir(tmp_path_factory) -> Path:
-    from client.web.demo_volume import ensure_demo_volume
+    from radpath.web.demo_volume import ensure_demo_volume
+
     folder = tmp_path_factory.mktemp("demo")
     ensure_demo_volume(folder)
     return folder
@@ -25,7 +27,8 @@ def demo_dir(tmp_path_factory) -> Path:
 
 def write_small_case(root: Path, index: int = 0, shape=SMALL_SHAPE, seed: int = 3) -> dict[str, Path]:
     """The four files of one synthetic case (never patient data), keyed by sequence."""
-    from synth.cohort import plan_cohort, write_case
+    from radpath.synth.cohort import plan_cohort, write_case
+
     plan = plan_cohort(max(3, index + 1), seed=seed)[index]
     (root / "Segmentation").mkdir(parents=True, exist_ok=True)
     clean = {"style": "brats"} if "style" in inspect.signature(write_case).parameters else {}
@@ -41,7 +44,8 @@ def small_case(tmp_path_factory) -> dict[str, Path]:
 
 @pytest.fixture
 def settings(tmp_path, demo_dir):
-    from client.web.settings import load_settings
+    from radpath.web.settings import load_settings
+
     data = tmp_path / "data"
     shutil.copytree(demo_dir, data / "demo")
     return load_settings(data_dir=data, server="127.0.0.1:1", lease_seconds=5.0)
@@ -49,8 +53,9 @@ def settings(tmp_path, demo_dir):
 
 @pytest.fixture
 def users(settings):
-    from client.web import auth
-    from client.web.db import engine_for
+    from radpath.web import auth
+    from radpath.web.db import engine_for
+
     engine = engine_for(settings.db_url)
     auth.add_user(engine, "alice", PASSWORD)
     auth.add_user(engine, "bob", PASSWORD)
@@ -61,7 +66,8 @@ def users(settings):
 def client(settings, users):
     from fastapi.testclient import TestClient
 
-    from client.web.app import create_app
+    from radpath.web.app import create_app
+
     with TestClient(create_app(settings)) as c:
         yield c
 
@@ -74,8 +80,9 @@ def csrf_of(html: str) -> str:
 
 def login(c, username: str = "alice", password: str = PASSWORD):
     token = csrf_of(c.get("/login").text)
-    return c.post("/login", data={"username": username, "password": password, "csrf_token": token},
-                  follow_redirects=False)
+    return c.post(
+        "/login", data={"username": username, "password": password, "csrf_token": token}, follow_redirects=False
+    )
 
 
 def multipart_body(files: dict[str, Path], names: dict[str, str] | None = None, **fields) -> tuple[bytes, str]:
@@ -88,14 +95,20 @@ def multipart_body(files: dict[str, Path], names: dict[str, str] | None = None, 
             out += f'--{boundary}\r\nContent-Disposition: form-data; name="{key}"\r\n\r\n{value}\r\n'.encode()
     for seq, path in files.items():
         name = names.get(seq, path.name).encode("utf-8", "surrogateescape")
-        out += (f'--{boundary}\r\nContent-Disposition: form-data; name="{seq}"; filename="'.encode() + name
-                + b'"\r\nContent-Type: application/octet-stream\r\n\r\n' + path.read_bytes() + b"\r\n")
+        out += (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="{seq}"; filename="'.encode()
+            + name
+            + b'"\r\nContent-Type: application/octet-stream\r\n\r\n'
+            + path.read_bytes()
+            + b"\r\n"
+        )
     out += f"--{boundary}--\r\n".encode()
     return bytes(out), f"multipart/form-data; boundary={boundary}"
 
 
-def upload_files(c, files: dict[str, Path], csrf: str | None, names: dict[str, str] | None = None,
-                 path: str = "/upload", **fields):
+def upload_files(
+    c, files: dict[str, Path], csrf: str | None, names: dict[str, str] | None = None, path: str = "/upload", **fields
+):
     body, ctype = multipart_body(files, names, csrf_token=csrf, **fields)
     return c.post(path, content=body, follow_redirects=False, headers={"accept": "text/html", "content-type": ctype})
 
@@ -105,6 +118,7 @@ def web_model_base(request) -> Path:
     """The tiny exported model of tests/serving, or an already exported store named by
     RADPATH_TEST_MODEL_BASE (saves the export when iterating on the web tests alone)."""
     import os
+
     given = os.environ.get("RADPATH_TEST_MODEL_BASE")
     return Path(given) if given else request.getfixturevalue("model_base")
 
@@ -126,6 +140,7 @@ def postgres_url() -> str:
     import os
 
     import sqlalchemy as sa
+
     url = os.environ.get("RADPATH_TEST_DATABASE_URL")
     if url is None and not (shutil.which("pg_ctlcluster") or glob.glob("/usr/lib/postgresql/*/bin/postgres")):
         pytest.skip("PostgreSQL is not installed (.ci/run installs and starts it)")
@@ -136,8 +151,10 @@ def postgres_url() -> str:
             pass
         engine.dispose()
     except Exception as exc:
-        pytest.fail(f"PostgreSQL is installed but {url} is not reachable ({type(exc).__name__}); start it as "
-                    ".ci/run does, or set RADPATH_TEST_DATABASE_URL")
+        pytest.fail(
+            f"PostgreSQL is installed but {url} is not reachable ({type(exc).__name__}); start it as "
+            ".ci/run does, or set RADPATH_TEST_DATABASE_URL"
+        )
     return url
 
 
@@ -145,7 +162,8 @@ def fresh_postgres(url: str) -> str:
     """Empty the web app's tables in the test database (the tests own that database)."""
     import sqlalchemy as sa
 
-    from client.web import db
+    from radpath.web import db
+
     db._engines.pop(url, None)
     engine = sa.create_engine(url)
     with engine.begin() as conn:

@@ -3,9 +3,9 @@
 Home renders a non-blank 3D view, every control changes it, save-image downloads a PNG; log in,
 upload a synthetic case, and the result page shows the class and the case's 3D view. Screenshots
 are kept in test-artifacts/web/ (CI artefacts)."""
+
 from __future__ import annotations
 
-import io
 import os
 import shutil
 import socket
@@ -23,11 +23,21 @@ from tests.web.conftest import PASSWORD
 CHROMIUM = os.environ.get("RADPATH_CHROMIUM", "/usr/bin/chromium")
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "test-artifacts" / "web"
-CLI = [sys.executable, "-m", "client.web.cli"]
-CONTROLS = ["rotate-left", "rotate-right", "opacity-up", "opacity-down", "contrast-up", "contrast-down",
-            "zoom-in", "zoom-out"]
+CLI = [sys.executable, "-m", "radpath.web.cli"]
+CONTROLS = [
+    "rotate-left",
+    "rotate-right",
+    "opacity-up",
+    "opacity-down",
+    "contrast-up",
+    "contrast-down",
+    "zoom-in",
+    "zoom-out",
+]
 
-pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason=f"{CHROMIUM} is not installed (.ci/run installs Debian's chromium)")
+pytestmark = pytest.mark.skipif(
+    not Path(CHROMIUM).exists(), reason=f"{CHROMIUM} is not installed (.ci/run installs Debian's chromium)"
+)
 
 
 def _free_port() -> int:
@@ -47,10 +57,19 @@ def site(tmp_path_factory, demo_dir):
     data = tmp_path_factory.mktemp("site") / "data"
     shutil.copytree(demo_dir, data / "demo")
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    subprocess.run(CLI + ["users", "add", "alice", "--password-stdin", "--data", str(data)], input=PASSWORD + "\n",
-                   text=True, check=True, env=env, cwd=ROOT, capture_output=True)
+    subprocess.run(
+        CLI + ["users", "add", "alice", "--password-stdin", "--data", str(data)],
+        input=PASSWORD + "\n",
+        text=True,
+        check=True,
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+    )
     port = _free_port()
-    proc = subprocess.Popen(CLI + ["web", "--port", str(port), "--data", str(data), "--workers", "0"], env=env, cwd=ROOT)
+    proc = subprocess.Popen(
+        CLI + ["web", "--port", str(port), "--data", str(data), "--workers", "0"], env=env, cwd=ROOT
+    )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60
     while True:
@@ -60,7 +79,7 @@ def site(tmp_path_factory, demo_dir):
         except OSError:
             if time.monotonic() > deadline or proc.poll() is not None:
                 proc.kill()
-                raise RuntimeError("the site did not start")
+                raise RuntimeError("the site did not start") from None
             time.sleep(0.3)
     yield Site(url, data, env)
     proc.terminate()
@@ -70,8 +89,11 @@ def site(tmp_path_factory, demo_dir):
 @pytest.fixture
 def worker(site, model_server, web_model_base):
     """`radpath web-worker` on the site's data, talking to the tiny model server."""
-    proc = subprocess.Popen(CLI + ["web-worker", "--data", str(site.data), "--server", model_server,
-                                   "--model-base", str(web_model_base)], env=site.env, cwd=ROOT)
+    proc = subprocess.Popen(
+        CLI + ["web-worker", "--data", str(site.data), "--server", model_server, "--model-base", str(web_model_base)],
+        env=site.env,
+        cwd=ROOT,
+    )
     yield proc
     proc.terminate()
     proc.wait(20)
@@ -80,11 +102,22 @@ def worker(site, model_server, web_model_base):
 @pytest.fixture(scope="module")
 def browser():
     from playwright.sync_api import sync_playwright
+
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=[
-            "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-            "--disable-component-update", "--disable-sync", "--no-first-run"])
+        b = p.chromium.launch(
+            executable_path=CHROMIUM,
+            headless=True,
+            args=[
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--no-first-run",
+            ],
+        )
         yield b
         b.close()
 
@@ -92,8 +125,9 @@ def browser():
 @pytest.fixture
 def page(browser):
     # device_scale_factor 0.5: a quarter of the pixels for software WebGL (the CI machine has no GPU)
-    context = browser.new_context(viewport={"width": 1100, "height": 1300}, device_scale_factor=0.5,
-                                  accept_downloads=True)
+    context = browser.new_context(
+        viewport={"width": 1100, "height": 1300}, device_scale_factor=0.5, accept_downloads=True
+    )
     pg = context.new_page()
     errors: list[str] = []
     pg.on("pageerror", lambda exc: errors.append(str(exc)))
@@ -204,6 +238,7 @@ def test_login_upload_and_result_page(site, worker, page, small_case):
     with page.expect_download() as info:
         page.get_by_test_id("download-json").click()
     import json
+
     result = json.loads(Path(info.value.path()).read_text())
     assert result["result"]["class"] == page.get_by_test_id("predicted-class").inner_text()
     page.goto(site.url + "/cases")

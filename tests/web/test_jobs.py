@@ -1,4 +1,5 @@
 """The job queue: leases, take-over after a worker dies, exactly one result; SQLite and PostgreSQL."""
+
 from __future__ import annotations
 
 import json
@@ -14,8 +15,8 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from client.web import audit, auth, jobs
-from client.web.db import cases, engine_for
+from radpath.web import audit, auth, jobs
+from radpath.web.db import cases, engine_for
 from tests.web.conftest import PASSWORD
 
 
@@ -73,6 +74,7 @@ def test_concurrent_workers_claim_each_job_once(db_url):
             assert jobs.finish(engine, c, {"by": name})
             with lock:
                 got.append(c.case_id)
+
     threads = [threading.Thread(target=work, args=(f"w{k}",)) for k in range(4)]
     for t in threads:
         t.start()
@@ -101,9 +103,25 @@ def _stage_case(data: Path, engine, case_id: str, files: dict[str, Path]) -> Non
 
 
 def _worker(data: Path, db_url: str, server: str, lease: float) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "client.web.cli", "web-worker", "--data", str(data),
-                             "--database-url", db_url, "--server", server, "--lease-seconds", str(lease)],
-                            cwd=Path(__file__).resolve().parents[2], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "radpath.web.cli",
+            "web-worker",
+            "--data",
+            str(data),
+            "--database-url",
+            db_url,
+            "--server",
+            server,
+            "--lease-seconds",
+            str(lease),
+        ],
+        cwd=Path(__file__).resolve().parents[2],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
 
 
 def _state(engine, case_id):
@@ -138,8 +156,11 @@ def test_kill_9_worker_mid_job_then_restart_gives_exactly_one_result(db_url, tmp
     assert row["state"] == "running" and row["attempts"] == 1 and row["result"] is None
     survivor = _worker(data, db_url, model_server, lease=2.0)
     try:
-        row = _wait(lambda: (r := _state(engine, case_id))["state"] in ("succeeded", "failed") and r, 90,
-                    "the restarted worker to finish the job")
+        row = _wait(
+            lambda: (r := _state(engine, case_id))["state"] in ("succeeded", "failed") and r,
+            90,
+            "the restarted worker to finish the job",
+        )
     finally:
         survivor.send_signal(signal.SIGTERM)
         survivor.wait(20)

@@ -1,5 +1,6 @@
 """The web app's Kubernetes manifests (k8s/web), rendered by real kustomize; tests/k8s validates
 every object against the schemas and the pod security settings, this checks what the site needs."""
+
 from __future__ import annotations
 
 import pytest
@@ -22,7 +23,10 @@ def test_site_and_workers_are_separate_deployments_of_one_image(objects):
         assert all(f in args for f in flags), (name, args)
         assert args[args.index("--server") + 1] == "glioma-serving:8500"  # the model server's Service
         env = {e["name"]: e for e in c["env"]}
-        assert env["RADPATH_WEB_DATABASE_URL"]["valueFrom"]["secretKeyRef"] == {"name": "radpath-web", "key": "database-url"}
+        assert env["RADPATH_WEB_DATABASE_URL"]["valueFrom"]["secretKeyRef"] == {
+            "name": "radpath-web",
+            "key": "database-url",
+        }
         mounts = {m["mountPath"]: m for m in c["volumeMounts"]}
         assert mounts["/models"]["readOnly"] is True and "/data" in mounts and "/tmp" in mounts
         images.add(c["image"])

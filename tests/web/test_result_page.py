@@ -1,5 +1,6 @@
 """A case through the real worker and the tiny model server, then its result page, images, 3D
 overlay and JSON download; and the no-tumour warning."""
+
 from __future__ import annotations
 
 import inspect
@@ -11,9 +12,9 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
-from client.web.app import create_app
-from client.web.worker import run_one
-from tests.web.conftest import csrf_of, login, upload_files, write_small_case
+from radpath.web.app import create_app
+from radpath.web.worker import run_one
+from tests.web.conftest import csrf_of, login, upload_files
 
 HTML = {"accept": "text/html"}
 
@@ -27,7 +28,8 @@ def served(settings, users, model_server, web_model_base):
 
 
 def _classify(c, s, files) -> str:
-    from client.grpc_client import GlioClient
+    from radpath.client.grpc_client import GlioClient
+
     r = upload_files(c, files, csrf_of(c.get("/upload").text), age_days="15000")
     assert r.status_code == 303, r.text[-500:]
     case_id = r.headers["location"].rsplit("/", 1)[1]
@@ -54,7 +56,9 @@ def test_result_page_shows_class_probabilities_slices_model_and_3d_view(served, 
     for seq in ("flair", "t1", "t1ce", "t2"):
         png = c.get(f"/cases/{case_id}/images/{seq}.png")
         assert png.status_code == 200 and png.content[:8] == b"\x89PNG\r\n\x1a\n"
-    mask = nib.Nifti1Image.from_bytes(__import__("gzip").decompress(c.get(f"/cases/{case_id}/volumes/mask.nii.gz").content))
+    mask = nib.Nifti1Image.from_bytes(
+        __import__("gzip").decompress(c.get(f"/cases/{case_id}/volumes/mask.nii.gz").content)
+    )
     assert np.asarray(mask.dataobj).sum() > 0
     flair = c.get(f"/cases/{case_id}/volumes/flair.nii.gz")
     assert flair.status_code == 200 and flair.content == small_case["flair"].read_bytes()
@@ -65,7 +69,8 @@ def test_result_page_shows_class_probabilities_slices_model_and_3d_view(served, 
 
 
 def test_no_tumour_is_warned_about(served, tmp_path):
-    from synth.cohort import plan_cohort, save_ras, synthesize_case
+    from radpath.synth.cohort import plan_cohort, save_ras, synthesize_case
+
     c, s = served
     plan = plan_cohort(3, seed=3)[1]
     clean = {"style": "brats"} if "style" in inspect.signature(synthesize_case).parameters else {}
@@ -77,4 +82,4 @@ def test_no_tumour_is_warned_about(served, tmp_path):
     case_id = _classify(c, s, files)
     page = c.get(f"/cases/{case_id}", headers=HTML).text
     assert 'data-testid="no-tumour-warning"' in page and "No tumour was found" in page
-    assert 'data-mask=' not in page  # no overlay to show
+    assert "data-mask=" not in page  # no overlay to show

@@ -1,6 +1,7 @@
 """Security of the web app (in-process, no browser): deny by default, sessions, CSRF, throttling,
 cross-user access, hostile and malformed uploads. Every rejection is a 4xx with a clear message,
 never a 5xx, and leaves nothing queued or on disk."""
+
 from __future__ import annotations
 
 import gzip
@@ -14,8 +15,8 @@ import pytest
 from fastapi.routing import APIRoute
 from fastapi.testclient import TestClient
 
-from client.web import audit, jobs
-from client.web.app import SESSION_COOKIE, create_app
+from radpath.web import audit, jobs
+from radpath.web.app import SESSION_COOKIE, create_app
 from tests.web.conftest import PASSWORD, csrf_of, login, upload_files
 
 PUBLIC = {"/", "/login", "/api/token", "/healthz", "/vendor/niivue.js", "/demo/brain.nii.gz"}
@@ -91,8 +92,12 @@ def test_csrf_is_required_for_every_state_change(client, settings, users, small_
     csrf = _logged_in(client)
     assert client.post("/logout", follow_redirects=False).status_code == 403
     assert client.post("/logout", data={"csrf_token": "wrong"}, follow_redirects=False).status_code == 403
-    assert client.post("/logout", data={"csrf_token": csrf}, headers={"origin": "https://evil.example"},
-                       follow_redirects=False).status_code == 403
+    assert (
+        client.post(
+            "/logout", data={"csrf_token": csrf}, headers={"origin": "https://evil.example"}, follow_redirects=False
+        ).status_code
+        == 403
+    )
     r = upload_files(client, small_case, csrf=None)
     assert r.status_code == 403 and "CSRF" in r.text
     _nothing_left(settings, users)
@@ -108,6 +113,7 @@ def test_login_throttling_looks_the_same_for_unknown_users(client, settings):
         t0 = time.perf_counter()
         r = login(client, user, password)
         return r, time.perf_counter() - t0
+
     wrong, unknown = [], []
     for _ in range(settings.login_max_failures):
         r1, t1 = attempt("alice", "not the password")
@@ -125,7 +131,9 @@ def test_login_throttling_looks_the_same_for_unknown_users(client, settings):
     assert login(client, "bob").status_code == 303  # other accounts are unaffected
     outcomes = [e["outcome"] for e in audit.entries(client.app.state.engine) if e["action"] == "login"]
     assert outcomes.count("failed") == 2 * settings.login_max_failures and "throttled" in outcomes
-    assert all("not the password" not in str(e) and PASSWORD not in str(e) for e in audit.entries(client.app.state.engine))
+    assert all(
+        "not the password" not in str(e) and PASSWORD not in str(e) for e in audit.entries(client.app.state.engine)
+    )
 
 
 def test_another_users_case_is_a_404_everywhere(client, settings, users, small_case):
@@ -136,9 +144,14 @@ def test_another_users_case_is_a_404_everywhere(client, settings, users, small_c
     other = TestClient(client.app)
     login(other, "bob")
     bob_csrf = csrf_of(other.get("/upload").text)
-    for path in (f"/cases/{case_id}", f"/cases/{case_id}/result.json", f"/cases/{case_id}/images/flair.png",
-                 f"/cases/{case_id}/volumes/mask.nii.gz", f"/cases/{case_id}/volumes/flair.nii.gz",
-                 f"/api/cases/{case_id}"):
+    for path in (
+        f"/cases/{case_id}",
+        f"/cases/{case_id}/result.json",
+        f"/cases/{case_id}/images/flair.png",
+        f"/cases/{case_id}/volumes/mask.nii.gz",
+        f"/cases/{case_id}/volumes/flair.nii.gz",
+        f"/api/cases/{case_id}",
+    ):
         assert other.get(path, headers=HTML).status_code == 404, path
     assert other.post(f"/cases/{case_id}/delete", data={"csrf_token": bob_csrf}).status_code == 404
     assert other.delete(f"/api/cases/{case_id}", headers={"x-csrf-token": bob_csrf}).status_code == 404
@@ -157,12 +170,15 @@ def test_delete_removes_files_and_result_but_keeps_the_audit(client, settings, u
     assert ("upload", case_id) in actions and ("delete", case_id) in actions
 
 
-@pytest.mark.parametrize("name, status, message", [
-    ("../../x.nii.gz", 400, "file name not accepted"),
-    ("a\x00b.nii.gz", 400, "file name not accepted"),
-    ("x" * 293 + ".nii.gz", 400, "file name not accepted"),
-    ('"><svg onload=alert(1)>', 415, "expected a NIfTI file"),
-])
+@pytest.mark.parametrize(
+    "name, status, message",
+    [
+        ("../../x.nii.gz", 400, "file name not accepted"),
+        ("a\x00b.nii.gz", 400, "file name not accepted"),
+        ("x" * 293 + ".nii.gz", 400, "file name not accepted"),
+        ('"><svg onload=alert(1)>', 415, "expected a NIfTI file"),
+    ],
+)
 def test_hostile_file_names_are_refused(client, settings, users, small_case, name, status, message):
     csrf = _logged_in(client)
     r = upload_files(client, small_case, csrf, names={"t1": name})
@@ -204,7 +220,11 @@ def broken(tmp_path, small_case):
     out["mismatched shapes"] = ({**small_case, "t1ce": small}, 422, "shape")
     shifted = flair.affine.copy()
     shifted[0, 3] += 5
-    out["mismatched affines"] = ({**small_case, "t1ce": _nifti(tmp_path / "shift.nii.gz", good, shifted)}, 422, "affine")
+    out["mismatched affines"] = (
+        {**small_case, "t1ce": _nifti(tmp_path / "shift.nii.gz", good, shifted)},
+        422,
+        "affine",
+    )
     absurd = nib.Nifti1Image(np.zeros((8, 8, 8), np.int16), np.eye(4))
     absurd.header.set_data_shape((30000, 8, 8))
     path = tmp_path / "absurd.nii"
@@ -230,12 +250,18 @@ def test_malformed_uploads_are_4xx_with_a_clear_message_and_nothing_queued(clien
         assert r.status_code == status, (what, r.status_code, r.text[-400:])
         text = r.text.lower()
         field = next(seq for seq, p in files.items() if "Radiology" not in str(p))  # the broken one
-        assert message.lower() in text and f"{field} (" in text, (what, r.text[-600:])  # names the field and the problem
+        assert message.lower() in text and f"{field} (" in text, (
+            what,
+            r.text[-600:],
+        )  # names the field and the problem
         _nothing_left(settings, users)
     r = client.post("/upload", data={"csrf_token": csrf, "flair": "not a file"}, headers=HTML)
     assert r.status_code == 415
-    r = client.post("/upload", content=b"--xyz\r\nContent-Disposition: form-data; name=\"flair\"; filename=\"a.nii\"\r\n\r\nabc",
-                    headers={**HTML, "content-type": "multipart/form-data; boundary=xyz"})
+    r = client.post(
+        "/upload",
+        content=b'--xyz\r\nContent-Disposition: form-data; name="flair"; filename="a.nii"\r\n\r\nabc',
+        headers={**HTML, "content-type": "multipart/form-data; boundary=xyz"},
+    )
     assert 400 <= r.status_code < 500
     missing = {k: v for k, v in broken["wrong type"][0].items() if k != "t2"}
     r = upload_files(client, missing, csrf)
@@ -248,8 +274,9 @@ def test_oversized_uploads_are_refused_while_streaming(settings, users, small_ca
         csrf = _logged_in(c)
         r = upload_files(c, small_case, csrf)
         assert r.status_code == 413 and "too large" in r.text
-        body = iter([b"--b\r\nContent-Disposition: form-data; name=\"flair\"; filename=\"f.nii\"\r\n\r\n"]
-                    + [bytes(10_000)] * 20)
+        body = iter(
+            [b'--b\r\nContent-Disposition: form-data; name="flair"; filename="f.nii"\r\n\r\n'] + [bytes(10_000)] * 20
+        )
         r = c.post("/upload", content=body, headers={**HTML, "content-type": "multipart/form-data; boundary=b"})
         assert r.status_code == 413  # no Content-Length: stopped by the running count
         _nothing_left(settings, users)
@@ -276,7 +303,8 @@ def test_json_api_with_a_token(client, settings, small_case):
 def test_uploads_interrupted_by_a_crash_are_swept_at_start(settings, users):
     import os
 
-    from client.web.uploads import sweep_staging
+    from radpath.web.uploads import sweep_staging
+
     old = settings.staging_dir() / "deadbeef"
     old.mkdir(parents=True)
     (old / "flair.nii.gz").write_bytes(b"partial")

@@ -1,0 +1,7 @@
+"""`python -m radpath ...` runs the `radpath` command."""
+
+import sys
+
+from radpath.cli import main
+
+sys.exit(main())

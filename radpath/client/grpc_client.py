@@ -1,0 +1,337 @@
+"""The gRPC client of the serving stack (TensorFlow Serving's PredictionService API).
+
+    client = GlioClient("localhost:8500")
+    result = client.classify("cohort/Radiology/CPM19_CBICA_AAB_1")   # or four paths, age optional
+    result.label, result.probabilities, result.slice_index, result.model_version, result.warnings
+
+Light: the messages are `contract.tfs_api`'s (TF Serving's wire format, no TensorFlow), the model
+input and its test-time views are `contract.model_io`'s, the signature names `contract.signature`'s;
+preprocessing comes from `preprocess` only, the same code that built the training examples.
+UNAVAILABLE is retried with exponential backoff; INVALID_ARGUMENT, NOT_FOUND and
+DEADLINE_EXCEEDED become specific errors with a message that says what to do.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import grpc
+import numpy as np
+
+from radpath.contract.errors import RadPathError
+from radpath.contract.model_io import CLASSES, TTA_OFFSETS, check_input, fill_ages, round_input, tta_views
+from radpath.contract.refer import refer_reasons
+from radpath.contract.signature import (
+    AGE_INPUT,
+    ATTRIBUTION_OUTPUT,
+    DEFAULT_MODEL_NAME,
+    EXPLAIN_SIGNATURE,
+    GRPC_MAX_MESSAGE_BYTES,
+    IMAGE_INPUT,
+    PROBABILITIES_OUTPUT,
+    REFER_THRESHOLD_OUTPUT,
+    SIGNATURE_NAME,
+)
+from radpath.contract.tensor_codec import TensorCodecError, fill_tensor, from_proto
+from radpath.contract.tfs_api import serving_apis_pb2 as apis
+from radpath.contract.tfs_api import serving_apis_pb2_grpc as services
+from radpath.preprocess import find_tumor, load_case, model_input, model_inputs
+from radpath.preprocess.case import Case
+
+log = logging.getLogger(__name__)
+
+
+def case_warnings(case: Case, tumor) -> list[dict[str, str]]:
+    """The case's warnings as {code, message} (`preprocess.findings` codes).
+
+    `preprocess.quality.case_warnings` collects them all; until it exists, the detection result's
+    own `no-tumour` warning stands in."""
+    try:
+        from radpath.preprocess.quality import case_warnings as collect
+    except ImportError:
+        collect = None
+    if collect is not None:
+        return [w.as_dict() for w in collect(case)]
+    if not tumor.found:
+        return [
+            {
+                "code": "no-tumour",
+                "message": f"{case.case_id}: no FLAIR/T2-hyperintense lesion found; "
+                f"slice {tumor.index} is the brain's centre",
+            }
+        ]
+    return []
+
+
+class ServingError(RadPathError):
+    """The server could not answer (base of the errors below)."""
+
+
+class ServerUnavailableError(ServingError):
+    pass
+
+
+class ModelNotFoundError(ServingError):
+    pass
+
+
+class InvalidInputError(ServingError):
+    pass
+
+
+class DeadlineError(ServingError):
+    pass
+
+
+@dataclass(frozen=True)
+class Classification:
+    case_id: str
+    label: str
+    probabilities: dict[str, float]
+    slice_index: int
+    tumor_found: bool
+    model: str
+    model_version: int
+    timings: dict[str, float] = field(default_factory=dict)
+    warnings: list[dict[str, str]] = field(default_factory=list)
+    """{code, message} per warning (codes of `preprocess.findings`)."""
+    age_used: bool = False
+    """Whether the model took the case's age (False for a model trained without age)."""
+    refer_threshold: float | None = None
+    """The model's refer threshold (None: a model exported without one)."""
+    refer_reasons: list[str] = field(default_factory=list)
+    """Why to refer (`contract.refer`); empty when the answer stands."""
+
+    @property
+    def refer(self) -> bool:
+        return bool(self.refer_reasons)
+
+    def as_dict(self) -> dict:
+        return {
+            "case_id": self.case_id,
+            "class": self.label,
+            "probabilities": self.probabilities,
+            "refer": self.refer,
+            "refer_reasons": self.refer_reasons,
+            "refer_threshold": self.refer_threshold,
+            "slice_index": self.slice_index,
+            "tumor_found": self.tumor_found,
+            "warnings": self.warnings,
+            "age_used": self.age_used,
+            "model": self.model,
+            "model_version": self.model_version,
+            "seconds": self.timings,
+        }
+
+
+class GlioClient:
+    """A connection to a TF Serving (or built-in) server holding the glioma model."""
+
+    def __init__(
+        self,
+        target: str = "localhost:8500",
+        model: str = DEFAULT_MODEL_NAME,
+        version: int | None = None,
+        timeout: float = 30.0,
+        retries: int = 4,
+        backoff: float = 0.5,
+    ):
+        self.target, self.model, self.version = target, model, version
+        self.timeout, self.retries, self.backoff = timeout, retries, backoff
+        options = [
+            ("grpc.max_send_message_length", GRPC_MAX_MESSAGE_BYTES),
+            ("grpc.max_receive_message_length", GRPC_MAX_MESSAGE_BYTES),
+        ]
+        self._channel = grpc.insecure_channel(target, options=options)
+        self._predict = services.PredictionServiceStub(self._channel)
+        self._models = services.ModelServiceStub(self._channel)
+        self._signatures = None
+
+    def close(self) -> None:
+        self._channel.close()
+
+    def __enter__(self) -> GlioClient:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # -- transport
+    def _spec(self, message) -> None:
+        message.model_spec.name = self.model
+        if self.version is not None:
+            message.model_spec.version.value = self.version
+
+    def _call(self, method, request, what: str):
+        delay = self.backoff
+        for attempt in range(self.retries + 1):
+            try:
+                return method(request, timeout=self.timeout)
+            except grpc.RpcError as exc:
+                code, detail = exc.code(), exc.details()
+                if code == grpc.StatusCode.UNAVAILABLE and attempt < self.retries:
+                    log.warning("%s: server %s unavailable (%s); retrying in %.1f s", what, self.target, detail, delay)
+                    time.sleep(delay)
+                    delay *= 2
+                    continue
+                if code == grpc.StatusCode.UNAVAILABLE:
+                    raise ServerUnavailableError(
+                        f"server {self.target} is unavailable after {self.retries + 1} attempts "
+                        f"({detail}); is `radpath serve` running there?"
+                    ) from None
+                if code == grpc.StatusCode.NOT_FOUND:
+                    raise ModelNotFoundError(f"server {self.target}: {detail}") from None
+                if code == grpc.StatusCode.INVALID_ARGUMENT:
+                    raise InvalidInputError(f"server {self.target} rejected the input: {detail}") from None
+                if code == grpc.StatusCode.DEADLINE_EXCEEDED:
+                    raise DeadlineError(
+                        f"server {self.target} did not answer within {self.timeout} s; "
+                        "raise --timeout or check the server's load"
+                    ) from None
+                raise ServingError(f"server {self.target}: {code.name}: {detail}") from None
+
+    def status(self) -> list[tuple[int, str]]:
+        """[(version, state)] of the model on the server (GetModelStatus)."""
+        req = apis.GetModelStatusRequest()
+        self._spec(req)
+        resp = self._call(self._models.GetModelStatus, req, "status")
+        return [(s.version, apis.ModelVersionStatus.State.Name(s.state)) for s in resp.model_version_status]
+
+    def signatures(self):
+        """The served SignatureDefMap (GetModelMetadata), fetched once."""
+        if self._signatures is None:
+            req = apis.GetModelMetadataRequest(metadata_field=["signature_def"])
+            self._spec(req)
+            resp = self._call(self._predict.GetModelMetadata, req, "metadata")
+            sig_map = apis.SignatureDefMap()
+            if not resp.metadata["signature_def"].Unpack(sig_map):
+                raise ServingError(
+                    f"server {self.target}: metadata holds {resp.metadata['signature_def'].type_url}, "
+                    "not a SignatureDefMap"
+                )
+            self._signatures = sig_map.signature_def
+        return self._signatures
+
+    def wants_age(self) -> bool:
+        """Whether the served signature has the age input (GetModelMetadata)."""
+        return AGE_INPUT in self.signatures()[SIGNATURE_NAME].inputs
+
+    def can_explain(self) -> bool:
+        """Whether the served model has the `explain` signature (models exported since calibration)."""
+        return EXPLAIN_SIGNATURE in self.signatures()
+
+    def _request(self, signature: str, images: np.ndarray, ages_days: np.ndarray | None):
+        images = np.asarray(images, np.float32)
+        try:
+            check_input(images)
+        except ValueError as exc:
+            raise InvalidInputError(str(exc)) from None
+        req = apis.PredictRequest()
+        self._spec(req)
+        req.model_spec.signature_name = signature
+        fill_tensor(req.inputs[IMAGE_INPUT], images)
+        if self.wants_age():
+            fill_tensor(req.inputs[AGE_INPUT], fill_ages(ages_days, len(images)))
+        return req
+
+    def _output(self, resp, name: str, shape: tuple[int, ...]) -> np.ndarray:
+        try:
+            out = from_proto(resp.outputs[name])
+        except TensorCodecError as exc:
+            raise ServingError(f"server {self.target}: unreadable {name} ({exc})") from None
+        if out.shape != shape or not np.isfinite(out).all():
+            raise ServingError(
+                f"server {self.target}: model {self.model} answered {name} of shape "
+                f"{list(out.shape)}"
+                + ("" if np.isfinite(out).all() else " holding NaN or inf")
+                + f"; expected {list(shape)} finite values"
+            )
+        return out
+
+    def predict_full(
+        self, images: np.ndarray, ages_days: np.ndarray | None = None
+    ) -> tuple[np.ndarray, float | None, int]:
+        """(probabilities [n, len(CLASSES)], the model's refer threshold or None, model version)."""
+        req = self._request(SIGNATURE_NAME, images, ages_days)
+        has_threshold = REFER_THRESHOLD_OUTPUT in self.signatures()[SIGNATURE_NAME].outputs
+        req.output_filter.append(PROBABILITIES_OUTPUT)
+        if has_threshold:
+            req.output_filter.append(REFER_THRESHOLD_OUTPUT)
+        resp = self._call(self._predict.Predict, req, "predict")
+        n = len(images)
+        probs = self._output(resp, PROBABILITIES_OUTPUT, (n, len(CLASSES)))
+        threshold = float(self._output(resp, REFER_THRESHOLD_OUTPUT, (n,))[0]) if has_threshold else None
+        return probs, threshold, resp.model_spec.version.value
+
+    def predict(self, images: np.ndarray, ages_days: np.ndarray | None = None) -> tuple[np.ndarray, int]:
+        """(probabilities float32 [n, len(CLASSES)] in CLASSES order, model version) for images
+        [n, *IMAGE_SHAPE]; unknown ages (None, NaN) get the contract's fill."""
+        probs, _, version = self.predict_full(images, ages_days)
+        return probs, version
+
+    def explain(self, images: np.ndarray, ages_days: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """(probabilities [n, 3], attribution maps [n, H, W] in [0, 1]) from the `explain` signature."""
+        if not self.can_explain():
+            raise ServingError(
+                f"server {self.target}: model {self.model} has no '{EXPLAIN_SIGNATURE}' signature; "
+                "export it again with this version of radpath"
+            )
+        req = self._request(EXPLAIN_SIGNATURE, images, ages_days)
+        resp = self._call(self._predict.Predict, req, "explain")
+        n = len(images)
+        probs = self._output(resp, PROBABILITIES_OUTPUT, (n, len(CLASSES)))
+        maps = self._output(resp, ATTRIBUTION_OUTPUT, (n, *np.asarray(images).shape[1:3]))
+        return probs, maps
+
+    # -- the product
+    def classify_case(self, case: Case, tta: bool = False) -> Classification:
+        """Classify an already loaded case (see `classify`)."""
+        t0 = time.perf_counter()
+        tumor = find_tumor(case)
+        if tta:  # the contract's views, the same as training's test-time averaging
+            x = tta_views(model_inputs(case, TTA_OFFSETS, tumor.index))
+        else:
+            x = model_input(case, tumor.index)[None]
+        x = round_input(x)  # the precision the model was trained and evaluated at (contract.model_io)
+        warnings = case_warnings(case, tumor)
+        t1 = time.perf_counter()
+        probs, threshold, version = self.predict_full(
+            x, None if case.age_days is None else np.full(len(x), case.age_days)
+        )
+        t2 = time.perf_counter()
+        p = probs.mean(axis=0)
+        probabilities = {c: float(v) for c, v in zip(CLASSES, p)}
+        return Classification(
+            case.case_id,
+            CLASSES[int(p.argmax())],
+            probabilities,
+            tumor.index,
+            tumor.found,
+            self.model,
+            version,
+            {"preprocess": round(t1 - t0, 4), "inference": round(t2 - t1, 4)},
+            warnings,
+            age_used=case.age_days is not None and self.wants_age(),
+            refer_threshold=threshold,
+            refer_reasons=refer_reasons(probabilities, threshold, warnings),
+        )
+
+    def classify(
+        self,
+        source: str | Path | Mapping[str, str | Path],
+        age_days: float | None = None,
+        tta: bool = False,
+        case_id: str | None = None,
+    ) -> Classification:
+        """Load a case (folder or the four files), preprocess, ask the server; age is optional.
+        `case_id` names the case (default: the folder name, or the FLAIR file name minus `_flair`)."""
+        t0 = time.perf_counter()
+        case = load_case(source, case_id=case_id, age_days=age_days)
+        load_s = time.perf_counter() - t0
+        result = self.classify_case(case, tta)
+        result.timings["load"] = round(load_s, 4)
+        return result

@@ -1,0 +1,67 @@
+"""Evaluate a trained run on other cohorts: the numbers that say whether it generalises.
+
+A model that scores well only on cases drawn like its training cases has learned the data source,
+not the tumour. `radpath train` reports cross-validation and a held-out split of the *same*
+cohort; this module adds named external cohorts — for the synthetic default, cohorts drawn from
+another part of the generator's randomisation space (`--style heldout`: other contrast mappings and
+file quirks, subtler tumours) and from its subtle end (`--style subtle`) — and writes them into the
+run's metrics.json (key `external`) and model card, next to the in-style numbers.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+from radpath.preprocess.cohort import read_cohort
+
+from .examples import build_examples
+from .loop import predict_proba
+from .run import describe_data, load_calibration, load_model, model_card, scores_with_ci
+
+log = logging.getLogger(__name__)
+
+
+def cohort_style(cohort_root: Path) -> str | None:
+    """The generator style named in a synthetic cohort's SYNTHETIC.md (None for other cohorts)."""
+    marker = cohort_root / "SYNTHETIC.md"
+    if not marker.is_file():
+        return None
+    for word in marker.read_text().replace("`", " ").split():
+        if word.startswith("style="):
+            return word.split("=", 1)[1].strip(".,;")
+    return None
+
+
+def evaluate_cohort(run_dir: str | Path, cohort: str | Path, name: str, progress: bool = True) -> dict:
+    """Challenge metrics (with bootstrap CIs) of RUN's final model on every labelled case of COHORT.
+
+    The result is stored under `external[name]` in RUN/metrics.json and the model card is rewritten,
+    so the exported model (which copies both) carries it too. Returns that entry.
+    """
+    run_dir, cohort_root = Path(run_dir), Path(cohort)
+    metrics_path = run_dir / "metrics.json"
+    if not metrics_path.is_file():
+        raise FileNotFoundError(f"{run_dir}: no metrics.json; run `radpath train` to the end first")
+    variables, config = load_model(run_dir)
+    co = read_cohort(cohort_root)
+    entries = co.labelled()
+    if not entries:
+        raise ValueError(f"{cohort_root}: no labelled cases to evaluate on")
+    ex = build_examples(entries, run_dir / "cache", progress=progress)
+    probs = predict_proba(variables, config, ex, temperature=load_calibration(run_dir)["temperature"])
+    scores = scores_with_ci(ex.labels, probs, ex.case_ids, config.seed)
+    scores.update(
+        {
+            "cohort": str(cohort_root),
+            "style": cohort_style(cohort_root),
+            "data": describe_data(cohort_root)["description"],
+            "cases_not_used": [{"case_id": i, "reason": r} for i, r in ex.failed + list(co.problems)],
+        }
+    )
+    report = json.loads(metrics_path.read_text())
+    report.setdefault("external", {})[name] = scores
+    metrics_path.write_text(json.dumps(report, indent=2, default=float))
+    (run_dir / "model_card.md").write_text(model_card(report))
+    return scores

@@ -1,0 +1,106 @@
+"""Typed settings of the web app: command-line flags first, then RADPATH_WEB_* environment variables.
+
+The session secret is generated once and kept in the data folder (mode 0600), so restarts keep
+users logged in while every installation has its own secret; `RADPATH_WEB_SECRET` overrides it
+(several replicas behind a load balancer must share one).
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+WEB_ROOT = Path(__file__).resolve().parent
+STATIC_DIR = WEB_ROOT / "static"
+TEMPLATE_DIR = WEB_ROOT / "templates"
+NIIVUE_JS = Path(
+    os.environ.get("RADPATH_WEB_NIIVUE_JS") or WEB_ROOT / "node_modules" / "@niivue" / "niivue" / "dist" / "index.js"
+)
+"""Installed by `npm ci` in radpath/web (scripts/setup); served from our own origin, never a CDN."""
+
+
+def _env(name: str, default):
+    raw = os.environ.get(f"RADPATH_WEB_{name}")
+    if raw is None:
+        return default
+    return type(default)(raw) if default is not None else raw
+
+
+@dataclass(frozen=True)
+class Settings:
+    data_dir: Path = Path("radpath-web-data")
+    database_url: str | None = None
+    """SQLAlchemy URL; default: SQLite file data_dir/radpath-web.sqlite3."""
+    server: str = "localhost:8500"
+    model: str = "glioma"
+    model_base: Path | None = None
+    """The model store the server reads (read-only here): where the model card comes from."""
+    max_upload_bytes: int = 400_000_000
+    """Whole request; four full-size BraTS .nii files are ~140 MB, .nii.gz ~20 MB."""
+    session_idle_seconds: int = 30 * 60
+    session_absolute_seconds: int = 12 * 3600
+    login_max_failures: int = 5
+    login_window_seconds: int = 15 * 60
+    lease_seconds: float = 60.0
+    """A running job whose worker stops renewing its lease for this long is taken over."""
+    max_attempts: int = 2
+    """Attempts before a job whose lease keeps expiring is failed with a reason."""
+    poll_seconds: float = 0.2
+    classify_timeout: float = 60.0
+    max_concurrent_checks: int = 2
+    """Uploads checked (fully decoded) at once: bounds the web process's memory."""
+    secure_cookies: bool | None = None
+    """None: Secure when the request came over HTTPS (or X-Forwarded-Proto says so)."""
+    secret: str = field(default="", repr=False)
+
+    @property
+    def db_url(self) -> str:
+        return self.database_url or f"sqlite:///{(self.data_dir / 'radpath-web.sqlite3').resolve()}"
+
+    def cases_dir(self) -> Path:
+        return self.data_dir / "cases"
+
+    def staging_dir(self) -> Path:
+        return self.data_dir / "staging"
+
+    def demo_dir(self) -> Path:
+        return self.data_dir / "demo"
+
+
+def load_settings(**overrides) -> Settings:
+    """Settings from the environment, then `overrides` (the CLI's flags; None means 'not given')."""
+    base = Settings()
+    env = {
+        "data_dir": Path(_env("DATA", str(base.data_dir))),
+        "database_url": os.environ.get("RADPATH_WEB_DATABASE_URL") or None,
+        "server": os.environ.get("RADPATH_SERVER", base.server),
+        "model": _env("MODEL", base.model),
+        "max_upload_bytes": _env("MAX_UPLOAD_BYTES", base.max_upload_bytes),
+        "lease_seconds": _env("LEASE_SECONDS", base.lease_seconds),
+        "model_base": os.environ.get("RADPATH_WEB_MODEL_BASE") or None,
+    }
+    values = {**env, **{k: v for k, v in overrides.items() if v is not None}}
+    values["data_dir"] = Path(values["data_dir"])
+    if values.get("model_base"):
+        values["model_base"] = Path(values["model_base"])
+    settings = replace(base, **values)
+    return replace(settings, secret=os.environ.get("RADPATH_WEB_SECRET") or _stored_secret(settings.data_dir))
+
+
+def _stored_secret(data_dir: Path) -> str:
+    data_dir.mkdir(parents=True, exist_ok=True)
+    path = data_dir / "secret.key"
+    if not path.exists():
+        tmp = data_dir / f".secret.{secrets.token_hex(8)}"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(secrets.token_urlsafe(48))
+        try:
+            os.link(tmp, path)  # atomic; the first of several starting processes wins
+        except FileExistsError:
+            pass
+        finally:
+            tmp.unlink()
+    return path.read_text().strip()
