@@ -421,9 +421,16 @@ def _architecture(cfg: dict) -> str:
         if cfg.get("init_weights")
         else "trained from scratch"
     )
+    seg = (
+        f"; during training only, an auxiliary segmentation head (stride 8, loss weight {cfg['seg_weight']}) "
+        "learnt the ground-truth necrosis, oedema and enhancing masks of the training cohort, to point the "
+        "encoder at the tumour; the served model computes the class alone"
+        if cfg.get("seg_weight")
+        else ""
+    )
     return (
         f"Flax {name}: bottleneck blocks per stage {list(stages)}, base width {cfg['width']} "
-        f"({'the standard width' if cfg['width'] == 64 else 'the standard model has 64'}); {init},"
+        f"({'the standard width' if cfg['width'] == 64 else 'the standard model has 64'}); {init}{seg},"
     )
 
 
