@@ -85,9 +85,9 @@ def lr_schedule(config: TrainConfig, steps_per_epoch: int) -> optax.Schedule:
     """Linear warm-up then cosine decay to 1 % of the peak. The warm-up never takes more than half
     the run, so any length works (`--epochs 1` on a tiny cohort included): no zero-length decay."""
     total = max(1, config.epochs * steps_per_epoch)
-    warmup = min(config.warmup_epochs * steps_per_epoch, total // 2)
-    if warmup == 0:
-        return optax.cosine_decay_schedule(config.learning_rate, total, alpha=0.01)
+    warmup = max(min(config.warmup_epochs * steps_per_epoch, total // 2), 1)  # >= 1 step: starts at 0
+    if total < 2:
+        return optax.constant_schedule(config.learning_rate)
     return optax.warmup_cosine_decay_schedule(
         0.0, config.learning_rate, warmup, total, end_value=config.learning_rate * 0.01
     )
