@@ -201,7 +201,9 @@ def _draw_warp(
     """The case's transform without its smooth displacement (a fixed number of draws), its sulcal
     atrophy (0..1) and the displacement's amplitude (mm)."""
     spacing = np.array(BRATS_SHAPE, dtype=np.float64) / np.array(shape, dtype=np.float64)
-    size = np.exp(rng.uniform(-0.045, 0.045))
+    aged = float(np.clip((age_years - 25.0) / 55.0, 0.0, 1.0))
+    # the ventricles' widening pushes the cerebrum out a little: older brains are drawn that much smaller
+    size = np.exp(rng.uniform(-0.045, 0.045)) * (1.0 - 0.02 * aged)
     scales = size * np.exp(rng.normal(0.0, 0.02, 3))
     ax, ay, az = np.deg2rad(rng.uniform(-1, 1, 3) * np.array([3.0, 2.0, 2.0]))  # registered: little roll or yaw
     rx = np.array([[1, 0, 0], [0, np.cos(ax), -np.sin(ax)], [0, np.sin(ax), np.cos(ax)]])
@@ -211,8 +213,7 @@ def _draw_warp(
     matrix = rz @ ry @ rx @ np.diag(1.0 / scales)
     offset = rng.uniform(-3.0, 3.0, 3)
     disp_mm = rng.uniform(1.0, 3.0)
-    aged = float(np.clip((age_years - 25.0) / 55.0, 0.0, 1.0))
-    vent_gain = aged * rng.uniform(0.15, 0.35)
+    vent_gain = aged * rng.uniform(0.35, 0.6)
     sulcal = aged * rng.uniform(0.4, 1.0)
     warp = Warp(
         spacing=spacing,
@@ -223,7 +224,7 @@ def _draw_warp(
         box_lo=np.zeros(3),
         vent_center=atlas.ventricle_center,
         vent_gain=float(vent_gain),
-        vent_sigma=16.0,
+        vent_sigma=22.0,
     )
     return warp, float(sulcal), float(disp_mm)
 
