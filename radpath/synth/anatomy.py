@@ -339,7 +339,7 @@ def _wmh_seeds(rng: np.random.Generator, atlas: Atlas) -> list[tuple[np.ndarray,
         periventricular = rng.random() < 0.5
         pool = peri if periventricular else deep
         c = pool[int(rng.integers(len(pool)))].astype(np.float64)
-        r = rng.uniform(1.5, 5.0) * (1.6 if periventricular else 1.0)
+        r = rng.uniform(1.5, 4.5) * (1.25 if periventricular else 1.0)
         seeds.append((c, float(r)))
     return seeds
 

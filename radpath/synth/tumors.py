@@ -67,7 +67,7 @@ def _pool(appearance: str, frontal: bool, midline: bool, side: int) -> np.ndarra
     lo = np.array([s.start for s in atlas.box])
     cx, cy, cz = atlas.center - lo
     x, y, z = np.ogrid[tuple(slice(0, n) for n in atlas.wm.shape)]
-    ok = (atlas.wm > 150) & ((atlas.region == 0) | (atlas.region == PERIVENTRICULAR)) & (z > cz - 12) & (z < cz + 40)
+    ok = (atlas.wm > 150) & ((atlas.region == 0) | (atlas.region == PERIVENTRICULAR)) & (z > cz - 12) & (z < cz + 32)
     ok &= ~((z < cz + 5) & (y < cy - 25))  # cerebellum
     ok &= (y > cy + FRONTAL_MM) if frontal else (y < cy + FRONTAL_MM - 12)
     if midline:
@@ -112,7 +112,7 @@ def plan_lesion(rng: np.random.Generator, appearance: str, style: Style) -> Lesi
     enhancement = draw_range(rng, style.enhancement)
     lesion_t1 = draw_range(rng, style.lesion_t1)
     center = _place(rng, appearance, signs["frontal"], signs["midline"])
-    base = {"G": (13, 20), "A": (14, 25), "O": (15, 25)}[appearance]  # mm; G's oedema reaches 1.3-1.7x
+    base = {"G": (13, 20), "A": (14, 24), "O": (15, 25)}[appearance]  # mm (core); G adds oedema
     radius = size * rng.uniform(*base)
     strength = rng.uniform(*{"G": (0.3, 0.55), "A": (0.2, 0.4), "O": (0.15, 0.35)}[appearance])
     push = Push(center=center, radius_mm=radius * (1.25 if appearance == "G" else 1.0), strength=strength)
@@ -204,10 +204,12 @@ def make_tumor(rng: np.random.Generator, brain: Brain, lesion: LesionPlan) -> Tu
 
     if appearance == "G":
         t = _distance(rng, bshape, c_local, radius, 0.1 + irregularity)
-        t_ed = _distance(rng, bshape, c_local, radius * rng.uniform(1.3, 1.7), 0.15 + irregularity)
+        t_ed = _distance(rng, bshape, c_local, radius * rng.uniform(1.3, 1.8), 0.15 + irregularity)
         necrotic_r = rng.uniform(0.45, 0.7)
-        # vasogenic oedema spreads along white matter and spares the cortex: finger-like
-        paint((t_ed < 0.6 + 0.4 * wmf) & (wmf > 0.3) & (t >= 1), ED, OEDEMA, 0.2 * texture)
+        # vasogenic oedema spreads along white matter and spares the cortex (finger-like), and always
+        # rims the core where there is white matter
+        zone = (t_ed < 0.7 + 0.35 * wmf) | (t < 1.0 + 0.25 * wmf)
+        paint(zone & (wmf > 0.25) & (t >= 1), ED, OEDEMA, 0.2 * texture)
         if signs["enhancing"]:
             paint(t < 1, ET, ENHANCING, 0.5 * texture)
             enhance((t < 1) & (t >= necrotic_r), enhancement)
