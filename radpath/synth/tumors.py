@@ -203,8 +203,9 @@ def make_tumor(rng: np.random.Generator, brain: Brain, lesion: LesionPlan) -> Tu
         vals[3][mask] = ratio
 
     if appearance == "G":
-        t = _distance(rng, bshape, c_local, radius, 0.1 + irregularity)
-        t_ed = _distance(rng, bshape, c_local, radius * rng.uniform(1.3, 1.8), 0.15 + irregularity)
+        # irregularity capped: a strongly lobulated surface at this radius is a far bigger lesion
+        t = _distance(rng, bshape, c_local, radius, min(0.3, 0.1 + irregularity))
+        t_ed = _distance(rng, bshape, c_local, radius * rng.uniform(1.25, 1.65), min(0.35, 0.15 + irregularity))
         necrotic_r = rng.uniform(0.45, 0.7)
         # vasogenic oedema spreads along white matter and spares the cortex (finger-like), and always
         # rims the core where there is white matter
