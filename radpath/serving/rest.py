@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import json
 import logging
 import re
@@ -85,10 +86,11 @@ class ByteBudget:
         try:
             await fut
         except BaseException:
-            if not fut.cancelled() and fut.done():  # granted just as we gave up: give it back
+            if fut.done() and not fut.cancelled():  # granted just as we gave up: give it back
                 self.release(n)
             else:
-                self._waiters.remove((n, fut))
+                with contextlib.suppress(ValueError):  # `_wake` may have dropped it already
+                    self._waiters.remove((n, fut))
                 self._wake()
             raise
         return n
