@@ -49,9 +49,7 @@ def _cohort(tmp_path):
 def test_a_non_utf8_csv_in_the_cohort_root_is_one_line(tmp_path):
     root = _cohort(tmp_path)
     (root / "labels.csv").write_bytes(b"CPM_RadPath_2019_ID,cl\xffass\n")
-    line = _one_line(
-        run("classify-cohort", str(root), "--out", str(tmp_path / "p.csv"), "--server", "127.0.0.1:1"), 1
-    )
+    line = _one_line(run("classify-cohort", str(root), "--out", str(tmp_path / "p.csv"), "--server", "127.0.0.1:1"), 1)
     assert "labels.csv: not UTF-8 text" in line
 
 
