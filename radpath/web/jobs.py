@@ -17,7 +17,10 @@ from dataclasses import dataclass
 
 import sqlalchemy as sa
 
+from radpath.contract.errors import RadPathError
+
 from .db import cases
+from .safe_text import visible_text
 
 log = logging.getLogger(__name__)
 
@@ -37,8 +40,18 @@ def new_case_id() -> str:
     return secrets.token_hex(16)
 
 
-def enqueue(engine: sa.Engine, case_id: str, owner_id: int, original_names: dict, age_days: float | None) -> None:
+def enqueue(
+    engine: sa.Engine,
+    case_id: str,
+    owner_id: int,
+    original_names: dict,
+    age_days: float | None,
+    max_queued: int | None = None,
+) -> None:
+    """Queue one case; with `max_queued`, QueueFullError when its owner already has that many unfinished."""
     with engine.begin() as conn:
+        if max_queued is not None:
+            _refuse_when_full(_unfinished(conn, owner_id), max_queued)
         conn.execute(
             cases.insert().values(
                 id=case_id,
@@ -52,15 +65,70 @@ def enqueue(engine: sa.Engine, case_id: str, owner_id: int, original_names: dict
         )
 
 
-def claim(engine: sa.Engine, owner: str, lease_seconds: float, max_attempts: int) -> Claim | None:
-    """Take the oldest queued job or one whose lease expired; None when there is nothing to do."""
-    now = time.time()
+class QueueFullError(RadPathError):
+    """The user already has `max_queued_per_user` cases waiting or running (HTTP 429)."""
+
+
+def _unfinished(conn, owner_id: int) -> int:
+    return int(
+        conn.execute(
+            sa.select(sa.func.count())
+            .select_from(cases)
+            .where(cases.c.owner_id == owner_id, cases.c.state.in_(("queued", "running")))
+        ).scalar_one()
+    )
+
+
+def _refuse_when_full(n: int, cap: int) -> None:
+    if n >= cap:
+        raise QueueFullError(
+            f"you already have {n} cases waiting or being classified (at most {cap} per user, so that "
+            "everyone's cases move); upload this one when some of them are done"
+        )
+
+
+def check_capacity(engine: sa.Engine, owner_id: int, cap: int) -> None:
+    """QueueFullError when the user may not queue another case now: checked before the upload is
+    read (no point receiving it), and again by `enqueue`."""
+    with engine.connect() as conn:
+        _refuse_when_full(_unfinished(conn, owner_id), cap)
+
+
+def _turns(now: float):
+    """The takeable jobs with their owner's turn: a job's place among its owner's takeable jobs (1, 2,
+    ...) plus the owner's jobs already running. Taking the lowest turn first (oldest first within a
+    turn) serves users round-robin: one user's twelve queued cases do not hold back another's one."""
     takeable = sa.or_(cases.c.state == "queued", sa.and_(cases.c.state == "running", cases.c.lease_expires < now))
+    busy = (
+        sa.select(cases.c.owner_id, sa.func.count().label("n"))
+        .where(cases.c.state == "running", cases.c.lease_expires >= now)
+        .group_by(cases.c.owner_id)
+        .subquery()
+    )
+    place = sa.func.row_number().over(partition_by=cases.c.owner_id, order_by=(cases.c.created_at, cases.c.id))
+    return (
+        sa.select(
+            cases.c.id,
+            cases.c.attempts,
+            cases.c.age_days,
+            cases.c.created_at,
+            (place + sa.func.coalesce(busy.c.n, 0)).label("turn"),
+        )
+        .select_from(cases.outerjoin(busy, busy.c.owner_id == cases.c.owner_id))
+        .where(takeable)
+        .subquery()
+    ), takeable
+
+
+def claim(engine: sa.Engine, owner: str, lease_seconds: float, max_attempts: int) -> Claim | None:
+    """Take the next job in fair order (see `_turns`), queued or with an expired lease; None when
+    there is nothing to do."""
+    now = time.time()
+    turns, takeable = _turns(now)
     with engine.connect() as conn:
         candidates = conn.execute(
-            sa.select(cases.c.id, cases.c.attempts, cases.c.age_days)
-            .where(takeable)
-            .order_by(cases.c.created_at)
+            sa.select(turns.c.id, turns.c.attempts, turns.c.age_days)
+            .order_by(turns.c.turn, turns.c.created_at, turns.c.id)
             .limit(8)
         ).all()
     for row in candidates:
@@ -74,6 +142,7 @@ def claim(engine: sa.Engine, owner: str, lease_seconds: float, max_attempts: int
                         lease_owner=None,
                         lease_expires=None,
                         finished_at=now,
+                        note=None,
                         reason=f"the worker stopped {row.attempts} times while classifying this "
                         "case (lease expired); upload it again or ask IT to check the workers",
                     )
@@ -81,16 +150,63 @@ def claim(engine: sa.Engine, owner: str, lease_seconds: float, max_attempts: int
                 if done.rowcount:
                     log.warning("case %s failed: %d expired leases", row.id, row.attempts)
                 continue
+            retried = row.attempts > 0
             got = conn.execute(
                 cases.update()
                 .where(cases.c.id == row.id, cases.c.attempts == row.attempts, takeable)
                 .values(
-                    state="running", attempts=row.attempts + 1, lease_owner=owner, lease_expires=now + lease_seconds
+                    state="running",
+                    attempts=row.attempts + 1,
+                    lease_owner=owner,
+                    lease_expires=now + lease_seconds,
+                    note=RETRY_NOTE.format(attempt=row.attempts + 1, of=max_attempts) if retried else None,
                 )
             )
             if got.rowcount == 1:
                 return Claim(row.id, owner, row.attempts + 1, row.age_days)
     return None
+
+
+RETRY_NOTE = (
+    "the worker classifying this case stopped before it finished; the case is being retried (attempt {attempt} of {of})"
+)
+WAITING_NOTE = "waiting for the model server"
+
+
+def set_note(engine: sa.Engine, job: Claim, note: str | None) -> bool:
+    """Say on the case's page what is happening (e.g. waiting for the model server); False if not ours."""
+    with engine.begin() as conn:
+        return conn.execute(cases.update().where(*_mine(job)).values(note=note)).rowcount == 1
+
+
+def release(engine: sa.Engine, job: Claim, note: str | None = None) -> bool:
+    """Put our running job back in the queue, as if never tried (a worker stopping on SIGTERM
+    before the case was done): no attempt is used up, another worker takes it at once."""
+    with engine.begin() as conn:
+        r = conn.execute(
+            cases.update()
+            .where(*_mine(job))
+            .values(state="queued", attempts=job.attempt - 1, lease_owner=None, lease_expires=None, note=note)
+        )
+        return r.rowcount == 1
+
+
+def status_line(engine: sa.Engine, case: dict, now: float | None = None) -> str | None:
+    """What to tell the user about an unfinished case beyond its state (None: nothing to add)."""
+    if case["state"] not in ("queued", "running"):
+        return None
+    now = time.time() if now is None else now
+    if case["state"] == "running" and case.get("lease_expires") is not None and case["lease_expires"] < now:
+        return "the worker classifying this case stopped; the case will be retried shortly"
+    if case.get("note"):
+        return case["note"]
+    with engine.connect() as conn:  # cases wait behind one that waits for the model server
+        waiting = conn.execute(
+            sa.select(cases.c.id)
+            .where(cases.c.state == "running", cases.c.note.like(WAITING_NOTE + "%"), cases.c.lease_expires >= now)
+            .limit(1)
+        ).first()
+    return f"{WAITING_NOTE} (it is not answering); your case is kept and will be classified" if waiting else None
 
 
 def renew(engine: sa.Engine, job: Claim, lease_seconds: float) -> bool:
@@ -111,7 +227,7 @@ def _mine(job: Claim):
 
 def finish(engine: sa.Engine, job: Claim, result: dict | None = None, reason: str | None = None) -> bool:
     """Store the one result (or the failure reason); False if another worker or a delete got there first."""
-    values = dict(finished_at=time.time(), lease_owner=None, lease_expires=None)
+    values = dict(finished_at=time.time(), lease_owner=None, lease_expires=None, note=None)
     if reason is None:
         values.update(state="succeeded", result=json.dumps(result))
     else:
@@ -150,6 +266,6 @@ def counts(engine: sa.Engine) -> dict[str, int]:
 
 def _public(row) -> dict:
     d = dict(row)
-    d["original_names"] = json.loads(d["original_names"] or "{}")
+    d["original_names"] = {k: visible_text(v) for k, v in json.loads(d["original_names"] or "{}").items()}
     d["result"] = json.loads(d["result"]) if d["result"] else None
     return d
