@@ -66,9 +66,10 @@ cases = sa.Table(
     # what the queue is doing about the case now (waiting for the model server, retried after a
     # worker stopped); shown on the result page while the case is not finished
     sa.Column("note", sa.Text),
+    sa.Column("started_at", sa.Float),  # the last claim: users are served in turn (see jobs)
 )
 
-ADDED_COLUMNS = {"cases": ["note"]}
+ADDED_COLUMNS = {"cases": ["note", "started_at"]}
 """Columns added after the first release: `create_all` does not alter existing tables, so they
 are added with ALTER TABLE when missing (an old database keeps working after an upgrade)."""
 

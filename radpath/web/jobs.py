@@ -94,43 +94,38 @@ def check_capacity(engine: sa.Engine, owner_id: int, cap: int) -> None:
         _refuse_when_full(_unfinished(conn, owner_id), cap)
 
 
-def _turns(now: float):
-    """The takeable jobs with their owner's turn: a job's place among its owner's takeable jobs (1, 2,
-    ...) plus the owner's jobs already running. Taking the lowest turn first (oldest first within a
-    turn) serves users round-robin: one user's twelve queued cases do not hold back another's one."""
+def _fair_order(now: float):
+    """(takeable, the takeable jobs in fair order). Users take turns: first those with the fewest
+    cases running now, then the one served longest ago (never served first), then oldest case
+    first. One user's twelve queued cases do not hold back another user's one, with one worker or
+    many."""
     takeable = sa.or_(cases.c.state == "queued", sa.and_(cases.c.state == "running", cases.c.lease_expires < now))
-    busy = (
-        sa.select(cases.c.owner_id, sa.func.count().label("n"))
-        .where(cases.c.state == "running", cases.c.lease_expires >= now)
+    live = sa.and_(cases.c.state == "running", cases.c.lease_expires >= now)
+    per_owner = (
+        sa.select(
+            cases.c.owner_id,
+            sa.func.sum(sa.case((live, 1), else_=0)).label("running"),
+            sa.func.coalesce(sa.func.max(cases.c.started_at), 0.0).label("served"),
+        )
         .group_by(cases.c.owner_id)
         .subquery()
     )
-    place = sa.func.row_number().over(partition_by=cases.c.owner_id, order_by=(cases.c.created_at, cases.c.id))
-    return (
-        sa.select(
-            cases.c.id,
-            cases.c.attempts,
-            cases.c.age_days,
-            cases.c.created_at,
-            (place + sa.func.coalesce(busy.c.n, 0)).label("turn"),
-        )
-        .select_from(cases.outerjoin(busy, busy.c.owner_id == cases.c.owner_id))
+    order = (
+        sa.select(cases.c.id, cases.c.attempts, cases.c.age_days)
+        .select_from(cases.join(per_owner, per_owner.c.owner_id == cases.c.owner_id))
         .where(takeable)
-        .subquery()
-    ), takeable
+        .order_by(per_owner.c.running, per_owner.c.served, cases.c.created_at, cases.c.id)
+    )
+    return takeable, order
 
 
 def claim(engine: sa.Engine, owner: str, lease_seconds: float, max_attempts: int) -> Claim | None:
-    """Take the next job in fair order (see `_turns`), queued or with an expired lease; None when
+    """Take the next job in fair order (see `_fair_order`), queued or with an expired lease; None when
     there is nothing to do."""
     now = time.time()
-    turns, takeable = _turns(now)
+    takeable, order = _fair_order(now)
     with engine.connect() as conn:
-        candidates = conn.execute(
-            sa.select(turns.c.id, turns.c.attempts, turns.c.age_days)
-            .order_by(turns.c.turn, turns.c.created_at, turns.c.id)
-            .limit(8)
-        ).all()
+        candidates = conn.execute(order.limit(8)).all()
     for row in candidates:
         with engine.begin() as conn:
             if row.attempts >= max_attempts:  # its workers kept dying: fail it instead of looping
@@ -159,6 +154,7 @@ def claim(engine: sa.Engine, owner: str, lease_seconds: float, max_attempts: int
                     attempts=row.attempts + 1,
                     lease_owner=owner,
                     lease_expires=now + lease_seconds,
+                    started_at=now,
                     note=RETRY_NOTE.format(attempt=row.attempts + 1, of=max_attempts) if retried else None,
                 )
             )
