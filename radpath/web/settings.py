@@ -67,8 +67,9 @@ class Settings:
     """Uploads checked (fully decoded) at once, each in its own short-lived process (`upload_check`):
     the site's own memory never holds a decoded volume."""
     check_timeout_seconds: float = 300.0
-    check_memory_bytes: int = 6 * 1024**3
-    """Address-space limit of one checking process (four full-size float32 volumes need ~1.2 GB)."""
+    check_memory_bytes: int = 3 * 1024**3
+    """Address-space limit of one checking process (~0.3 GB of it is the libraries; four 400^3
+    volumes decoded as float32 take 1 GB). A check over it is refused with 413, not a crash."""
     max_queued_per_user: int = 10
     """Cases one user may have waiting or running; a further upload is refused with 429 until some finish."""
     model_wait_seconds: float = 30 * 60
@@ -106,6 +107,7 @@ def load_settings(**overrides) -> Settings:
         "model": _env("MODEL", base.model),
         "max_upload_bytes": _env("MAX_UPLOAD_BYTES", base.max_upload_bytes),
         "lease_seconds": _env("LEASE_SECONDS", base.lease_seconds),
+        "check_memory_bytes": _env("CHECK_MEMORY_BYTES", base.check_memory_bytes),
         "max_queued_per_user": _env("MAX_QUEUED_PER_USER", base.max_queued_per_user),
         "model_wait_seconds": _env("MODEL_WAIT_SECONDS", base.model_wait_seconds),
         "shutdown_grace_seconds": _env("SHUTDOWN_GRACE_SECONDS", base.shutdown_grace_seconds),
