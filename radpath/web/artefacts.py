@@ -14,7 +14,8 @@ import numpy as np
 from scipy import ndimage
 
 from radpath.client.picture import png_bytes
-from radpath.preprocess import SEQUENCES, Case
+from radpath.contract.model_io import CHANNELS as SEQUENCES
+from radpath.preprocess import Case
 
 OUTLINE_RGB = (255, 40, 40)
 
