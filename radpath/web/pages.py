@@ -26,6 +26,8 @@ from .deps import (
     settings_of,
 )
 from .login import log_in, login_page, safe_next, set_cookie
+from .model_card import render_card, takes_age
+from .result_view import present
 from .settings import NIIVUE_JS
 from .views import page
 
@@ -103,9 +105,18 @@ async def logout(request: Request, s: Session) -> Response:
     return response
 
 
+async def _upload_page(request: Request, s: auth.Session, status: int = 200, error: str | None = None) -> Response:
+    """The upload form; it asks for age only when the served model takes it (None: not known)."""
+    settings = settings_of(request)
+    age = await asyncio.to_thread(takes_age, settings)
+    return page(
+        request, "upload.html", s, status, error=error, max_mb=settings.max_upload_bytes // 10**6, takes_age=age
+    )
+
+
 @router.get("/upload", response_class=HTMLResponse)
 async def upload_form(request: Request, s: Session) -> Response:
-    return page(request, "upload.html", s, max_mb=settings_of(request).max_upload_bytes // 10**6)
+    return await _upload_page(request, s)
 
 
 @router.post("/upload")
@@ -113,15 +124,14 @@ async def upload(request: Request, s: Session) -> Response:
     try:
         case_id = await accept_upload(request, s)
     except uploads.UploadError as exc:
-        max_mb = settings_of(request).max_upload_bytes // 10**6
-        return page(request, "upload.html", s, exc.status, error=str(exc), max_mb=max_mb)
+        return await _upload_page(request, s, exc.status, str(exc))
     return RedirectResponse(f"/cases/{case_id}", 303)
 
 
 @router.get("/cases", response_class=HTMLResponse)
 async def history(request: Request, s: Session) -> Response:
     cases = await asyncio.to_thread(jobs.list_for, engine_of(request), s.user.id)
-    return page(request, "cases.html", s, cases=cases)
+    return page(request, "cases.html", s, cases=[{**c, "view": present(c["result"])} for c in cases])
 
 
 @router.get("/cases/{case_id}", response_class=HTMLResponse)
@@ -139,7 +149,9 @@ async def result_page(request: Request, case: OwnedCase, s: Session) -> Response
     flair = None
     if case["state"] == "succeeded":
         flair = (await asyncio.to_thread(case_file, settings, case, "flair-volume")).name
-    return page(request, "result.html", s, case=case, r=case["result"], flair_name=flair)
+    r = case["result"]
+    card = render_card((r.get("model_info") or {}).get("card_markdown")) if r else None
+    return page(request, "result.html", s, case=case, r=r, v=present(r), card_html=card, flair_name=flair)
 
 
 @router.get("/cases/{case_id}/images/{seq}.png")
@@ -175,6 +187,12 @@ async def download(request: Request, case: OwnedCase, s: Session) -> Response:
         media_type="application/json",
         headers={"Content-Disposition": f'attachment; filename="radpath-{case["id"]}.json"'},
     )
+
+
+@router.get("/cases/{case_id}/delete", response_class=HTMLResponse)
+async def confirm_delete(request: Request, case: OwnedCase, s: Session) -> Response:
+    """Deleting asks first: a page with the one button that does it (no script needed)."""
+    return page(request, "delete.html", s, case=case)
 
 
 @router.post("/cases/{case_id}/delete")
