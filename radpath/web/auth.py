@@ -15,6 +15,7 @@ import logging
 import math
 import re
 import secrets
+import threading
 import time
 from dataclasses import dataclass
 
@@ -31,6 +32,9 @@ log = logging.getLogger(__name__)
 
 HASHER = PasswordHasher()  # argon2id with the library's (RFC 9106 low-memory) parameters
 _DUMMY_HASH = HASHER.hash(secrets.token_urlsafe(16))
+HASH_SLOTS = threading.BoundedSemaphore(4)
+"""Password checks at once per process: each argon2id check holds 64 MiB while it runs, so a burst
+of logins (64 open requests) would otherwise take the site up by 4 GB; the rest wait their turn."""
 USERNAME_RE = re.compile(r"^[A-Za-z0-9_.@-]{1,64}$")
 MIN_PASSWORD = 10
 
@@ -196,7 +200,8 @@ def authenticate(engine: sa.Engine, settings: Settings, username: str, password:
         row = conn.execute(sa.select(users).where(users.c.username == username)).first()
     stored = row.password_hash if row is not None else _DUMMY_HASH
     try:
-        ok = HASHER.verify(stored, password) and row is not None and not row.disabled
+        with HASH_SLOTS:
+            ok = HASHER.verify(stored, password) and row is not None and not row.disabled
     except (VerifyMismatchError, VerificationError, InvalidHashError):
         ok = False
     if not ok:

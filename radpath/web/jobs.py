@@ -233,12 +233,17 @@ def finish(engine: sa.Engine, job: Claim, result: dict | None = None, reason: st
 
 
 def get(engine: sa.Engine, case_id: str, owner_id: int) -> dict | None:
-    """The case if it exists AND belongs to `owner_id` (anything else looks the same: None -> 404)."""
+    """The case if it exists AND belongs to `owner_id` (anything else looks the same: None -> 404),
+    with `status`: what to tell the user beyond its state (`status_line`)."""
     with engine.connect() as conn:
         row = (
             conn.execute(sa.select(cases).where(cases.c.id == case_id, cases.c.owner_id == owner_id)).mappings().first()
         )
-    return _public(row) if row else None
+    if row is None:
+        return None
+    case = _public(row)
+    case["status"] = status_line(engine, case)
+    return case
 
 
 def list_for(engine: sa.Engine, owner_id: int, limit: int = 500) -> list[dict]:

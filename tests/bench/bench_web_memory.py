@@ -28,7 +28,7 @@ import httpx
 HERE = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(HERE))
 
-from tests.web.test_websec_memory import peak_reset, status_mb, upload, volumes  # noqa: E402
+from tests.web.test_websec_memory import logged_in, peak_reset, status_mb, upload, volumes  # noqa: E402
 from tests.web.test_websec_shutdown import _descendants, _free_port, _wait  # noqa: E402
 
 PASSWORD = "correct horse battery"
@@ -84,7 +84,8 @@ def main() -> int:
         try:
             _wait(lambda: httpx.get(f"http://127.0.0.1:{port}/healthz").status_code == 200, 120, "the site")
             lock, results = threading.Lock(), []
-            upload(port, body, ctype, results, lock)
+            clients = [logged_in(port) for _ in range(args.concurrent)]
+            upload(clients[0], body, ctype, results, lock)
             before = status_mb(proc.pid, "VmRSS")
             peak_reset(proc.pid)
             children_peak = [0.0]
@@ -101,9 +102,7 @@ def main() -> int:
             watcher = threading.Thread(target=watch_children, daemon=True)
             watcher.start()
             t0 = time.perf_counter()
-            threads = [
-                threading.Thread(target=upload, args=(port, body, ctype, results, lock)) for _ in range(args.concurrent)
-            ]
+            threads = [threading.Thread(target=upload, args=(c, body, ctype, results, lock)) for c in clients]
             for t in threads:
                 t.start()
             for t in threads:

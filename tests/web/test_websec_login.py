@@ -114,3 +114,36 @@ def test_over_http_the_attacker_gets_429_and_the_owner_logs_in(settings, users):
         api = attacker.post("/api/token", json={"username": "alice", "password": PASSWORD})
         assert api.status_code == 429 and api.headers["retry-after"]
         assert owner.post("/api/token", json={"username": "alice", "password": PASSWORD}).status_code == 200
+
+
+def test_a_burst_of_logins_checks_at_most_four_passwords_at_once(settings, users, monkeypatch):
+    """Each argon2id check holds 64 MiB: 16 logins at once must not mean 1 GB in the site."""
+    import threading
+
+    running, peak, lock = [0], [0], threading.Lock()
+    real = auth.HASHER
+
+    class Counting:
+        def verify(self, stored, password):
+            with lock:
+                running[0] += 1
+                peak[0] = max(peak[0], running[0])
+            try:
+                return real.verify(stored, password)
+            finally:
+                with lock:
+                    running[0] -= 1
+
+        def check_needs_rehash(self, stored):
+            return real.check_needs_rehash(stored)
+
+    monkeypatch.setattr(auth, "HASHER", Counting())
+    threads = [
+        threading.Thread(target=auth.authenticate, args=(users, settings, "alice", PASSWORD, f"10.0.0.{i}"))
+        for i in range(16)
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert peak[0] == 4, peak[0]
