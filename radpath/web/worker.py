@@ -87,7 +87,7 @@ def server_waiter(engine: sa.Engine, settings: Settings, job: jobs.Claim, abando
                     engine,
                     job,
                     f"{jobs.WAITING_NOTE} (not answering since {time.strftime('%H:%M', time.gmtime(since))} UTC); "
-                    f"the case is kept and tried again every {delay:.0f} s",
+                    f"the case is kept and tried again (next try in {delay:.0f} s)",
                 )
                 if abandon.wait(delay):
                     raise Abandoned from None
