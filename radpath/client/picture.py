@@ -18,6 +18,7 @@ import zlib
 import numpy as np
 
 from radpath.contract.model_io import CHANNELS as SEQUENCE_ORDER
+
 OUTLINE_RGB = np.array([0, 255, 255], np.uint8)
 Z_WINDOW = (-3.0, 6.0)
 """Robust-z window of the grey levels: brain tissue mid-grey, hyperintense lesions near white."""

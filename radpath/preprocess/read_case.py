@@ -11,6 +11,7 @@ not constant. Every failure raises `CaseError` naming the file.
 
 from __future__ import annotations
 
+import io
 import logging
 import os
 import stat
@@ -128,7 +129,7 @@ class Gunzip:
 
     IN_CHUNK = 256 * 1024
 
-    def __init__(self, raw):
+    def __init__(self, raw: io.BufferedReader) -> None:
         self.raw = raw
         self.d = zlib.decompressobj(31)
         self.tail = b""  # compressed bytes read but not yet given to a decompressor
@@ -162,7 +163,7 @@ class Gunzip:
             if out:
                 return out
 
-    def readinto(self, buf: memoryview) -> int:
+    def readinto(self, buf: memoryview | bytearray) -> int:
         pos = 0
         while pos < len(buf):
             out = self.read(len(buf) - pos)
@@ -189,7 +190,7 @@ TRAILING_SLACK = 1024 * 1024
 """Bytes a gzip member may hold past the voxel data the header declares (then its CRC is checked)."""
 
 
-def _open_stream(path: Path):
+def _open_stream(path: Path) -> tuple[Gunzip | io.BufferedReader, io.BufferedReader, int | None]:
     """(binary stream, underlying file, size of an uncompressed file or None). Gzip is recognised by
     its magic bytes, not the suffix; the caller reads exactly the header, the extension bytes and the
     voxel bytes the validated header allows, never to EOF, so decompression is bounded."""
@@ -206,12 +207,12 @@ def _open_stream(path: Path):
 
 
 class _ShortRead(CaseError):
-    def __init__(self, where, problem: str, got: int):
+    def __init__(self, where: str | Path, problem: str, got: int) -> None:
         super().__init__(where, problem)
         self.got = got
 
 
-def _read_into(stream, buf: memoryview, path: Path, what: str) -> None:
+def _read_into(stream: Gunzip | io.BufferedReader, buf: memoryview, path: Path, what: str) -> None:
     """Fill `buf` from `stream` or raise CaseError (truncated / not decompressible)."""
     pos, n = 0, len(buf)
     try:
@@ -248,7 +249,7 @@ def _verify_member_end(stream: Gunzip, path: Path) -> None:
         )
 
 
-def _skip(stream, count: int, path: Path, what: str) -> None:
+def _skip(stream: Gunzip | io.BufferedReader, count: int, path: Path, what: str) -> None:
     buf = bytearray(min(count, _CHUNK))
     left = count
     while left:
@@ -328,8 +329,8 @@ def read_volume(
     with raw:
         _skip(stream, header.data_offset, path, "the header and its extensions")
         buf = np.empty(header.data_bytes, np.uint8)
-        _read_into(stream, memoryview(buf), path, "voxel data")
-        if stream is not raw:
+        _read_into(stream, buf.data, path, "voxel data")
+        if isinstance(stream, Gunzip):  # i.e. stream is not raw
             _verify_member_end(stream, path)
     data = buf.view(header.dtype).reshape(header.shape, order="F")
     if not header.dtype.isnative:
