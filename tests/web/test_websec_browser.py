@@ -14,8 +14,11 @@ import urllib.request
 import pytest
 
 from radpath.web.safe_text import has_invisible
+from tests.web import test_browser
 from tests.web.conftest import PASSWORD, multipart_body
-from tests.web.test_browser import ARTIFACTS, CHROMIUM, CLI, ROOT, _free_port, browser, page  # noqa: F401
+from tests.web.test_browser import ARTIFACTS, CHROMIUM, CLI, ROOT, _free_port
+
+browser, page = test_browser.browser, test_browser.page  # the same Chromium fixtures
 
 pytestmark = pytest.mark.skipif(not os.path.exists(CHROMIUM), reason=f"{CHROMIUM} is not installed")
 RLO = "\u202e"
