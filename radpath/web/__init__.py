@@ -9,6 +9,7 @@ and `api` (routers: HTML pages and the JSON API), `login` (the one login helper)
 both routers do with a case), `views` (templates, error pages), `auth` (passwords, sessions, CSRF,
 throttling), `audit` (append-only log), `uploads` (streamed, capped multipart parsing + the
 preprocess checks), `jobs` (queue with leases), `db` (tables, engine), `worker` (runs jobs),
-`artefacts` (slice images and the 3D overlay of a result), `model_card`, `app` (assembles the app),
+`artefacts` (slice images and the 3D overlay of a result), `result_view` (what the pages say about
+a result), `model_card` (card as safe HTML, whether the model takes age), `app` (assembles the app),
 `cli` (`radpath web`, `radpath web-worker`, `radpath users`).
 """
