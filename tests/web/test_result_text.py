@@ -250,3 +250,12 @@ def test_the_return_path_is_never_another_site(client, target):
         follow_redirects=False,
     )
     assert done.status_code == 303 and done.headers["location"] == "/cases"
+
+
+# ---------------------------------------------------------------- 2: one file in two slots (the API)
+def test_the_api_refuses_one_file_in_two_slots(client, small_case):
+    token = client.post("/api/token", json={"username": "alice", "password": PASSWORD}).json()["token"]
+    files = {seq: (p.name, p.read_bytes()) for seq, p in {**small_case, "t1ce": small_case["t1"]}.items()}
+    r = client.post("/api/cases", files=files, headers={"authorization": f"Bearer {token}"})
+    assert r.status_code == 422 and "same voxels as the t1 file" in r.json()["detail"]
+    assert "t1ce" in r.json()["detail"]
