@@ -28,7 +28,7 @@ async def log_in(request: Request, username: str, password: str, kind: str) -> s
     detail = "api" if kind == "api" else None
     who = {"username": username[:64], "detail": detail, "client": client_of(request)}
     try:
-        user = await asyncio.to_thread(auth.authenticate, engine, settings, username, password)
+        user = await asyncio.to_thread(auth.authenticate, engine, settings, username, password, who["client"])
     except auth.ThrottledError as exc:
         await asyncio.to_thread(audit.record, engine, "login", "throttled", **who)
         raise Problem(429, str(exc), headers={"Retry-After": str(exc.retry_after)}) from None
