@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.encaps import encapsulate
 from pydicom.sequence import Sequence
 from pydicom.uid import ExplicitVRLittleEndian, RLELossless, generate_uid
 
@@ -107,7 +108,9 @@ def write_series(
         if transfer_syntax == RLELossless:
             ds.compress(RLELossless, np.ascontiguousarray(values[:, :, k].T))
         elif transfer_syntax != ExplicitVRLittleEndian:
-            ds.file_meta.TransferSyntaxUID = transfer_syntax  # a stand-in for a codec pydicom cannot write
+            # a stand-in for a codec pydicom cannot write: the right transfer syntax, undecodable frames
+            ds.file_meta.TransferSyntaxUID = transfer_syntax
+            ds.PixelData = encapsulate([ds.PixelData])
         path = out_dir / names.format(k + 1)
         ds.save_as(path, enforce_file_format=True)
         paths.append(path)
