@@ -33,7 +33,7 @@ import SimpleITK as sitk
 from radpath.contract.model_io import CHANNELS as SEQUENCES
 
 from . import register
-from .atlas import BRATS_AFFINE, atlas_brain_mask, atlas_t1
+from .atlas import atlas_brain_mask, atlas_t1
 from .dicom_series import check_one_patient, scan_series
 from .dicom_volume import read_volume
 from .errors import StudyError
@@ -100,17 +100,17 @@ def _as_output(arr: np.ndarray, integer: bool) -> np.ndarray:
     return arr.astype(np.float32)
 
 
-def _write(arr: np.ndarray, path: Path) -> None:
-    img = nib.Nifti1Image(arr, BRATS_AFFINE)
-    img.set_qform(BRATS_AFFINE, 1)
-    img.set_sform(BRATS_AFFINE, 1)
+def _write(arr: np.ndarray, affine: np.ndarray, path: Path) -> None:
+    img = nib.Nifti1Image(arr, affine)
+    img.set_qform(affine, 1)
+    img.set_sform(affine, 1)
     img.header.set_xyzt_units("mm", "sec")
     nib.save(img, path)
 
 
-def _ras(arr: np.ndarray) -> np.ndarray:
-    """An array on the release grid (x and y flipped against RAS) in RAS+ voxel order."""
-    return arr[::-1, ::-1, :]
+def _ras(arr: np.ndarray, affine: np.ndarray) -> np.ndarray:
+    """An array of the output grid in RAS+ voxel order (the release grid is x- and y-flipped)."""
+    return nib.orientations.apply_orientation(arr, nib.orientations.io_orientation(affine))
 
 
 def prepare_study(
@@ -171,15 +171,15 @@ def prepare_study(
         grid = sitk_to_array(t1_grid) if q == REFERENCE else sitk_to_array(register.to_grid(images[q], atlas_img, *chain))
         grids[q] = grid
         files[q] = case_dir / f"{case_id}_{q}.nii.gz"
-        _write(_as_output(np.where(mask, grid, 0), integer), files[q])
+        _write(_as_output(np.where(mask, grid, 0), integer), atlas.affine, files[q])
     done("write")
     stage("qc")
     qc_png = case_dir / f"{case_id}_prepare_qc.png"
     qc_picture(
-        {q: _ras(g) for q, g in grids.items()},
-        _ras(atlas.data),
-        _ras(mask),
-        _ras(atlas_brain_mask()),
+        {q: _ras(g, atlas.affine) for q, g in grids.items()},
+        _ras(atlas.data, atlas.affine),
+        _ras(mask, atlas.affine),
+        _ras(atlas_brain_mask(), atlas.affine),
         qc_png,
         f"{case_id}: prepared on the SRI24 / BraTS grid",
     )
@@ -192,7 +192,7 @@ def prepare_study(
             for q in SEQUENCES
         },
         "set_aside": set_aside,
-        "grid": {"shape": list(atlas.data.shape), "affine": BRATS_AFFINE.tolist(), "atlas": "SRI24 T1 (BraTS space)"},
+        "grid": {"shape": list(atlas.data.shape), "affine": atlas.affine.tolist(), "atlas": "SRI24 T1 (BraTS space)"},
         "transforms": {
             "convention": "ITK: 4x4 matrices in LPS mm, mapping points of the fixed image to the moving one",
             "coregistration": {
