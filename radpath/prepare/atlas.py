@@ -25,9 +25,7 @@ ATLAS_DIR = Path(__file__).with_name("atlas")
 T1_FILE = ATLAS_DIR / "sri24_t1_brats_grid.nii.gz"
 MASK_FILE = ATLAS_DIR / "sri24_brain_mask_brats_grid.nii.gz"
 BRATS_SHAPE = (240, 240, 155)
-BRATS_AFFINE = np.array(
-    [[-1.0, 0.0, 0.0, 0.0], [0.0, -1.0, 0.0, 239.0], [0.0, 0.0, 1.0, 0.0], [0.0, 0.0, 0.0, 1.0]]
-)
+BRATS_AFFINE = np.array([[-1.0, 0.0, 0.0, 0.0], [0.0, -1.0, 0.0, 239.0], [0.0, 0.0, 1.0, 0.0], [0.0, 0.0, 0.0, 1.0]])
 """The BraTS / CPM-RadPath release's voxel -> RAS affine (qform code 2, sform code 1 in its files)."""
 
 

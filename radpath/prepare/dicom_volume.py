@@ -122,7 +122,8 @@ def read_volume(series: Series) -> Volume:
     frames = _slice_frames(series)
     if len(frames) < MIN_SLICES:
         raise UnsupportedSeriesError(
-            f"{series.label}: {len(frames)} image(s), a localiser or 2-D image, not a volume (needs >= {MIN_SLICES} slices)"
+            f"{series.label}: {len(frames)} image(s), a localiser or 2-D image, "
+            f"not a volume (needs >= {MIN_SLICES} slices)"
         )
     ori = frames[0][2]
     spacing = frames[0][3]

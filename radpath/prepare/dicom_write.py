@@ -91,7 +91,11 @@ def write_series(
     values = np.clip(np.round(data), -32768, 32767).astype(np.int16)
     positions = [[round(float(v), 4) for v in (lps @ [0, 0, k, 1])[:3]] for k in range(values.shape[2])]
     if multi_frame:
-        return [_write_enhanced(values, positions, iop, pixel_spacing, dz, out_dir, series, patient, study_uid, series_uid, names)]
+        return [
+            _write_enhanced(
+                values, positions, iop, pixel_spacing, dz, out_dir, series, patient, study_uid, series_uid, names
+            )
+        ]
     paths = []
     for k in range(values.shape[2]):
         ds = _base(MR_IMAGE, series, patient, study_uid, series_uid, transfer_syntax)

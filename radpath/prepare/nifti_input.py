@@ -63,7 +63,7 @@ def _sidecar_facts(path: Path) -> tuple[str, str, dict]:
 def nifti_series(folder: Path, files: list[Path]) -> list[Series]:
     """Each NIfTI file as a pseudo-series: words from its sidecar, or else from its file name."""
     out = []
-    for i, path in enumerate(sorted(p for p in files if is_nifti(p))):
+    for path in sorted(p for p in files if is_nifti(p)):
         desc, protocol, facts = _sidecar_facts(path)
         source = "sidecar"
         if not desc and not protocol:
@@ -116,7 +116,13 @@ def read_nifti(s: Series) -> Volume:
     if not np.isfinite(data).all():
         raise UnsupportedSeriesError(f"{path.name}: holds NaN or infinite values")
     facts = dict(s.facts)
-    facts.update({"file": path.name, "matrix": list(data.shape), "voxel_mm": [round(float(z), 4) for z in img.header.get_zooms()[:3]]})
+    facts.update(
+        {
+            "file": path.name,
+            "matrix": list(data.shape),
+            "voxel_mm": [round(float(z), 4) for z in img.header.get_zooms()[:3]],
+        }
+    )
     return Volume(path.name, data, img.affine, facts)
 
 

@@ -168,7 +168,9 @@ def prepare_study(
     files: dict[str, Path] = {}
     for q in SEQUENCES:
         chain = [to_atlas.transform] + ([fits[q].transform] if q in fits else [])
-        grid = sitk_to_array(t1_grid) if q == REFERENCE else sitk_to_array(register.to_grid(images[q], atlas_img, *chain))
+        grid = (
+            sitk_to_array(t1_grid) if q == REFERENCE else sitk_to_array(register.to_grid(images[q], atlas_img, *chain))
+        )
         grids[q] = grid
         files[q] = case_dir / f"{case_id}_{q}.nii.gz"
         _write(_as_output(np.where(mask, grid, 0), integer), atlas.affine, files[q])

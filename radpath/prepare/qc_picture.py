@@ -50,7 +50,12 @@ def _panel(img: np.ndarray, mask: np.ndarray, atlas_mask: np.ndarray, lo: float,
 
 
 def qc_picture(
-    volumes_ras: dict[str, np.ndarray], atlas_ras: np.ndarray, mask_ras: np.ndarray, atlas_mask_ras: np.ndarray, out: Path, title: str
+    volumes_ras: dict[str, np.ndarray],
+    atlas_ras: np.ndarray,
+    mask_ras: np.ndarray,
+    atlas_mask_ras: np.ndarray,
+    out: Path,
+    title: str,
 ) -> Path:
     """Write the PNG; every array is [x, y, z] in RAS+ on one grid."""
     zs = np.flatnonzero(mask_ras.any(axis=(0, 1)))
@@ -65,7 +70,9 @@ def qc_picture(
         inside = vol[mask_ras] if mask_ras.any() else vol.ravel()
         lo, hi = 0.0, float(np.percentile(inside, 99.5)) if inside.size else 1.0
         row = [_panel(_axial(vol, k), _axial(mask_ras, k), _axial(atlas_mask_ras, k), lo, hi) for k in axial]
-        row.append(_panel(_coronal(vol, coronal), _coronal(mask_ras, coronal), _coronal(atlas_mask_ras, coronal), lo, hi))
+        row.append(
+            _panel(_coronal(vol, coronal), _coronal(mask_ras, coronal), _coronal(atlas_mask_ras, coronal), lo, hi)
+        )
         pics.append(row)
     name_w = 70
     width = name_w + sum(p.size[0] + 4 for p in pics[0])
@@ -87,6 +94,11 @@ def qc_picture(
             draw.text((x + p.size[0] - 10, y + p.size[1] // 2 - 6), "L", fill=(255, 80, 80), font=font)
             x += p.size[0] + 4
         y += max(p.size[1] for p in row) + 4
-    draw.text((4, height - 14), "cyan: brain mask  yellow: atlas brain  radiological view (R = patient's right)", fill=(180, 180, 180), font=font)
+    draw.text(
+        (4, height - 14),
+        "cyan: brain mask  yellow: atlas brain  radiological view (R = patient's right)",
+        fill=(180, 180, 180),
+        font=font,
+    )
     sheet.save(out)
     return out

@@ -40,14 +40,20 @@ class Fit:
         return [round(float(p), 5) for p in tx.GetParameters()]
 
 
-def _method(shrink: list[int], smooth_mm: list[float], sampling: float, iterations: int) -> sitk.ImageRegistrationMethod:
+def _method(
+    shrink: list[int], smooth_mm: list[float], sampling: float, iterations: int
+) -> sitk.ImageRegistrationMethod:
     r = sitk.ImageRegistrationMethod()
     r.SetMetricAsMattesMutualInformation(numberOfHistogramBins=BINS)
     r.SetMetricSamplingStrategy(r.RANDOM)
     r.SetMetricSamplingPercentage(sampling, SEED)
     r.SetInterpolator(sitk.sitkLinear)
     r.SetOptimizerAsRegularStepGradientDescent(
-        learningRate=1.0, minStep=1e-4, numberOfIterations=iterations, relaxationFactor=0.6, gradientMagnitudeTolerance=1e-6
+        learningRate=1.0,
+        minStep=1e-4,
+        numberOfIterations=iterations,
+        relaxationFactor=0.6,
+        gradientMagnitudeTolerance=1e-6,
     )
     r.SetOptimizerScalesFromPhysicalShift()
     r.SetShrinkFactorsPerLevel(shrink)
@@ -124,7 +130,9 @@ def refine_to_head(atlas: sitk.Image, t1_grid: sitk.Image, mesh: int = 6, iterat
     r.SetMetricSamplingPercentage(0.05, SEED)
     r.SetMetricFixedMask(sitk.Cast(t1_grid > 0, sitk.sitkUInt8))
     r.SetInterpolator(sitk.sitkLinear)
-    r.SetOptimizerAsLBFGSB(gradientConvergenceTolerance=1e-5, numberOfIterations=iterations, maximumNumberOfCorrections=5)
+    r.SetOptimizerAsLBFGSB(
+        gradientConvergenceTolerance=1e-5, numberOfIterations=iterations, maximumNumberOfCorrections=5
+    )
     r.SetShrinkFactorsPerLevel([4, 2])
     r.SetSmoothingSigmasPerLevel([2.0, 1.0])
     r.SmoothingSigmasAreSpecifiedInPhysicalUnitsOn()

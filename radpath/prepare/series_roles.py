@@ -29,7 +29,22 @@ MIN_SLICES = 3
 _FLAIR_WORDS = {"flair", "fla", "tirm", "darkfluid", "dark_fluid", "t2flair", "t2_flair"}
 _T2_WORDS = {"t2", "t2w", "tse2d1", "t2_tse", "t2tse"}
 _T1_WORDS = {"t1", "t1w", "mprage", "mp_rage", "spgr", "bravo", "tfl3d", "se2d1", "t1_se", "t1_mprage", "fspgr"}
-_CONTRAST_WORDS = {"post", "gad", "gd", "ce", "+c", "c+", "contrast", "kontrast", "km", "postcontrast", "t1c", "t1ce", "t1gd", "mdc"}
+_CONTRAST_WORDS = {
+    "post",
+    "gad",
+    "gd",
+    "ce",
+    "+c",
+    "c+",
+    "contrast",
+    "kontrast",
+    "km",
+    "postcontrast",
+    "t1c",
+    "t1ce",
+    "t1gd",
+    "mdc",
+}
 _SKIP_WORDS = {
     "localizer": "a localiser",
     "localiser": "a localiser",
@@ -86,7 +101,9 @@ def skip_reason(s: Series) -> str | None:
     for w, why in _SKIP_WORDS.items():
         if w in words:
             return f'{why} ("{w}" in its description)'
-    if image_type.startswith("DERIVED") and ("MPR" in image_type or "PROJECTION" in image_type or "REFORMAT" in image_type):
+    if image_type.startswith("DERIVED") and (
+        "MPR" in image_type or "PROJECTION" in image_type or "REFORMAT" in image_type
+    ):
         return f"derived from another series ({image_type})"
     if s.frames < MIN_SLICES:
         return f"{s.frames} image(s): a localiser or 2-D image, not a volume"

@@ -44,7 +44,14 @@ from radpath.preprocess import load_case, max_tumor_slice  # noqa: E402
 
 # what the scanner called each series (the raw file names carry these descriptions)
 DICOM_TAGS = {
-    "_fla": {"number": 5, "description": "MRHR FLAIR AX", "tr": 9000, "te": 140, "ti": 2500, "scanning_sequence": "SE\\IR"},
+    "_fla": {
+        "number": 5,
+        "description": "MRHR FLAIR AX",
+        "tr": 9000,
+        "te": 140,
+        "ti": 2500,
+        "scanning_sequence": "SE\\IR",
+    },
     "_t1c": {"number": 13, "description": "MRHR T1 AX POST GAD", "tr": 550, "te": 12, "contrast": "GADOLINIUM"},
     "_t1": {"number": 10, "description": "T1 AX", "tr": 550, "te": 12},
     "_t2": {"number": 2, "description": "MRHR T2 AX", "tr": 4000, "te": 100},
@@ -61,20 +68,33 @@ def as_dicom(raw: Path, out: Path) -> Path:
         stem = path.name.split(".nii")[0]
         tags = next(t for suffix, t in DICOM_TAGS.items() if stem.endswith(suffix))
         img = nib.load(path)
-        write_series(np.asarray(img.dataobj, np.float32), img.affine, out / "DICOM" / f"S{k}", tags, study_uid="1.2.826.0.1.3680043.8.498.9")
+        write_series(
+            np.asarray(img.dataobj, np.float32),
+            img.affine,
+            out / "DICOM" / f"S{k}",
+            tags,
+            study_uid="1.2.826.0.1.3680043.8.498.9",
+        )
     return out
 
 
 def slice_rank(seg: np.ndarray, k: int) -> dict:
     area = seg.sum(axis=(0, 1))
     order = np.argsort(-area)
-    return {"slice": int(k), "rank": int(np.flatnonzero(order == k)[0]) + 1, "area_vs_largest": round(float(area[k] / area.max()), 3),
-            "largest_slice": int(order[0])}
+    return {
+        "slice": int(k),
+        "rank": int(np.flatnonzero(order == k)[0]) + 1,
+        "area_vs_largest": round(float(area[k] / area.max()), 3),
+        "largest_slice": int(order[0]),
+    }
 
 
 def measure(case_dir: Path, case_id: str, ref_dir: Path, seg: np.ndarray) -> dict:
     ref_id = ref_dir.name
-    ref = {q: np.asarray(nib.load(ref_dir / f"{ref_id}_{q}.nii.gz").dataobj, np.float32) for q in ("flair", "t1", "t1ce", "t2")}
+    ref = {
+        q: np.asarray(nib.load(ref_dir / f"{ref_id}_{q}.nii.gz").dataobj, np.float32)
+        for q in ("flair", "t1", "t1ce", "t2")
+    }
     got = {q: np.asarray(nib.load(case_dir / f"{case_id}_{q}.nii.gz").dataobj, np.float32) for q in ref}
     aff = nib.load(case_dir / f"{case_id}_flair.nii.gz").affine
     ref_aff = nib.load(ref_dir / f"{ref_id}_flair.nii.gz").affine
@@ -87,7 +107,9 @@ def measure(case_dir: Path, case_id: str, ref_dir: Path, seg: np.ndarray) -> dic
         "affine_matches_release": bool(np.allclose(aff, ref_aff, atol=1e-3)),
         "brain_dice": round(dice(brain, ref_brain), 4),
         "atlas_brain_dice": round(dice(atlas_brain_mask(), ref_brain), 4),
-        "corr_in_reference_brain": {q: round(float(np.corrcoef(got[q][ref_brain], ref[q][ref_brain])[0, 1]), 3) for q in ref},
+        "corr_in_reference_brain": {
+            q: round(float(np.corrcoef(got[q][ref_brain], ref[q][ref_brain])[0, 1]), 3) for q in ref
+        },
         "tumour_slice": slice_rank(seg, int(k)),
     }
 

@@ -13,14 +13,21 @@ import pytest
 pytest.importorskip("pydicom")
 pytest.importorskip("SimpleITK")
 
-from radpath.prepare.dicom_write import FAKE_PATIENT, write_series  # noqa: E402
+from radpath.prepare.dicom_write import FAKE_PATIENT, write_series
 
 PHI = ("Test^Phantom", "PHANTOM-0001", "19700101", "ACC-123456", "Phantom")
 """What the fake patient's DICOM says and no output may repeat: name, ID, birth date, accession."""
 
 SERIES = {
     # sequence -> tags (the descriptions are what a scanner console shows; TR/TE/TI in ms)
-    "flair": {"number": 5, "description": "MRHR FLAIR AX", "tr": 9000, "te": 140, "ti": 2500, "scanning_sequence": "SE\\IR"},
+    "flair": {
+        "number": 5,
+        "description": "MRHR FLAIR AX",
+        "tr": 9000,
+        "te": 140,
+        "ti": 2500,
+        "scanning_sequence": "SE\\IR",
+    },
     "t1": {"number": 10, "description": "T1 AX SE", "tr": 550, "te": 12},
     "t1ce": {"number": 13, "description": "MRHR T1 AX POST GAD", "tr": 550, "te": 12, "contrast": "MAGNEVIST"},
     "t2": {"number": 2, "description": "MRHR T2 AX", "tr": 4000, "te": 100},
@@ -46,13 +53,17 @@ def head_volume(shape=(32, 36, 10), seed: int = 0, contrast: str = "t1") -> np.n
     r = np.sqrt(i**2 + (j * 0.9) ** 2 + (k * 0.8) ** 2)
     brain, skull = r < 0.7, (r >= 0.75) & (r < 0.9)
     blob = (i - 0.25) ** 2 + (j + 0.1) ** 2 + k**2 < 0.05
-    level = {"t1": (600, 900, 500), "t1ce": (600, 900, 1200), "t2": (900, 300, 1500), "flair": (500, 200, 1100)}[contrast]
+    level = {"t1": (600, 900, 500), "t1ce": (600, 900, 1200), "t2": (900, 300, 1500), "flair": (500, 200, 1100)}[
+        contrast
+    ]
     v = np.where(brain, level[0], 0.0) + np.where(skull, level[1], 0.0)
     v = np.where(blob, level[2], v)
     return v + rng.normal(0, 10, shape).clip(0, None)
 
 
-def write_study(root: Path, patient: dict | None = None, skip: tuple[str, ...] = (), extra: bool = True, **overrides) -> Path:
+def write_study(
+    root: Path, patient: dict | None = None, skip: tuple[str, ...] = (), extra: bool = True, **overrides
+) -> Path:
     """A study folder: the four series (misleadingly named files in nested folders), a localiser and
     (with `extra`) a diffusion series and a README; `overrides` replace a sequence's tags (`flair={...}`)."""
     affine = oblique_affine()
@@ -64,16 +75,40 @@ def write_study(root: Path, patient: dict | None = None, skip: tuple[str, ...] =
         # file names lie on purpose: the T2 files are called flair_*.dcm and so on
         liar = list(SERIES)[(n + 1) % 4]
         write_series(
-            head_volume(contrast=seq, seed=n), affine, root / "DICOM" / f"S{n:04d}", tags, patient, study_uid,
+            head_volume(contrast=seq, seed=n),
+            affine,
+            root / "DICOM" / f"S{n:04d}",
+            tags,
+            patient,
+            study_uid,
             names=f"{liar}_{{:03d}}.dcm",
         )
     if extra:
         loc = head_volume(shape=(32, 36, 1))
-        write_series(loc, affine, root / "DICOM" / "LOC", {"number": 1, "description": "3-plane localizer", "tr": 8, "te": 3,
-                     "image_type": ["ORIGINAL", "PRIMARY", "LOCALIZER"]}, patient, study_uid)
+        write_series(
+            loc,
+            affine,
+            root / "DICOM" / "LOC",
+            {
+                "number": 1,
+                "description": "3-plane localizer",
+                "tr": 8,
+                "te": 3,
+                "image_type": ["ORIGINAL", "PRIMARY", "LOCALIZER"],
+            },
+            patient,
+            study_uid,
+        )
         dwi = head_volume(contrast="t2", seed=9)
-        write_series(dwi, affine, root / "DICOM" / "S9999", {"number": 7, "description": "AX DWI b1000", "tr": 5000,
-                     "te": 90}, patient, study_uid, names="t1_{:03d}.dcm")
+        write_series(
+            dwi,
+            affine,
+            root / "DICOM" / "S9999",
+            {"number": 7, "description": "AX DWI b1000", "tr": 5000, "te": 90},
+            patient,
+            study_uid,
+            names="t1_{:03d}.dcm",
+        )
         (root / "README.txt").write_text("viewer CD\n")
     return root
 

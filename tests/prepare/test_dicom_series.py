@@ -12,7 +12,6 @@ from radpath.prepare.dicom_series import check_one_patient, scan_series
 from radpath.prepare.errors import SeriesAssignmentError, StudyError
 from radpath.prepare.series_roles import assign
 from radpath.prepare.study_input import list_files
-
 from tests.prepare.conftest import PHI, write_study
 
 
@@ -33,7 +32,9 @@ def test_the_four_sequences_are_found_by_tags_whatever_the_file_names(study):
 
 
 def test_sequence_parameters_decide_when_descriptions_say_nothing(tmp_path):
-    blank = {q: {"description": f"series {i}", "protocol": f"p{i}"} for i, q in enumerate(("flair", "t1", "t1ce", "t2"))}
+    blank = {
+        q: {"description": f"series {i}", "protocol": f"p{i}"} for i, q in enumerate(("flair", "t1", "t1ce", "t2"))
+    }
     root = write_study(tmp_path / "s", extra=False, **blank)
     choices, _ = _assign(root)
     assert {q: c.series.number for q, c in choices.items()} == {"flair": 5, "t1": 10, "t1ce": 13, "t2": 2}
@@ -64,7 +65,11 @@ def test_an_override_that_matches_nothing_lists_the_series(study):
 
 def test_two_patients_are_refused_without_naming_them(tmp_path, patient):
     root = write_study(tmp_path / "s")
-    write_study(tmp_path / "s" / "other", patient={**patient, "PatientID": "OTHER-7", "PatientName": "Other^Person"}, extra=False)
+    write_study(
+        tmp_path / "s" / "other",
+        patient={**patient, "PatientID": "OTHER-7", "PatientName": "Other^Person"},
+        extra=False,
+    )
     with pytest.raises(StudyError, match="2 patients") as e:
         _assign(root)
     assert not any(p in str(e.value) for p in (*PHI, "OTHER-7", "Other^Person"))

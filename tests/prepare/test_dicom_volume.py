@@ -31,7 +31,9 @@ def _read_back(tmp_path, **kw):
     return data, affine, series, read_volume(series)
 
 
-@pytest.mark.parametrize("kw", [{}, {"transfer_syntax": RLELossless}, {"multi_frame": True}], ids=["plain", "rle", "enhanced"])
+@pytest.mark.parametrize(
+    "kw", [{}, {"transfer_syntax": RLELossless}, {"multi_frame": True}], ids=["plain", "rle", "enhanced"]
+)
 def test_voxels_and_geometry_survive_the_round_trip(tmp_path, kw):
     data, affine, series, vol = _read_back(tmp_path, **kw)
     want, want_aff = _canonical(np.round(data), affine)
@@ -57,7 +59,13 @@ def test_a_missing_slice_is_refused(tmp_path):
 
 
 def test_a_compression_this_install_cannot_decode_is_refused_by_name(tmp_path):
-    write_series(head_volume(), oblique_affine(), tmp_path / "s", {"number": 4, "description": "T2"}, transfer_syntax=JPEGLosslessSV1)
+    write_series(
+        head_volume(),
+        oblique_affine(),
+        tmp_path / "s",
+        {"number": 4, "description": "T2"},
+        transfer_syntax=JPEGLosslessSV1,
+    )
     (series,) = scan_series(list_files(tmp_path / "s"))
     with pytest.raises(UnsupportedSeriesError, match=r'series 4 "T2": pixel data compressed as JPEG Lossless'):
         read_volume(series)

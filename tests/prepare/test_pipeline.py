@@ -54,8 +54,15 @@ def atlas_study(root: Path, vol: Volume, mask: np.ndarray, patient: dict | None 
         "t2": np.where(mask, 1500 - t1 * 1.5, t1),
     }
     for n, (q, tags) in enumerate(SERIES.items()):
-        write_series(np.clip(contrast[q], 0, None), moved, root / f"d{n}", tags, patient, "1.2.826.0.1.3680043.8.498.5",
-                     names="img{:03d}")
+        write_series(
+            np.clip(contrast[q], 0, None),
+            moved,
+            root / f"d{n}",
+            tags,
+            patient,
+            "1.2.826.0.1.3680043.8.498.5",
+            names="img{:03d}",
+        )
     return root
 
 
@@ -78,7 +85,14 @@ def test_a_dicom_study_becomes_a_case_on_the_atlas_grid(tmp_path, small_atlas):
     p = pipeline.prepare_study(study, tmp_path / "out", "CASE_1", progress=lambda s, i, n: stages.append((s, i, n)))
     assert [s for s, _, _ in stages] == list(pipeline.STAGES)
     assert sorted(f.name for f in p.case_dir.iterdir()) == sorted(
-        ["CASE_1_flair.nii.gz", "CASE_1_t1.nii.gz", "CASE_1_t1ce.nii.gz", "CASE_1_t2.nii.gz", "CASE_1_prepare.json", "CASE_1_prepare_qc.png"]
+        [
+            "CASE_1_flair.nii.gz",
+            "CASE_1_t1.nii.gz",
+            "CASE_1_t1ce.nii.gz",
+            "CASE_1_t2.nii.gz",
+            "CASE_1_prepare.json",
+            "CASE_1_prepare_qc.png",
+        ]
     )
     t1 = nib.load(p.files["t1"])
     assert t1.shape == vol.data.shape and np.allclose(t1.affine, vol.affine) and t1.get_data_dtype() == np.int16

@@ -67,11 +67,19 @@ def _nifti_study(root, names, sidecars=None):
 def test_native_nifti_are_assigned_by_the_words_of_their_names(tmp_path):
     root = _nifti_study(
         tmp_path / "n",
-        {"flair": "AX_FLAIR_5_fla.nii.gz", "t1": "T1_AX_10_t1.nii.gz", "t1ce": "T1_AX_POST_GAD_13_t1c.nii.gz", "t2": "T2_AX_2.nii.gz"},
+        {
+            "flair": "AX_FLAIR_5_fla.nii.gz",
+            "t1": "T1_AX_10_t1.nii.gz",
+            "t1ce": "T1_AX_POST_GAD_13_t1c.nii.gz",
+            "t2": "T2_AX_2.nii.gz",
+        },
     )
     choices, _ = assign_nifti(nifti_series(root, list_files(root)), {})
     assert {q: c.series.uid for q, c in choices.items()} == {
-        "flair": "AX_FLAIR_5_fla.nii.gz", "t1": "T1_AX_10_t1.nii.gz", "t1ce": "T1_AX_POST_GAD_13_t1c.nii.gz", "t2": "T2_AX_2.nii.gz"
+        "flair": "AX_FLAIR_5_fla.nii.gz",
+        "t1": "T1_AX_10_t1.nii.gz",
+        "t1ce": "T1_AX_POST_GAD_13_t1c.nii.gz",
+        "t2": "T2_AX_2.nii.gz",
     }
     assert choices["t1ce"].reason.startswith("file name T1_AX_POST_GAD_13_t1c.nii.gz:")
     vol = read_nifti(choices["t1"].series)
@@ -80,7 +88,11 @@ def test_native_nifti_are_assigned_by_the_words_of_their_names(tmp_path):
 
 def test_a_dcm2niix_sidecar_beats_the_file_name_and_flags_name_files(tmp_path):
     side = {"t2": {"SeriesDescription": "scan 2", "RepetitionTime": 4.0, "EchoTime": 0.1}}
-    root = _nifti_study(tmp_path / "n", {"flair": "a_flair.nii.gz", "t1": "b_t1.nii.gz", "t1ce": "c_t1_gad.nii.gz", "t2": "d.nii.gz"}, side)
+    root = _nifti_study(
+        tmp_path / "n",
+        {"flair": "a_flair.nii.gz", "t1": "b_t1.nii.gz", "t1ce": "c_t1_gad.nii.gz", "t2": "d.nii.gz"},
+        side,
+    )
     choices, _ = assign_nifti(nifti_series(root, list_files(root)), {})
     assert "long TR and TE" in choices["t2"].reason
     choices, _ = assign_nifti(nifti_series(root, list_files(root)), {"t1": "c_t1_gad.nii.gz", "t1ce": "b_t1.nii.gz"})
