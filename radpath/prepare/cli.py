@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 
 from radpath.contract.model_io import CHANNELS as SEQUENCES
 
@@ -72,3 +73,54 @@ def add_parsers(sub) -> None:
     s.add_argument("--json", action="store_true", help="print the whole report as JSON")
     s.add_argument("--quiet", action="store_true", help="no progress lines")
     s.set_defaults(func=cmd_prepare)
+
+
+def prepare_for_classify(args: argparse.Namespace) -> dict:
+    """`classify --prepare STUDY --case-id ID`: prepare the study, then point `args` at the prepared
+    case (the --flair ... flags chose series; they are cleared). Returns what the result shows."""
+    import tempfile
+
+    from radpath.contract.errors import RadPathError
+
+    from .pipeline import prepare_study
+
+    if not args.case_dir:
+        raise RadPathError("--prepare needs the study: a DICOM folder, a .zip of one, or a folder of four NIfTI")
+    if not args.case_id:
+        raise RadPathError("--prepare needs --case-id (the name of the case in every output; never a patient's ID)")
+    out = args.prepared_dir or tempfile.mkdtemp(prefix="radpath-prepared-")
+    p = prepare_study(args.case_dir, out, args.case_id, overrides_of(args), stage_printer(args.json))
+    args.case_dir = str(p.case_dir)
+    for q in SEQUENCES:
+        setattr(args, q, None)
+    return {
+        "case_dir": str(p.case_dir),
+        "sequences": {q: {"series": s["series"], "reason": s["reason"]} for q, s in p.report["sequences"].items()},
+        "qc_picture": str(p.qc_png),
+        "report": str(p.report_path),
+        "timings_s": p.report["timings_s"],
+    }
+
+
+def prepare_for_cohort(args: argparse.Namespace) -> tuple[str, list[tuple[str, str]]]:
+    """`classify-cohort --prepare STUDIES`: prepare every study (resumable); the cohort root to
+    classify and the studies that failed, with their reasons."""
+    from radpath.contract.errors import RadPathError
+
+    from .cohort import prepare_cohort
+
+    if args.shard:
+        raise RadPathError("--prepare with --shard: prepare once (radpath classify-cohort --prepare without --shard)")
+    root = args.prepared_dir or f"{args.out}.prepared"
+
+    def show(case_id: str, i: int, n: int) -> None:
+        if not args.quiet:
+            print(f"[prepare {i}/{n}] {case_id}", file=sys.stderr, flush=True)
+
+    out_root, failed = prepare_cohort(args.cohort, root, show)
+    if not any((Path(out_root) / "Radiology").iterdir()):
+        raise RadPathError(
+            f"no study of {args.cohort} could be prepared "
+            f"({len(failed)} failed; reasons in {out_root}/prepare.failed.csv)"
+        )
+    return str(out_root), failed
