@@ -40,11 +40,22 @@ class Fit:
         return [round(float(p), 5) for p in tx.GetParameters()]
 
 
+def _central_differences(r: sitk.ImageRegistrationMethod) -> None:
+    """Image gradients by central differences at each sample, not by ITK's gradient image filter:
+    with the filter, on series stored with flipped axes (LAS, as scanners write axial series), the
+    optimiser climbed *away* from a perfect alignment (FLAIR onto T1 of one synthetic head: mutual
+    information -0.45 at the identity, -0.39 after 50 steps and 8 mm off); with central differences
+    it stays within 0.5 mm."""
+    r.SetMetricUseFixedImageGradientFilter(False)
+    r.SetMetricUseMovingImageGradientFilter(False)
+
+
 def _method(
     shrink: list[int], smooth_mm: list[float], sampling: float, iterations: int
 ) -> sitk.ImageRegistrationMethod:
     r = sitk.ImageRegistrationMethod()
     r.SetMetricAsMattesMutualInformation(numberOfHistogramBins=BINS)
+    _central_differences(r)
     r.SetMetricSamplingStrategy(r.RANDOM)
     r.SetMetricSamplingPercentage(sampling, SEED)
     r.SetInterpolator(sitk.sitkLinear)
@@ -126,6 +137,7 @@ def refine_to_head(atlas: sitk.Image, t1_grid: sitk.Image, mesh: int = 6, iterat
     tx = sitk.BSplineTransformInitializer(t1_grid, [mesh] * 3, order=3)
     r = sitk.ImageRegistrationMethod()
     r.SetMetricAsMattesMutualInformation(numberOfHistogramBins=BINS)
+    _central_differences(r)
     r.SetMetricSamplingStrategy(r.RANDOM)
     r.SetMetricSamplingPercentage(0.05, SEED)
     r.SetMetricFixedMask(sitk.Cast(t1_grid > 0, sitk.sitkUInt8))

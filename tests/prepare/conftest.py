@@ -13,7 +13,10 @@ import pytest
 pytest.importorskip("pydicom")
 pytest.importorskip("SimpleITK")
 
+from radpath.prepare import atlas as atlas_mod
+from radpath.prepare import pipeline
 from radpath.prepare.dicom_write import FAKE_PATIENT, write_series
+from radpath.prepare.volume import Volume
 
 PHI = ("Test^Phantom", "PHANTOM-0001", "19700101", "ACC-123456", "Phantom")
 """What the fake patient's DICOM says and no output may repeat: name, ID, birth date, accession."""
@@ -121,3 +124,63 @@ def study(tmp_path) -> Path:
 @pytest.fixture
 def patient() -> dict:
     return dict(FAKE_PATIENT)
+
+
+STEP = 4
+
+
+def _rotation(deg: float, shift: tuple[float, float, float]) -> np.ndarray:
+    a = np.deg2rad(deg)
+    m = np.eye(4)
+    m[:3, :3] = [[np.cos(a), -np.sin(a), 0], [np.sin(a), np.cos(a), 0], [0, 0, 1]]
+    m[:3, 3] = shift
+    return m
+
+
+@pytest.fixture
+def small_atlas(monkeypatch):
+    """The real atlas, every 4th voxel: a 60 x 60 x 39 grid at 4 mm in the same place."""
+    full = atlas_mod.atlas_t1()
+    aff = full.affine.copy()
+    aff[:3, :3] *= STEP
+    vol = Volume("SRI24 atlas T1 (4 mm test copy)", full.data[::STEP, ::STEP, ::STEP].copy(), aff)
+    mask = atlas_mod.atlas_brain_mask()[::STEP, ::STEP, ::STEP].copy()
+    monkeypatch.setattr(pipeline, "atlas_t1", lambda: vol)
+    monkeypatch.setattr(pipeline, "atlas_brain_mask", lambda: mask)
+    return vol, mask
+
+
+def atlas_study(root: Path, vol: Volume, mask: np.ndarray, patient: dict | None = None) -> Path:
+    """Four DICOM series of the atlas head, moved (5 degrees, 6 mm) and each with its own contrast."""
+    moved = _rotation(5.0, (6.0, -4.0, 3.0)) @ vol.affine
+    t1 = vol.data
+    head = t1 > 5
+    contrast = {  # inverted contrasts inside the head: mutual information has to do the matching
+        "flair": np.where(head, (300 - t1) * 3, 0),
+        "t1": t1 * 4,
+        "t1ce": t1 * 4 + 50,
+        "t2": np.where(head, (280 - t1) * 4, 0),
+    }
+    for n, (q, tags) in enumerate(SERIES.items()):
+        write_series(
+            np.clip(contrast[q], 0, None),
+            moved,
+            root / f"d{n}",
+            tags,
+            patient,
+            "1.2.826.0.1.3680043.8.498.5",
+            names="img{:03d}",
+        )
+    return root
+
+
+def all_output_bytes(case_dir: Path) -> bytes:
+    out = b""
+    for f in case_dir.iterdir():
+        data = f.read_bytes()
+        out += data
+        if f.name.endswith(".gz"):
+            import gzip
+
+            out += gzip.decompress(data)
+    return out

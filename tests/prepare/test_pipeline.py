@@ -14,68 +14,8 @@ import pytest
 
 from radpath.prepare import atlas as atlas_mod
 from radpath.prepare import pipeline, skull_strip
-from radpath.prepare.dicom_write import write_series
 from radpath.prepare.errors import SeriesAssignmentError, StudyError
-from radpath.prepare.volume import Volume
-from tests.prepare.conftest import PHI, SERIES
-
-STEP = 4
-
-
-def _rotation(deg: float, shift: tuple[float, float, float]) -> np.ndarray:
-    a = np.deg2rad(deg)
-    m = np.eye(4)
-    m[:3, :3] = [[np.cos(a), -np.sin(a), 0], [np.sin(a), np.cos(a), 0], [0, 0, 1]]
-    m[:3, 3] = shift
-    return m
-
-
-@pytest.fixture
-def small_atlas(monkeypatch):
-    """The real atlas, every 4th voxel: a 60 x 60 x 39 grid at 4 mm in the same place."""
-    full = atlas_mod.atlas_t1()
-    aff = full.affine.copy()
-    aff[:3, :3] *= STEP
-    vol = Volume("SRI24 atlas T1 (4 mm test copy)", full.data[::STEP, ::STEP, ::STEP].copy(), aff)
-    mask = atlas_mod.atlas_brain_mask()[::STEP, ::STEP, ::STEP].copy()
-    monkeypatch.setattr(pipeline, "atlas_t1", lambda: vol)
-    monkeypatch.setattr(pipeline, "atlas_brain_mask", lambda: mask)
-    return vol, mask
-
-
-def atlas_study(root: Path, vol: Volume, mask: np.ndarray, patient: dict | None = None) -> Path:
-    """Four DICOM series of the atlas head, moved (5 degrees, 6 mm) and each with its own contrast."""
-    moved = _rotation(5.0, (6.0, -4.0, 3.0)) @ vol.affine
-    t1 = vol.data
-    contrast = {
-        "flair": np.where(mask, 1200 - t1, t1 * 0.5),
-        "t1": t1 * 4,
-        "t1ce": t1 * 4 + 50,
-        "t2": np.where(mask, 1500 - t1 * 1.5, t1),
-    }
-    for n, (q, tags) in enumerate(SERIES.items()):
-        write_series(
-            np.clip(contrast[q], 0, None),
-            moved,
-            root / f"d{n}",
-            tags,
-            patient,
-            "1.2.826.0.1.3680043.8.498.5",
-            names="img{:03d}",
-        )
-    return root
-
-
-def _all_output_bytes(case_dir: Path) -> bytes:
-    out = b""
-    for f in case_dir.iterdir():
-        data = f.read_bytes()
-        out += data
-        if f.name.endswith(".gz"):
-            import gzip
-
-            out += gzip.decompress(data)
-    return out
+from tests.prepare.conftest import PHI, all_output_bytes, atlas_study
 
 
 def test_a_dicom_study_becomes_a_case_on_the_atlas_grid(tmp_path, small_atlas):
@@ -100,14 +40,16 @@ def test_a_dicom_study_becomes_a_case_on_the_atlas_grid(tmp_path, small_atlas):
     # registration found the head: the prepared T1 matches the atlas inside the brain
     assert np.corrcoef(got[mask], vol.data[mask])[0, 1] > 0.9
     assert (got[~mask] == 0).all()
-    for q in ("flair", "t1ce", "t2"):
-        assert np.asarray(nib.load(p.files[q]).dataobj)[mask].std() > 0
+    # and the other three sit on it (co-registration kept them where they were written)
+    for q, sign in (("flair", -1), ("t1ce", 1), ("t2", -1)):
+        seq = np.asarray(nib.load(p.files[q]).dataobj, np.float32)
+        assert sign * np.corrcoef(seq[mask], vol.data[mask])[0, 1] > 0.9, q
     report = json.loads(p.report_path.read_text())
     assert report["sequences"]["flair"]["series"] == 'series 5 "MRHR FLAIR AX"'
     assert set(report["timings_s"]) == set(pipeline.STAGES) and report["total_s"] > 0
     assert len(report["transforms"]["atlas"]["matrix"]) == 4
     # no patient data in any output: the fake patient's name, ID, birth date, accession
-    blob = _all_output_bytes(p.case_dir)
+    blob = all_output_bytes(p.case_dir)
     assert not any(s.encode() in blob for s in PHI)
 
 
