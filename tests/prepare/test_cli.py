@@ -64,7 +64,7 @@ def test_classify_prepare_a_dicom_zip(tmp_path, small_atlas, server, capsys):
     assert main(argv + ["--prepared-dir", str(tmp_path / "prep")]) == 0
     out, err = capsys.readouterr()
     r = json.loads(out)
-    assert r["case_id"] == "P1" and r["label"] in ("A", "O", "G")
+    assert r["case_id"] == "P1" and r["class"] in ("A", "O", "G")
     assert r["prepared"]["sequences"]["t1ce"]["series"] == 'series 13 "MRHR T1 AX POST GAD"'
     assert (tmp_path / "prep" / "P1" / "P1_prepare_qc.png").is_file()
     assert not any(s in out + err for s in PHI)
