@@ -160,7 +160,7 @@ def prepare_study(
     done("atlas")
     stage("skull")
     t1_grid = register.to_grid(images[REFERENCE], atlas_img, to_atlas.transform)
-    mask, mask_info = brain_mask(sitk_to_array(t1_grid), atlas.data, atlas_brain_mask())
+    mask, mask_info = brain_mask(t1_grid, atlas_img, atlas_brain_mask(), atlas.affine)
     done("skull")
     stage("write")
     case_dir.mkdir(parents=True, exist_ok=True)
