@@ -22,6 +22,7 @@ from radpath.contract.model_io import CHANNELS as SEQUENCE_ORDER
 OUTLINE_RGB = np.array([0, 255, 255], np.uint8)
 Z_WINDOW = (-3.0, 6.0)
 """Robust-z window of the grey levels: brain tissue mid-grey, hyperintense lesions near white."""
+SEAM_GREY = 110
 LABEL_RGB = np.array([255, 230, 0], np.uint8)
 """Side letters: yellow on a black box, readable over any grey level."""
 _GLYPHS = {
@@ -120,4 +121,8 @@ def explanation_figure(
         if tumour is not None:
             out[_outline(np.asarray(tumour, bool))] = OUTLINE_RGB
         panels.append(label_sides(out))
-    return np.concatenate([np.concatenate(panels[:2], axis=1), np.concatenate(panels[2:], axis=1)], axis=0)
+    fig = np.concatenate([np.concatenate(panels[:2], axis=1), np.concatenate(panels[2:], axis=1)], axis=0)
+    h, w = image.shape[:2]
+    fig[h - 1 : h + 1, :] = SEAM_GREY  # a thin line between the panels, so each panel's "L" and its
+    fig[:, w - 1 : w + 1] = SEAM_GREY  # neighbour's "R" do not read as one label
+    return fig

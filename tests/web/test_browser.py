@@ -329,3 +329,44 @@ def test_one_sided_tumour_same_side_everywhere_then_delete_and_login_return(site
     page.get_by_test_id("confirm-delete").click()
     page.wait_for_url("**/cases")
     assert page.get_by_test_id(f"refer-{case_id}").count() == 0
+
+
+def test_result_wording_no_tumour_warnings_and_model_card(site, page):
+    """Issue 19, 3-5 as a reader sees them: refer (never "confident enough" without an assessed
+    threshold), the no-tumour notice once under the class and a heading without "tumour outline",
+    each warning once without the case ID, the age not used, the model card rendered."""
+    from radpath.web.db import engine_for
+    from radpath.web.settings import load_settings
+    from tests.web.test_result_text import SYNTHETIC, result_of, store_result
+
+    settings = load_settings(data_dir=site.data)
+    case_id = "c" * 32
+    swap = f"{case_id}: FLAIR and T2 look swapped: 900 voxels are bright on the FLAIR file and dark on the T2 file"
+    warnings = [
+        {"code": "no-tumour", "message": f"{case_id}: no FLAIR/T2-hyperintense lesion found; slice 20 is the centre"},
+        {"code": "swap-flair-t2", "message": swap},
+        {"code": "swap-flair-t2", "message": swap},
+        {"code": "resampled", "message": f"{case_id}: not on the 1 mm BraTS grid: voxel size 1 x 1 x 3 mm"},
+    ]
+    reasons = [f"input warning {w['code']}: {w['message']}" for w in warnings[:2]]
+    result = result_of(tumor_found=False, refer=True, refer_reasons=reasons, warnings=warnings, refer_threshold=None)
+    store_result(engine_for(settings.db_url), settings.cases_dir(), result, age=15000, case_id=case_id)
+    page.goto(f"{site.url}/cases/{case_id}")
+    _login(page, site)
+    page.wait_for_url(f"**/cases/{case_id}")
+    page.locator("details summary").click()  # open the model card
+    page.screenshot(path=str(ARTIFACTS / "result-no-tumour-warnings-card.png"), full_page=True)
+    text = page.locator("main").inner_text()
+    assert case_id not in text and "Confident enough" not in text and "Refer: not sure" in text
+    assert text.count("No tumour was found") == 1 and "the predicted class above is unreliable" in text
+    assert "the class below" not in text and text.count("FLAIR and T2 look swapped") == 1
+    heading = page.get_by_test_id("slice-heading").inner_text()
+    assert "no tumour found" in heading and "max tumour area" not in heading and "outline" not in heading
+    assert "was given but not used" in page.get_by_test_id("age-use").inner_text()
+    card = page.get_by_test_id("model-card")
+    assert card.locator("h1").inner_text() == "Model card" and card.locator("table td").count() == 2
+    assert card.locator("script").count() == 0 and "<script>" in card.inner_text()  # shown as text, not run
+    assert text.count(SYNTHETIC) == 1
+    page.goto(site.url + "/cases")
+    assert page.get_by_test_id(f"refer-{case_id}").inner_text() == "refer"
+    assert page.get_by_test_id(f"warnings-{case_id}").inner_text() == "3 warnings"

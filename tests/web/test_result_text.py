@@ -37,7 +37,7 @@ CARD = """# Model card
 """
 
 
-def _result(**changes) -> dict:
+def result_of(**changes) -> dict:
     r = {
         "class": "A",
         "probabilities": {"A": 0.39, "O": 0.29, "G": 0.32},
@@ -61,13 +61,17 @@ def _result(**changes) -> dict:
 
 
 def _store(client, settings, result: dict, age: float | None = None, case_id: str = CASE_ID) -> str:
-    engine = client.app.state.engine
+    return store_result(client.app.state.engine, settings.cases_dir(), result, age, case_id)
+
+
+def store_result(engine, cases_dir, result: dict, age: float | None = None, case_id: str = CASE_ID) -> str:
+    """A finished case of alice's with `result`, as a worker would have left it (files: a FLAIR only)."""
     with engine.connect() as conn:
         uid = conn.execute(sa.select(users_table.c.id).where(users_table.c.username == "alice")).scalar_one()
     jobs.enqueue(engine, case_id, uid, {s: f"{s}.nii.gz" for s in ("flair", "t1", "t1ce", "t2")}, age)
     claim = jobs.claim(engine, "test", 60, 2)
     assert jobs.finish(engine, claim, result)
-    folder = settings.cases_dir() / case_id / "input"
+    folder = cases_dir / case_id / "input"
     folder.mkdir(parents=True)
     (folder / "flair.nii.gz").write_bytes(b"not read by these tests")
     return case_id
@@ -88,14 +92,14 @@ def _text(html: str) -> str:
 # ---------------------------------------------------------------- 3: refer and "confident enough"
 @pytest.mark.parametrize("threshold", [None, 0.0, 2.0])
 def test_never_confident_enough_when_the_threshold_was_not_assessed(client, settings, threshold):
-    html = _page(client, settings, _result(refer_threshold=threshold))
+    html = _page(client, settings, result_of(refer_threshold=threshold))
     assert "Confident enough" not in html
     refer = re.search(r'data-testid="refer"[^>]*>(.*?)</div>', html, re.S).group(1)
     assert "Refer: not sure" in refer and "confidence not assessed" in refer
 
 
 def test_confident_enough_only_with_an_assessed_threshold_and_no_reason(client, settings):
-    html = _page(client, settings, _result(probabilities={"A": 0.8, "O": 0.1, "G": 0.1}, refer_threshold=0.62))
+    html = _page(client, settings, result_of(probabilities={"A": 0.8, "O": 0.1, "G": 0.1}, refer_threshold=0.62))
     assert "Confident enough to stand" in html and "0.62" in html and "Refer: not sure" not in html
     assert threshold_assessed(0.62) and not threshold_assessed(0.0) and not threshold_assessed(2.0)
     assert not threshold_assessed(None)
@@ -103,15 +107,15 @@ def test_confident_enough_only_with_an_assessed_threshold_and_no_reason(client, 
 
 def test_the_contracts_reasons_are_shown_as_they_are(client, settings):
     reason = "low confidence: top probability 0.39 is below the model's refer threshold 0.60 (...)"
-    html = _page(client, settings, _result(refer=True, refer_reasons=[reason], refer_threshold=0.6))
+    html = _page(client, settings, result_of(refer=True, refer_reasons=[reason], refer_threshold=0.6))
     assert "Refer: not sure" in html and "low confidence: top probability 0.39" in html
 
 
 def test_my_cases_marks_refer_and_warnings(client, settings):
     assert login(client).status_code == 303
     warn = [{"code": "resampled", "message": f"{'a' * 32}: not on the 1 mm BraTS grid"}]
-    _store(client, settings, _result(refer_threshold=None, warnings=warn), case_id="a" * 32)
-    _store(client, settings, _result(probabilities={"A": 0.9, "O": 0.05, "G": 0.05}), case_id="b" * 32)
+    _store(client, settings, result_of(refer_threshold=None, warnings=warn), case_id="a" * 32)
+    _store(client, settings, result_of(probabilities={"A": 0.9, "O": 0.05, "G": 0.05}), case_id="b" * 32)
     html = client.get("/cases", headers=HTML).text
     refer_a = re.search(rf'data-testid="refer-{"a" * 32}">(.*?)</td>', html, re.S).group(1)
     refer_b = re.search(rf'data-testid="refer-{"b" * 32}">(.*?)</td>', html, re.S).group(1)
@@ -129,7 +133,7 @@ def test_each_warning_once_without_the_case_id(client, settings):
         {"code": "resampled", "message": f"{CASE_ID}: not on the 1 mm BraTS grid"},
     ]
     reasons = [f"input warning swap-flair-t2: {swap}"]
-    html = _page(client, settings, _result(refer=True, refer_reasons=reasons, warnings=warnings))
+    html = _page(client, settings, result_of(refer=True, refer_reasons=reasons, warnings=warnings))
     text = _text(html)
     assert CASE_ID not in text
     assert text.count("FLAIR and T2 look swapped") == 1 and text.count("not on the 1 mm BraTS grid") == 1
@@ -140,7 +144,7 @@ def test_each_warning_once_without_the_case_id(client, settings):
 def test_no_tumour_heading_and_one_notice(client, settings):
     warnings = [{"code": "no-tumour", "message": f"{CASE_ID}: no FLAIR/T2-hyperintense lesion found; slice 20"}]
     reasons = [f"input warning no-tumour: {warnings[0]['message']}"]
-    html = _page(client, settings, _result(tumor_found=False, refer=True, refer_reasons=reasons, warnings=warnings))
+    html = _page(client, settings, result_of(tumor_found=False, refer=True, refer_reasons=reasons, warnings=warnings))
     text = _text(html)
     heading = _text(re.search(r'data-testid="slice-heading">(.*?)</h2>', html, re.S).group(1))
     assert "max tumour area" not in heading and "outline" not in heading and "no tumour found" in heading
@@ -154,17 +158,17 @@ def test_present_without_a_result_is_empty():
 
 # ---------------------------------------------------------------- 5: age, model card, data statement
 def test_age_given_but_not_used_is_said(client, settings):
-    text = _text(_page(client, settings, _result(age_used=False), age=15000))
+    text = _text(_page(client, settings, result_of(age_used=False), age=15000))
     assert "Age (15000 days) was given but not used" in text
 
 
 def test_age_used_is_said(client, settings):
-    text = _text(_page(client, settings, _result(age_used=True), age=15000))
+    text = _text(_page(client, settings, result_of(age_used=True), age=15000))
     assert "Age (15000 days) was used by the model" in text
 
 
 def test_model_card_is_rendered_sanitised_and_the_data_statement_shown_once(client, settings):
-    html = _page(client, settings, _result())
+    html = _page(client, settings, result_of())
     card = re.search(r'data-testid="model-card">(.*?)</div>', html, re.S).group(1)
     assert "<h1>Model card</h1>" in card and "<strong>Trained and evaluated on SYNTHETIC data</strong>" in card
     assert "<table>" in card and "<td>held-out</td>" in card
@@ -202,7 +206,7 @@ def test_upload_form_says_when_it_cannot_tell(client):
 
 # ---------------------------------------------------------------- 6: delete asks; login returns
 def test_delete_asks_for_confirmation_first(client, settings):
-    html = _page(client, settings, _result())
+    html = _page(client, settings, result_of())
     assert f'href="/cases/{CASE_ID}/delete"' in html and "<script>" not in html
     confirm = client.get(f"/cases/{CASE_ID}/delete", headers=HTML)
     assert confirm.status_code == 200 and "cannot be undone" in confirm.text
