@@ -129,8 +129,10 @@ def reset_password(engine: sa.Engine, username: str, password: str) -> None:
 #                            try waits `login_delay_seconds`, doubling per failure (capped);
 #   client:<client>          one client across accounts (spraying): the same growing waits after
 #                            `login_client_max_failures`;
-#   account:<account>        one account from every client: past `login_account_max_failures` only
-#                            clients that already failed on it wait.
+#   account:<account>        one account from every client (a botnet, or forged X-Forwarded-For
+#                            addresses): past `login_account_max_failures` every client waits
+#                            except a browser that logged in to this account before (its device
+#                            cookie, `device_mark`) and has not failed since.
 # So an attacker hammering an account slows only himself; its owner, from another client, logs in.
 # A count is forgotten `login_window_seconds` after its last failure; a successful login clears
 # its pair. Unknown accounts are counted like real ones (the answers look the same).
@@ -150,14 +152,37 @@ def _wait_left(row, free: int, settings: Settings, now: float) -> float:
     return max(0.0, row.last_at + delay - now)
 
 
-def _throttle_check(conn, keys: dict[str, str], settings: Settings, now: float) -> None:
+DEVICE_MARKS = 5
+"""Accounts one browser's device cookie remembers (a shared workstation)."""
+
+
+def device_mark(secret: str, account: str) -> str:
+    """The device cookie's mark for `account`: HMAC(secret, account), so it cannot be made up."""
+    digest = hmac.new(secret.encode(), b"device:" + account.strip().lower().encode(), hashlib.sha256)
+    return digest.hexdigest()[:32]
+
+
+def remember_device(secret: str, account: str, cookie: str | None) -> str:
+    """The device cookie after a successful login to `account`: its mark first, at most DEVICE_MARKS."""
+    mark = device_mark(secret, account)
+    others = [m for m in (cookie or "").split(".") if m and m != mark]
+    return ".".join([mark, *others][:DEVICE_MARKS])
+
+
+def _known_device(secret: str, account: str, cookie: str | None) -> bool:
+    mark = device_mark(secret, account)
+    return any(hmac.compare_digest(mark, m) for m in (cookie or "").split(".")[:DEVICE_MARKS])
+
+
+def _throttle_check(conn, keys: dict[str, str], settings: Settings, now: float, known: bool) -> None:
     rows = {r.key: r for r in conn.execute(sa.select(login_attempts).where(login_attempts.c.key.in_(keys.values())))}
     pair, client, account = (rows.get(keys[k]) for k in ("pair", "client", "account"))
     waits = [
         (_wait_left(pair, settings.login_max_failures, settings, now), "for this account from your address"),
         (_wait_left(client, settings.login_client_max_failures, settings, now), "from your address"),
     ]
-    if pair is not None and now - pair.last_at <= settings.login_window_seconds:  # only clients that failed here
+    failed_here = pair is not None and now - pair.last_at <= settings.login_window_seconds
+    if failed_here or not known:
         waits.append((_wait_left(account, settings.login_account_max_failures, settings, now), "for this account"))
     wait, why = max(waits)
     if wait > 0:
@@ -189,14 +214,18 @@ def _count_failure(engine: sa.Engine, keys: dict[str, str], settings: Settings, 
                 continue
 
 
-def authenticate(engine: sa.Engine, settings: Settings, username: str, password: str, client: str) -> User:
+def authenticate(
+    engine: sa.Engine, settings: Settings, username: str, password: str, client: str, device: str | None = None
+) -> User:
     """The user, or AuthError with one message for every kind of failure (ThrottledError: wait first).
 
-    `client` is the caller's address (behind a trusted proxy: the forwarded one)."""
+    `client` is the caller's address (behind a trusted proxy: the forwarded one); `device` the
+    browser's device cookie, if any (see `remember_device`)."""
     now = time.time()
-    keys = _throttle_keys(username.strip().lower()[:320], str(client)[:64])
+    account = username.strip().lower()[:320]
+    keys = _throttle_keys(account, str(client)[:64])
     with engine.connect() as conn:
-        _throttle_check(conn, keys, settings, now)
+        _throttle_check(conn, keys, settings, now, _known_device(settings.secret, account, device))
         row = conn.execute(sa.select(users).where(users.c.username == username)).first()
     stored = row.password_hash if row is not None else _DUMMY_HASH
     try:

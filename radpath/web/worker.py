@@ -78,9 +78,14 @@ def server_waiter(engine: sa.Engine, settings: Settings, job: jobs.Claim, abando
                 now = time.time()
                 since = state["since"] = state["since"] or now
                 if now - since + delay > settings.model_wait_seconds:
+                    what = (
+                        f"had no model {settings.model!r} loaded"
+                        if type(exc).__name__ == "ModelNotFoundError"
+                        else "did not answer"
+                    )
                     raise ModelServerDownError(
-                        f"the model server did not answer for {(now - since) / 60:.0f} minutes, so the case "
-                        "was not classified; upload it again later, or ask IT to check the model server"
+                        f"the model server {what} for {(now - since) / 60:.0f} minutes, so the case was not "
+                        "classified; upload it again later, or ask IT to check the model server"
                     ) from None
                 log.warning("case %s: model server not answering (%s); next try in %.0f s", job.case_id, exc, delay)
                 jobs.set_note(

@@ -73,12 +73,20 @@ def test_spraying_many_accounts_from_one_address_is_throttled(settings, users, c
     assert auth.authenticate(users, settings, "bob", PASSWORD, ATTACKER).username == "bob"  # a wait, not a ban
 
 
-def test_many_addresses_on_one_account_slow_only_the_failing_ones(settings, users, clock):
+def test_many_addresses_on_one_account_hit_the_account_limit_but_not_its_owners_browser(settings, users, clock):
+    """A botnet, or forged X-Forwarded-For addresses: each address fails once, so no pair limit is
+    reached; past the account-wide limit every client waits except a browser that logged in to the
+    account before (its device cookie)."""
+    owners_cookie = auth.remember_device(settings.secret, "alice", None)
     settings = replace(settings, login_account_max_failures=6)
-    for i in range(6):  # a botnet: one failure per address
+    for i in range(6):
         _fails(users, settings, "alice", f"192.0.2.{i}")
-    assert _throttled(users, settings, "alice", "192.0.2.1") > 0  # a failing address now waits
-    assert auth.authenticate(users, settings, "alice", PASSWORD, OWNER).username == "alice"  # a clean one does not
+    assert _throttled(users, settings, "alice", "192.0.2.77", password=PASSWORD) > 0  # a new address waits too
+    forged = auth.remember_device("another site's secret", "alice", None)
+    with pytest.raises(auth.ThrottledError, match="for this account"):
+        auth.authenticate(users, settings, "alice", PASSWORD, "192.0.2.78", forged)
+    assert auth.authenticate(users, settings, "alice", PASSWORD, OWNER, owners_cookie).username == "alice"
+    assert auth.authenticate(users, settings, "bob", PASSWORD, "192.0.2.79").username == "bob"  # other accounts
 
 
 def test_counts_are_forgotten_after_the_window_and_at_login(settings, users, clock):
@@ -114,6 +122,24 @@ def test_over_http_the_attacker_gets_429_and_the_owner_logs_in(settings, users):
         api = attacker.post("/api/token", json={"username": "alice", "password": PASSWORD})
         assert api.status_code == 429 and api.headers["retry-after"]
         assert owner.post("/api/token", json={"username": "alice", "password": PASSWORD}).status_code == 200
+
+
+def test_over_http_a_browser_that_logged_in_before_gets_in_during_a_distributed_attack(settings, users):
+    from radpath.web.app import create_app
+    from radpath.web.login import DEVICE_COOKIE
+
+    settings = replace(settings, login_account_max_failures=4)
+    app = create_app(settings)
+    with TestClient(app, client=(OWNER, 5555)) as owner:
+        first = _login(owner, "alice", PASSWORD)
+        assert first.status_code == 303 and DEVICE_COOKIE in first.cookies
+        assert "httponly" in first.headers["set-cookie"].lower()
+        for i in range(4):  # four addresses (or one forging X-Forwarded-For), one failure each
+            with TestClient(app, client=(f"192.0.2.{i}", 4000 + i)) as bot:
+                assert _login(bot, "alice", "not the password").status_code == 401
+        with TestClient(app, client=("192.0.2.99", 4999)) as fresh:
+            assert _login(fresh, "alice", PASSWORD).status_code == 429  # no device cookie: waits
+        assert _login(owner, "alice", PASSWORD).status_code == 303  # the owner's browser does not
 
 
 def test_a_burst_of_logins_checks_at_most_four_passwords_at_once(settings, users, monkeypatch):
