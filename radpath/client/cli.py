@@ -181,6 +181,11 @@ def cmd_classify(args: argparse.Namespace) -> int:
     from radpath.client.grpc_client import GlioClient
     from radpath.preprocess import load_case
 
+    prepared = None
+    if args.prepare:  # a DICOM study or native NIfTI: onto the BraTS grid first (radpath[prepare])
+        from radpath.prepare.cli import prepare_for_classify
+
+        prepared = prepare_for_classify(args)
     source = case_source(args)
     with GlioClient(_server(args), args.model, args.version, timeout=args.timeout) as client:
         t0 = time.perf_counter()
@@ -199,7 +204,8 @@ def cmd_classify(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
     if args.json:
-        print_json({**result.as_dict(), **({"explanation": explanation} if explanation else {})})
+        extra = {"explanation": explanation} if explanation else {}
+        print_json({**result.as_dict(), **extra, **({"prepared": prepared} if prepared else {})})
     else:
         probs = "  ".join(f"{c} {p:.3f}" for c, p in result.probabilities.items())
         note = "" if result.tumor_found else "  (no tumour found: brain centre slice used)"
@@ -213,6 +219,10 @@ def cmd_classify(args: argparse.Namespace) -> int:
                 print(f"    - {reason}")
         for w in result.warnings:
             print(f"  warning [{w['code']}]: {w['message']}")
+        if prepared:
+            for q, c in prepared["sequences"].items():
+                print(f"  {q} <- {c['series']}: {c['reason']}")
+            print(f"  prepared case: {prepared['case_dir']} (QC picture {prepared['qc_picture']})")
         if explanation:
             print(
                 f"  explanation: {explanation['path']} (attribution peak inside the tumour outline: "
@@ -226,8 +236,13 @@ def cmd_classify_cohort(args: argparse.Namespace) -> int:
     from radpath.client.cohort_batch import classify_cohort
     from radpath.contract.errors import RadPathError
 
+    cohort, failed_before = args.cohort, []
+    if args.prepare:  # a folder of DICOM studies or native NIfTI folders (radpath[prepare])
+        from radpath.prepare.cli import prepare_for_cohort
+
+        cohort, failed_before = prepare_for_cohort(args)
     s = classify_cohort(
-        args.cohort,
+        cohort,
         args.out,
         _server(args),
         args.model,
@@ -237,6 +252,7 @@ def cmd_classify_cohort(args: argparse.Namespace) -> int:
         args.timeout,
         args.retries,
         progress=not args.quiet,
+        failed_before=failed_before,
     )
     print(
         f"{s.written} cases classified, {s.skipped_done} already in {args.out}, {len(s.failed)} failed "
@@ -279,6 +295,11 @@ def _case_arguments(s: argparse.ArgumentParser) -> None:
     )
 
 
+def _prepare_arguments(s: argparse.ArgumentParser, what: str) -> None:
+    s.add_argument("--prepare", action="store_true", help=f"prepare first (radpath prepare; radpath[prepare]): {what}")
+    s.add_argument("--prepared-dir", help="with --prepare: keep the prepared case(s) here (resumable)")
+
+
 def add_parsers(sub) -> None:
     """The client's subcommands (core install: no TensorFlow, JAX or Flax)."""
     s = sub.add_parser("inspect", help="check one case and find its max-tumour slice")
@@ -307,6 +328,11 @@ def add_parsers(sub) -> None:
         help="also write the model input with the attribution map of the "
         "predicted class (served 'explain' signature) and the tumour outline",
     )
+    _prepare_arguments(
+        s,
+        "CASE_DIR is a study: a DICOM folder or .zip, or four native NIfTI; --case-id names it "
+        "and --flair ... choose series",
+    )
     s.add_argument("--json", action="store_true")
     s.set_defaults(func=cmd_classify)
 
@@ -329,6 +355,7 @@ def add_parsers(sub) -> None:
         "--retries", type=whole_number(0), default=4, help="retries with backoff while the server is unavailable"
     )
     s.add_argument("--quiet", action="store_true")
+    _prepare_arguments(s, "COHORT is a folder of studies (one sub-folder or .zip each, named by case ID)")
     s.set_defaults(func=cmd_classify_cohort)
 
     s = sub.add_parser("merge-predictions", help="merge shard CSVs into one (and score them if labels are given)")

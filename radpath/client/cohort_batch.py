@@ -113,7 +113,9 @@ def classify_cohort(
     timeout: float = 60.0,
     retries: int = 4,
     progress: bool = True,
+    failed_before: list[tuple[str, str]] | None = None,
 ) -> CohortRunSummary:
+    """`failed_before`: cases that failed an earlier step (`--prepare`), listed in OUT.failed.csv too."""
     t0 = time.perf_counter()
     out = Path(out)
     try:
@@ -134,6 +136,7 @@ def classify_cohort(
     done = read_done(out, co.id_column)
     todo = [e for e in entries if e.case_id not in done]
     failed: list[tuple[str, str]] = [(cid, msg) for cid, msg in co.problems if shard_of(cid, n) == i]
+    failed += failed_before or []
     out.parent.mkdir(parents=True, exist_ok=True)
     new_file = not out.exists() or out.stat().st_size == 0
     written, stopped = 0, None
