@@ -307,7 +307,6 @@ def write_synthetic_cohort(
         "about clinical accuracy.\n"
         "`Segmentation/` holds the generator's ground-truth tumour masks (BraTS labels 1, 2, 4) and "
         "`appearance.csv` the drawn and realised appearance per case (signs, FLAIR/T2 tumour robust z, dtype, "
-        "background); neither is part of a real release.\n\n"
-        + anatomy_attribution()
+        "background); neither is part of a real release.\n\n" + anatomy_attribution()
     )
     return plans
