@@ -141,6 +141,7 @@ def brain_shape(real_masks: dict[str, np.ndarray], cases: int, seed: int) -> Non
     if real_real:
         print(f"  real vs real: Dice {', '.join(f'{x:.3f}' for x in real_real)}")
     with tempfile.TemporaryDirectory() as tmp:
+        (Path(tmp) / "Segmentation").mkdir()
         cpu = []
         for p in plan_cohort(3, seed + 1):
             t0 = time.process_time()
@@ -196,7 +197,7 @@ def real_cases(root: Path) -> list[tuple[str, dict]]:
     the BraTS grid) and `deciles`."""
     out = []
     for case in sorted(p for p in (root / "Radiology").iterdir() if p.is_dir()):
-        vols = {}
+        vols, images = {}, {}
         for s in SEQS:
             f = next(
                 (
@@ -208,7 +209,8 @@ def real_cases(root: Path) -> list[tuple[str, dict]]:
             )
             if f is None:
                 break
-            vols[s] = np.asanyarray(nib.load(str(f)).dataobj)
+            images[s] = nib.load(str(f))
+            vols[s] = np.asanyarray(images[s].dataobj)
         if len(vols) < 4:
             print(f"skipping {case.name}: not all four sequences")
             continue
@@ -217,9 +219,10 @@ def real_cases(root: Path) -> list[tuple[str, dict]]:
         )
         seg = np.asanyarray(nib.load(str(masks[0])).dataobj) > 0.5 if masks else None
         row = describe(vols, seg)
+        # the brain on the generator's RAS voxel order (the files are stored LPS, as real releases are)
         nonzero = np.zeros(vols["flair"].shape, dtype=bool)
-        for v in vols.values():
-            nonzero |= v != 0
+        for s in SEQS:
+            nonzero |= np.asanyarray(nib.as_closest_canonical(images[s]).dataobj) != 0
         if nonzero.shape == (240, 240, 155):
             row["mask"] = nonzero
         row["deciles"] = deciles(vols, measured_brain(vols), seg)
