@@ -148,9 +148,10 @@ def synthesize_case(
     shape = check_shape(shape)
     streams = [np.random.default_rng(s) for s in np.random.SeedSequence([seed, plan.index]).spawn(5)]
     r_anat, r_tumor, r_look, r_render, r_file = streams
-    lesion = plan_lesion(r_tumor, plan.appearance, style) if with_tumor and not plan.control else None
-    brain = make_brain(r_anat, shape, plan.age_days / 365.25, push=lesion.push if lesion is not None else None)
-    tumor = make_tumor(r_tumor, brain, lesion) if lesion is not None else None
+    lesion_plan = plan_lesion(r_tumor, plan.appearance, style) if with_tumor and not plan.control else None
+    push = lesion_plan.push if lesion_plan is not None else None
+    brain = make_brain(r_anat, shape, plan.age_days / 365.25, push=push)
+    tumor = make_tumor(r_tumor, brain, lesion_plan) if lesion_plan is not None else None
     look = draw_appearance(r_look, style)
     crops = write_quirks(r_file, render(r_render, brain, tumor, look), brain, look)
     seg = np.zeros(shape, dtype=np.uint8)
