@@ -391,6 +391,7 @@ def load_case(
         case_id = case_id or Path(os.path.abspath(case_dir)).name
         paths = find_sequence_files(case_dir, case_id)
 
+    check_distinct_files(paths)
     headers = {name: read_header(paths[name], limits) for name in SEQUENCES}
     total = sum(h.data_bytes for h in headers.values())
     if total > limits.max_case_bytes:
@@ -424,6 +425,7 @@ def load_case(
     for name in SEQUENCES:
         data, affine = read_volume(paths[name], limits, headers[name])
         volumes[name], canonical_affine, orientation = _to_canonical(data, affine)
+    check_distinct_volumes(volumes, paths)
     return Case(
         case_id=case_id,
         volumes=volumes,
@@ -433,6 +435,39 @@ def load_case(
         label=label,
         source_orientation=orientation,
     )
+
+
+def check_distinct_files(paths: Mapping[str, Path]) -> None:
+    """Refuse one file given for two sequences: the model would read e.g. FLAIR as T2 and still answer."""
+    seen: dict[tuple[int, int], str] = {}
+    for name in SEQUENCES:
+        try:
+            st = paths[name].stat()
+        except OSError:
+            continue  # read_header names a missing or unreadable file
+        first = seen.setdefault((st.st_dev, st.st_ino), name)
+        if first != name:
+            raise CaseError(
+                paths[name],
+                f"is the same file as the {first} slot's; each of {', '.join(SEQUENCES)} needs its own file",
+            )
+
+
+def check_distinct_volumes(volumes: Mapping[str, np.ndarray], paths: Mapping[str, Path]) -> None:
+    """Refuse two sequences holding identical voxels (one scan copied into two slots): no four real
+    sequences are ever equal voxel for voxel. A strided sample first, so distinct volumes cost little."""
+    names = list(volumes)
+    for i, a in enumerate(names):
+        for b in names[i + 1 :]:
+            va, vb = volumes[a], volumes[b]
+            if va.shape != vb.shape or not np.array_equal(va.reshape(-1)[::997], vb.reshape(-1)[::997]):
+                continue
+            if np.array_equal(va, vb):
+                raise CaseError(
+                    paths.get(b, b),
+                    f"holds exactly the same voxels as the {a} file (one scan in two slots?); "
+                    f"each of {', '.join(SEQUENCES)} needs its own sequence",
+                )
 
 
 def _common_id(paths: Mapping[str, Path]) -> str:

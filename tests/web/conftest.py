@@ -151,3 +151,25 @@ def db_url(request, tmp_path) -> str:
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'jobs.sqlite3'}"
     return fresh_postgres(request.getfixturevalue("postgres_url"))  # tests/postgres_server.py
+
+
+def write_one_sided_case(folder: Path, side: str = "right", shape=SMALL_SHAPE, seed: int = 3) -> dict[str, Path]:
+    """The four files of a synthetic case whose tumour lies in the patient's `side` hemisphere only
+    (the volumes mirrored left-right when the generator drew it on the other side)."""
+    import numpy as np
+
+    from radpath.synth.cohort import plan_cohort, save_ras, synthesize_case
+
+    plan = plan_cohort(3, seed=seed)[0]
+    volumes, seg, _ = synthesize_case(plan, seed, shape, style="brats")
+    xs = np.nonzero(seg)[0]
+    on_right = xs.mean() > (shape[0] - 1) / 2  # RAS: axis 0 runs towards the patient's right
+    assert xs.min() > shape[0] / 2 or xs.max() < shape[0] / 2, "the drawn tumour crosses the midline"
+    if on_right != (side == "right"):
+        volumes = {k: v[::-1] for k, v in volumes.items()}
+    folder.mkdir(parents=True, exist_ok=True)
+    files = {}
+    for seq, v in volumes.items():
+        files[seq] = folder / f"{side}sided_{seq}.nii.gz"
+        save_ras(np.ascontiguousarray(v), files[seq])
+    return files
