@@ -88,13 +88,13 @@ def from_proto(proto: tensor_pb2.TensorProto, max_elements: int | None = None) -
     if proto.dtype not in _DTYPES:
         raise TensorCodecError(f"unsupported tensor dtype {proto.dtype} (DataType enum value)")
     dtype, field = _DTYPES[proto.dtype]
-    if proto.tensor_content:
-        if len(proto.tensor_content) != count * dtype.itemsize:
+    content = proto.tensor_content  # read once: each read of a bytes field copies it (upb)
+    if content:
+        if len(content) != count * dtype.itemsize:
             raise TensorCodecError(
-                f"tensor_content holds {len(proto.tensor_content)} bytes; shape {shape} of "
-                f"{dtype} needs {count * dtype.itemsize}"
+                f"tensor_content holds {len(content)} bytes; shape {shape} of {dtype} needs {count * dtype.itemsize}"
             )
-        return np.frombuffer(proto.tensor_content, dtype.newbyteorder("<")).astype(dtype, copy=False).reshape(shape)
+        return np.frombuffer(content, dtype.newbyteorder("<")).astype(dtype, copy=False).reshape(shape)
     raw = getattr(proto, field)
     if field == "half_val":
         data = np.array(raw, np.uint16).view(np.float16)
