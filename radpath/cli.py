@@ -5,6 +5,7 @@
 | classify, classify-cohort, merge-predictions, evaluate, inspect | `radpath.client.cli` | core |
 | synth | `radpath.synth.cli` | core |
 | train, export, evaluate-model | `radpath.train.cli` | `radpath[train]` |
+| convert-weights | `radpath.train.pretrained_cli` | `radpath[train]` |
 | serve | `radpath.serving.cli` | `radpath[serve]` |
 | web, web-worker, users | `radpath.web.cli` | `radpath[web]` |
 
@@ -38,6 +39,7 @@ COMMANDS: dict[str, tuple[str, str | None]] = {
     "train": ("radpath.train.cli", "train"),
     "export": ("radpath.train.cli", "train"),
     "evaluate-model": ("radpath.train.cli", "train"),
+    "convert-weights": ("radpath.train.pretrained_cli", "train"),
     "serve": ("radpath.serving.cli", "serve"),
     "web": ("radpath.web.cli", "web"),
     "web-worker": ("radpath.web.cli", "web"),

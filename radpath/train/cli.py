@@ -31,8 +31,13 @@ def cmd_train(args: argparse.Namespace) -> int:
     from radpath.contract.errors import RadPathError
     from radpath.contract.metrics import format_scores
 
+    from .pretrained import check_fits, weights_meta
     from .run import run_training
 
+    try:  # converted ImageNet weights name the layout they need (`radpath convert-weights`)
+        variant = weights_meta(args.init_weights).get("variant") if args.init_weights else None
+    except (ValueError, FileNotFoundError) as exc:
+        raise RadPathError(str(exc)) from None
     config = TrainConfig(
         width=args.width,
         stages=tuple(args.stages),
@@ -43,8 +48,11 @@ def cmd_train(args: argparse.Namespace) -> int:
         use_age=args.use_age,
         tta=not args.no_tta,
         init_weights=args.init_weights,
+        resnet_variant=variant or TRAIN_DEFAULTS.resnet_variant,
     )
     try:
+        if args.init_weights:
+            check_fits(args.init_weights, config)  # before the cohort is read, not after
         report = run_training(
             args.cohort,
             args.out,
@@ -136,7 +144,9 @@ def add_parsers(sub) -> None:
     s.add_argument("--seed", type=int, default=d.seed)
     s.add_argument("--use-age", action="store_true", help="feed age next to the image features")
     s.add_argument("--no-tta", action="store_true", help="no test-time averaging over slices and flips")
-    s.add_argument("--init-weights", help=".npz of ImageNet-style weights for the first layers")
+    s.add_argument(
+        "--init-weights", help="starting weights: .npz from `radpath convert-weights` (ImageNet; needs --width 64)"
+    )
     s.add_argument("--cache", help="example cache folder (default RUN_DIR/cache)")
     s.add_argument("--quiet", action="store_true")
     s.set_defaults(func=cmd_train)

@@ -68,6 +68,8 @@ def make_model(config: TrainConfig, bn_axis: str | None = None) -> ResNet:
         num_classes=NUM_CLASSES,
         use_age=config.use_age,
         bn_axis=bn_axis,
+        variant=config.resnet_variant,
+        dtype=jnp.dtype(config.compute_dtype) if bn_axis else jnp.float32,  # evaluation and export: float32
     )
 
 
@@ -282,9 +284,9 @@ def fit(
     model = make_model(config, bn_axis=AXIS)
     variables = init_variables(config)
     if config.init_weights:
-        from .pretrained import load_partial
+        from .pretrained import load_variables
 
-        variables["params"], _ = load_partial(variables["params"], config.init_weights)
+        variables, _ = load_variables(variables, config.init_weights, config)
     state = TrainState.create(
         apply_fn=model.apply,
         params=variables["params"],
