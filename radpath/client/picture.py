@@ -4,6 +4,10 @@
 sequences at the max-tumour slice, as the model saw them) with the attribution map of the
 predicted class over it and the tumour outline found by preprocessing, so a reader can tell at a
 glance whether the model looked at the lesion. Only numpy and zlib: the light client stays light.
+
+One left/right convention for every picture the project draws (this figure, the web app's slice
+panel): radiological, as a PACS shows it: patient's right on the image's left, anterior up, each
+picture labelled R and L in its top corners (`radiological`, `label_sides`).
 """
 
 from __future__ import annotations
@@ -13,10 +17,53 @@ import zlib
 
 import numpy as np
 
-SEQUENCE_ORDER = ("flair", "t1", "t1ce", "t2")
+from radpath.contract.model_io import CHANNELS as SEQUENCE_ORDER
+
 OUTLINE_RGB = np.array([0, 255, 255], np.uint8)
 Z_WINDOW = (-3.0, 6.0)
 """Robust-z window of the grey levels: brain tissue mid-grey, hyperintense lesions near white."""
+SEAM_GREY = 110
+LABEL_RGB = np.array([255, 230, 0], np.uint8)
+"""Side letters: yellow on a black box, readable over any grey level."""
+_GLYPHS = {
+    "R": ("11110", "10001", "10001", "11110", "10100", "10010", "10001"),
+    "L": ("10000", "10000", "10000", "10000", "10000", "10000", "11111"),
+}
+"""5 x 7 bitmaps of the side letters (no font files in the light client)."""
+
+
+def radiological(plane: np.ndarray) -> np.ndarray:
+    """An axial plane [x, y] of the canonical RAS grid (`preprocess.case`) -> [rows, cols] as a PACS
+    shows it: anterior up, the patient's right on the image's left. The model input's plane
+    (`preprocess.model_input.to_model_plane`) has the same orientation."""
+    return np.asarray(plane).T[::-1, ::-1]
+
+
+def glyph(letter: str, scale: int = 1) -> np.ndarray:
+    """bool [7 * scale, 5 * scale]: the bitmap of `letter` ("R" or "L")."""
+    bits = np.array([[c == "1" for c in row] for row in _GLYPHS[letter]])
+    return bits.repeat(scale, 0).repeat(scale, 1)
+
+
+def label_scale(height: int, width: int) -> int:
+    """Letter scale for a picture: 7 pixels per 100 of its smaller side, at least 7."""
+    return max(1, min(height, width) // 100)
+
+
+def label_sides(rgb: np.ndarray, left: str = "R", right: str = "L") -> np.ndarray:
+    """Write `left` in the top-left and `right` in the top-right corner of uint8 [h, w, 3] (in place,
+    and returned): the patient's sides of a radiological picture."""
+    h, w, _ = rgb.shape
+    k = label_scale(h, w)
+    pad = k
+    for letter, at_left in ((left, True), (right, False)):
+        g = glyph(letter, k)
+        gh, gw = g.shape
+        r0 = pad
+        c0 = pad if at_left else w - pad - gw
+        rgb[max(r0 - k, 0) : r0 + gh + k, max(c0 - k, 0) : c0 + gw + k] = 0
+        rgb[r0 : r0 + gh, c0 : c0 + gw][g] = LABEL_RGB
+    return rgb
 
 
 def png_bytes(rgb: np.ndarray) -> bytes:
@@ -55,7 +102,8 @@ def explanation_figure(
 ) -> np.ndarray:
     """uint8 [448, 448, 3]: 2 x 2 panels (FLAIR, T1 / T1ce, T2) of the model input `image`
     float32 [224, 224, 4], the attribution map [224, 224] in [0, 1] blended as a heat map where it is
-    strong, and the tumour mask [224, 224] drawn as a cyan outline."""
+    strong, and the tumour mask [224, 224] drawn as a cyan outline. The model input is already
+    radiological (patient's right on the left); each panel is labelled R / L."""
     image = np.asarray(image, np.float32)
     if image.ndim != 3 or image.shape[-1] != len(SEQUENCE_ORDER):
         raise ValueError(f"image must be [H, W, 4], got {list(image.shape)}")
@@ -72,5 +120,9 @@ def explanation_figure(
         out = (rgb * 255).astype(np.uint8)
         if tumour is not None:
             out[_outline(np.asarray(tumour, bool))] = OUTLINE_RGB
-        panels.append(out)
-    return np.concatenate([np.concatenate(panels[:2], axis=1), np.concatenate(panels[2:], axis=1)], axis=0)
+        panels.append(label_sides(out))
+    fig = np.concatenate([np.concatenate(panels[:2], axis=1), np.concatenate(panels[2:], axis=1)], axis=0)
+    h, w = image.shape[:2]
+    fig[h - 1 : h + 1, :] = SEAM_GREY  # a thin line between the panels, so each panel's "L" and its
+    fig[:, w - 1 : w + 1] = SEAM_GREY  # neighbour's "R" do not read as one label
+    return fig

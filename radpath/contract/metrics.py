@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -32,7 +33,7 @@ def confusion_matrix(y_true: Sequence[str], y_pred: Sequence[str], classes: Sequ
     return cm
 
 
-def scores_from_confusion(cm: np.ndarray, classes: Sequence[str] = CLASSES) -> dict:
+def scores_from_confusion(cm: np.ndarray, classes: Sequence[str] = CLASSES) -> dict[str, Any]:
     """Challenge metrics from a confusion matrix (rows true, columns predicted)."""
     n = cm.sum()
     if n == 0:
@@ -55,7 +56,7 @@ def scores_from_confusion(cm: np.ndarray, classes: Sequence[str] = CLASSES) -> d
     }
 
 
-def challenge_scores(y_true: Sequence[str], y_pred: Sequence[str]) -> dict:
+def challenge_scores(y_true: Sequence[str], y_pred: Sequence[str]) -> dict[str, Any]:
     """Challenge metrics for paired class lists (each class one of CLASSES)."""
     unknown = sorted({c for c in list(y_true) + list(y_pred) if c not in CLASSES})
     if unknown:
@@ -82,7 +83,7 @@ def bootstrap_intervals(
     return {m: (float(np.nanpercentile(v, lo)), float(np.nanpercentile(v, hi))) for m, v in samples.items()}
 
 
-def evaluate_files(predictions_csv: str | Path, labels_csv: str | Path) -> dict:
+def evaluate_files(predictions_csv: str | Path, labels_csv: str | Path) -> dict[str, Any]:
     """Score a predictions CSV against a labels CSV.
 
     Every labelled case must be predicted exactly once. Rows of the labels CSV with a blank class
@@ -95,7 +96,7 @@ def evaluate_files(predictions_csv: str | Path, labels_csv: str | Path) -> dict:
     preds = {r.case_id: r.label for r in read_predictions(predictions_csv).rows}
     truth = read_label_table(labels_csv, require_class=False)
     unlabelled = [i for i in truth.ids if truth.classes[i] is None]
-    labelled = [i for i in truth.ids if truth.classes[i] is not None]
+    labelled = {i: c for i in truth.ids if (c := truth.classes[i]) is not None}  # case id -> class
     if not labelled:
         raise LabelsError(f"{labels_csv}: no row has a class (A, O or G); nothing to score")
     missing = [i for i in labelled if i not in preds]
@@ -107,14 +108,14 @@ def evaluate_files(predictions_csv: str | Path, labels_csv: str | Path) -> dict:
         if extra:
             parts.append(f"{len(extra)} predicted cases are not in the labels (e.g. {', '.join(extra[:5])})")
         raise LabelsError(f"{predictions_csv} vs {labels_csv}: " + "; ".join(parts))
-    result = challenge_scores([truth.classes[i] for i in labelled], [preds[i] for i in labelled])
+    result = challenge_scores(list(labelled.values()), [preds[i] for i in labelled])
     result["skipped_unlabelled"] = len(unlabelled)
     result["predictions"] = str(predictions_csv)
     result["labels"] = str(labels_csv)
     return result
 
 
-def format_scores(s: dict) -> str:
+def format_scores(s: dict[str, Any]) -> str:
     """Human-readable summary: the four scores, per-class recall and the confusion matrix."""
     cm = s["confusion_matrix"]
     lines = [

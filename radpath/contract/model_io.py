@@ -43,6 +43,13 @@ STORAGE_DTYPE = np.float16
 CLASSES: tuple[str, ...] = ("A", "O", "G")
 """Class order of every probability vector in the project (model output, CSV columns)."""
 
+CLASS_NAMES: dict[str, str] = {
+    "A": "Lower-grade astrocytoma, IDH-mutant",
+    "O": "Oligodendroglioma, IDH-mutant, 1p/19q-codeleted",
+    "G": "Glioblastoma, IDH-wildtype",
+}
+"""Full name of each class (WHO CNS 2016/2021 terms), for people reading results."""
+
 NUM_CLASSES = len(CLASSES)
 
 AGE_FILL_DAYS = 50 * 365.25

@@ -23,7 +23,7 @@ import io
 import logging
 import math
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
@@ -196,7 +196,8 @@ def read_predictions(path: str | Path, repair: bool = False) -> PredictionTable:
         raise LabelsError(
             f"{path}: header {','.join(header)}; expected it to start with {' or '.join(ID_COLUMNS)},class"
         )
-    rows, seen = [], {}
+    rows: list[PredictionRow] = []
+    seen: dict[str, int] = {}  # case id -> line
     for line, cells in records[1:]:
         if not any(c.strip() for c in cells):
             raise LabelsError(
@@ -210,7 +211,7 @@ def read_predictions(path: str | Path, repair: bool = False) -> PredictionTable:
     return PredictionTable(path, header, rows)
 
 
-def _records(text: str):
+def _records(text: str) -> Iterator[tuple[int, list[str]]]:
     """(first line number, cells) per CSV record; quoted newlines stay inside their record."""
     reader = csv.reader(io.StringIO(text, newline=""), strict=True)
     start = 1
@@ -242,7 +243,9 @@ def _cut_torn_row(path: Path, text: str, bom: int) -> str:
 
 def merge_predictions(out: str | Path, shards: list[str | Path]) -> int:
     """Concatenate shard CSVs (same header) into `out`, sorted by ID; refuses duplicate IDs. Returns rows."""
-    header, rows, seen = None, [], {}
+    header: list[str] | None = None
+    rows: list[PredictionRow] = []
+    seen: dict[str, str | Path] = {}  # case id -> shard
     for path in shards:
         table = read_predictions(path)
         if header is None:

@@ -5,16 +5,21 @@ tensorflow-serving-api's; both have the same fields and numbers. Numeric arrays 
 `tensor_content` (raw little-endian bytes, what `tf.make_tensor_proto` writes for an ndarray), strings
 as `string_val`. Reading also accepts the typed `*_val` fields, including TensorFlow's rule that a
 single value fills the whole declared shape; `max_elements` bounds that before any memory is taken.
+
+The annotations name our `tensor_pb2.TensorProto` (its stub, tensor_pb2.pyi, lists the fields);
+TensorFlow's class, untyped for mypy, passes at run time because it has the same fields.
 """
 
 from __future__ import annotations
+
+from typing import TypeVar
 
 import numpy as np
 
 from radpath.contract.tfs_api import tensor_pb2
 
 # DataType enum value -> (numpy dtype, the repeated *_val field that can carry it)
-_DTYPES: dict[int, tuple[np.dtype, str]] = {
+_DTYPES: dict[tensor_pb2.DataType, tuple[np.dtype, str]] = {
     tensor_pb2.DT_FLOAT: (np.dtype(np.float32), "float_val"),
     tensor_pb2.DT_DOUBLE: (np.dtype(np.float64), "double_val"),
     tensor_pb2.DT_HALF: (np.dtype(np.float16), "half_val"),
@@ -31,11 +36,14 @@ _DTYPES: dict[int, tuple[np.dtype, str]] = {
 _BY_NUMPY = {dt: code for code, (dt, _) in _DTYPES.items()}
 
 
+Proto = TypeVar("Proto", bound=tensor_pb2.TensorProto)
+
+
 class TensorCodecError(ValueError):
     """A TensorProto that does not describe a tensor (wrong size, unknown dtype, too large)."""
 
 
-def fill_tensor(proto, array: np.ndarray):
+def fill_tensor(proto: Proto, array: np.ndarray) -> Proto:
     """Write `array` into an existing TensorProto (e.g. `request.inputs["image"]`) and return it.
     Filling in place saves a copy of the megabytes a batch of images weighs."""
     array = np.asarray(array)
@@ -59,7 +67,7 @@ def to_proto(array: np.ndarray) -> tensor_pb2.TensorProto:
     return fill_tensor(tensor_pb2.TensorProto(), array)
 
 
-def from_proto(proto, max_elements: int | None = None) -> np.ndarray:
+def from_proto(proto: tensor_pb2.TensorProto, max_elements: int | None = None) -> np.ndarray:
     """numpy array from a TensorProto (any class with TensorFlow's fields).
 
     Raises TensorCodecError for an unknown dtype, a value count that fits neither the shape nor

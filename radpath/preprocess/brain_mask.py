@@ -88,7 +88,8 @@ def fill_holes(mask: np.ndarray) -> np.ndarray:
     outside = np.zeros(n + 1, dtype=bool)
     outside[np.unique(border)] = True
     outside[0] = True  # label 0 is the mask itself
-    return mask | ~outside[labels]
+    filled: np.ndarray = mask | ~outside[labels]
+    return filled
 
 
 def largest_component(mask: np.ndarray) -> np.ndarray:
@@ -97,7 +98,8 @@ def largest_component(mask: np.ndarray) -> np.ndarray:
         return mask
     sizes = np.bincount(labels.ravel())
     sizes[0] = 0
-    return labels == int(sizes.argmax())
+    largest: np.ndarray = labels == int(sizes.argmax())
+    return largest
 
 
 @dataclass(frozen=True)
@@ -132,11 +134,13 @@ class BrainMask:
 
     @cached_property
     def coarse_inner(self) -> np.ndarray:
-        return ndimage.binary_erosion(self.coarse)
+        inner: np.ndarray = ndimage.binary_erosion(self.coarse)
+        return inner
 
     @cached_property
     def coarse_outer(self) -> np.ndarray:
-        return ndimage.binary_dilation(self.coarse)
+        outer: np.ndarray = ndimage.binary_dilation(self.coarse)
+        return outer
 
     def plane(self, case: Case, k: int) -> np.ndarray:
         """bool [x, y]: the full-resolution mask of axial slice `k`."""
@@ -195,15 +199,16 @@ def _mode(values: np.ndarray) -> float:
 
 
 def signal(
-    case: Case, region: tuple, background: dict[str, float], reference: dict[str, float], signed: bool
+    case: Case, region: tuple[slice, ...], background: dict[str, float], reference: dict[str, float], signed: bool
 ) -> np.ndarray:
     """float32: max over sequences of (value - background) / reference (absolute value if not `signed`)."""
-    out = None
+    out: np.ndarray | None = None
     for name in SEQUENCES:
         v = (case.volumes[name][region].astype(np.float32) - np.float32(background[name])) / np.float32(reference[name])
         if not signed:
             np.abs(v, out=v)
         out = v if out is None else np.maximum(out, v, out=out)
+    assert out is not None  # SEQUENCES is never empty
     return out
 
 

@@ -17,6 +17,8 @@ import numpy as np
 
 from radpath.contract.model_io import CHANNELS as SEQUENCES
 
+__all__ = ["SEQUENCES", "Case"]  # SEQUENCES is re-exported: the steps import it from here
+
 
 @dataclass(frozen=True, eq=False)
 class Case:
@@ -43,9 +45,9 @@ class Case:
         x, y, z = self.volumes[SEQUENCES[0]].shape
         return int(x), int(y), int(z)
 
-    def nonzero_any(self, region: tuple = ()) -> np.ndarray:
+    def nonzero_any(self, region: tuple[slice, ...] = ()) -> np.ndarray:
         """bool: voxels of `volume[region]` that are non-zero in any of the four sequences."""
-        mask = self.volumes[SEQUENCES[0]][region] != 0
+        mask: np.ndarray = self.volumes[SEQUENCES[0]][region] != 0
         for name in SEQUENCES[1:]:
             mask |= self.volumes[name][region] != 0
         return mask

@@ -41,7 +41,7 @@ def brain_square(case: Case) -> tuple[int, int, int]:
 def _brain_square(case: Case) -> tuple[int, int, int]:
     brain = brain_mask(case)
     g = brain.step
-    footprint = brain.coarse.any(axis=2)
+    footprint: np.ndarray = np.any(brain.coarse, axis=2)
     xs = np.nonzero(footprint.any(axis=1))[0] * g
     ys = np.nonzero(footprint.any(axis=0))[0] * g
     side = int(max(xs[-1] - xs[0], ys[-1] - ys[0])) + g + 2 * MARGIN
@@ -79,7 +79,7 @@ def to_model_plane(case: Case, plane: np.ndarray, order: int = 1) -> np.ndarray:
     right->left). `order=0` for masks (the tumour outline drawn over an explanation)."""
     x0, y0, side = brain_square(case)
     square = _square(np.asarray(plane, np.float32), x0, y0, side)
-    resized = ndimage.zoom(square, SIZE / side, order=order, grid_mode=True, mode="grid-constant")
+    resized: np.ndarray = ndimage.zoom(square, SIZE / side, order=order, grid_mode=True, mode="grid-constant")
     return resized[::-1, ::-1].T[:SIZE, :SIZE]
 
 

@@ -12,8 +12,10 @@ from __future__ import annotations
 import math
 import struct
 import warnings
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal, SupportsInt
 
 import nibabel as nib
 import numpy as np
@@ -50,7 +52,13 @@ _KNOWN_UNSUPPORTED = {
     2304: "RGBA32",
 }
 
-HEADER_SIZES = {348: (nib.Nifti1Header, 352), 540: (nib.Nifti2Header, 544)}
+ByteOrder = Literal["<", ">"]
+_BYTE_ORDERS: tuple[ByteOrder, ...] = ("<", ">")
+
+HEADER_SIZES: dict[int, tuple[type[nib.Nifti1Header], int]] = {
+    348: (nib.Nifti1Header, 352),
+    540: (nib.Nifti2Header, 544),
+}
 """sizeof_hdr -> (nibabel header class, first byte after header + 4-byte extension flag)."""
 
 
@@ -71,11 +79,11 @@ class VolumeHeader:
         return int(np.prod(self.shape, dtype=np.int64)) * self.dtype.itemsize
 
 
-def header_size(first4: bytes, where: str | Path) -> tuple[int, str]:
+def header_size(first4: bytes, where: str | Path) -> tuple[int, ByteOrder]:
     """(sizeof_hdr, byte order '<' or '>') from the first 4 bytes, or CaseError."""
     if len(first4) < 4:
         raise CaseError(where, f"not a NIfTI file: only {len(first4)} bytes")
-    for order in "<>":
+    for order in _BYTE_ORDERS:
         size = struct.unpack(order + "i", first4)[0]
         if size in HEADER_SIZES:
             return size, order
@@ -86,7 +94,7 @@ def header_size(first4: bytes, where: str | Path) -> tuple[int, str]:
     )
 
 
-def _fmt_shape(dims) -> str:
+def _fmt_shape(dims: Iterable[SupportsInt]) -> str:
     return "x".join(str(int(d)) for d in dims)
 
 
@@ -176,7 +184,7 @@ def parse_header(
     return VolumeHeader(shape, dtype, offset, slope, inter, affine, zooms)
 
 
-def _data_offset(hdr, where, min_offset: int, limits: ReadLimits) -> int:
+def _data_offset(hdr: nib.Nifti1Header, where: str | Path, min_offset: int, limits: ReadLimits) -> int:
     raw = float(hdr["vox_offset"])
     if not math.isfinite(raw) or raw < 0:
         raise CaseError(where, f"vox_offset {raw} is not a valid byte offset")
@@ -192,7 +200,7 @@ def _data_offset(hdr, where, min_offset: int, limits: ReadLimits) -> int:
     return offset
 
 
-def _scaling(hdr, where) -> tuple[float | None, float]:
+def _scaling(hdr: nib.Nifti1Header, where: str | Path) -> tuple[float | None, float]:
     """nibabel's rule: scl_slope 0 or NaN means unscaled; a NaN scl_inter means 0."""
     slope, inter = float(hdr["scl_slope"]), float(hdr["scl_inter"])
     if math.isnan(slope) or slope == 0:
@@ -208,7 +216,7 @@ def _scaling(hdr, where) -> tuple[float | None, float]:
     return slope, inter
 
 
-def _affine(hdr, where) -> np.ndarray:
+def _affine(hdr: nib.Nifti1Header, where: str | Path) -> np.ndarray:
     sform, qform = int(hdr["sform_code"]), int(hdr["qform_code"])
     if sform > 0:
         rows = np.array([hdr["srow_x"], hdr["srow_y"], hdr["srow_z"]], dtype=np.float64)

@@ -147,14 +147,16 @@ class QualityMeasures:
 
     def swapped(self, check: str) -> bool:
         """Whether `check` ("flair_t2" or "t1_t1ce") finds the pair swapped (see `SWAP_RATIO`)."""
-        expected, reversed_ = getattr(self, check)
+        votes: tuple[int, int] = getattr(self, check)
+        expected, reversed_ = votes
         floor = max(SWAP_MIN_COUNT, SWAP_MIN_VOTES[check] * self.foreground)
         return reversed_ > SWAP_RATIO * expected + floor
 
 
 def voxel_size_mm(affine: np.ndarray) -> tuple[float, float, float]:
     """Edge lengths of one voxel in mm: the column norms of the affine's 3x3 part."""
-    return tuple(float(x) for x in np.sqrt((np.asarray(affine, dtype=np.float64)[:3, :3] ** 2).sum(axis=0)))
+    x, y, z = (float(v) for v in np.sqrt((np.asarray(affine, dtype=np.float64)[:3, :3] ** 2).sum(axis=0)))
+    return x, y, z
 
 
 def _level(values: np.ndarray) -> float:
@@ -261,7 +263,8 @@ def _axial_holes(mask: np.ndarray) -> np.ndarray:
     outside = np.zeros(n + 1, dtype=bool)
     outside[np.unique(edge)] = True
     outside[0] = True
-    return ~outside[labels]
+    holes: np.ndarray = ~outside[labels]
+    return holes
 
 
 def _skull_measures(fg: np.ndarray) -> tuple[float, float, float]:

@@ -11,6 +11,7 @@ not constant. Every failure raises `CaseError` naming the file.
 
 from __future__ import annotations
 
+import io
 import logging
 import os
 import stat
@@ -128,7 +129,7 @@ class Gunzip:
 
     IN_CHUNK = 256 * 1024
 
-    def __init__(self, raw):
+    def __init__(self, raw: io.BufferedReader) -> None:
         self.raw = raw
         self.d = zlib.decompressobj(31)
         self.tail = b""  # compressed bytes read but not yet given to a decompressor
@@ -162,7 +163,7 @@ class Gunzip:
             if out:
                 return out
 
-    def readinto(self, buf: memoryview) -> int:
+    def readinto(self, buf: memoryview | bytearray) -> int:
         pos = 0
         while pos < len(buf):
             out = self.read(len(buf) - pos)
@@ -189,7 +190,7 @@ TRAILING_SLACK = 1024 * 1024
 """Bytes a gzip member may hold past the voxel data the header declares (then its CRC is checked)."""
 
 
-def _open_stream(path: Path):
+def _open_stream(path: Path) -> tuple[Gunzip | io.BufferedReader, io.BufferedReader, int | None]:
     """(binary stream, underlying file, size of an uncompressed file or None). Gzip is recognised by
     its magic bytes, not the suffix; the caller reads exactly the header, the extension bytes and the
     voxel bytes the validated header allows, never to EOF, so decompression is bounded."""
@@ -206,12 +207,12 @@ def _open_stream(path: Path):
 
 
 class _ShortRead(CaseError):
-    def __init__(self, where, problem: str, got: int):
+    def __init__(self, where: str | Path, problem: str, got: int) -> None:
         super().__init__(where, problem)
         self.got = got
 
 
-def _read_into(stream, buf: memoryview, path: Path, what: str) -> None:
+def _read_into(stream: Gunzip | io.BufferedReader, buf: memoryview, path: Path, what: str) -> None:
     """Fill `buf` from `stream` or raise CaseError (truncated / not decompressible)."""
     pos, n = 0, len(buf)
     try:
@@ -248,7 +249,7 @@ def _verify_member_end(stream: Gunzip, path: Path) -> None:
         )
 
 
-def _skip(stream, count: int, path: Path, what: str) -> None:
+def _skip(stream: Gunzip | io.BufferedReader, count: int, path: Path, what: str) -> None:
     buf = bytearray(min(count, _CHUNK))
     left = count
     while left:
@@ -328,8 +329,8 @@ def read_volume(
     with raw:
         _skip(stream, header.data_offset, path, "the header and its extensions")
         buf = np.empty(header.data_bytes, np.uint8)
-        _read_into(stream, memoryview(buf), path, "voxel data")
-        if stream is not raw:
+        _read_into(stream, buf.data, path, "voxel data")
+        if isinstance(stream, Gunzip):  # i.e. stream is not raw
             _verify_member_end(stream, path)
     data = buf.view(header.dtype).reshape(header.shape, order="F")
     if not header.dtype.isnative:
@@ -390,6 +391,7 @@ def load_case(
         case_id = case_id or Path(os.path.abspath(case_dir)).name
         paths = find_sequence_files(case_dir, case_id)
 
+    check_distinct_files(paths)
     headers = {name: read_header(paths[name], limits) for name in SEQUENCES}
     total = sum(h.data_bytes for h in headers.values())
     if total > limits.max_case_bytes:
@@ -423,6 +425,7 @@ def load_case(
     for name in SEQUENCES:
         data, affine = read_volume(paths[name], limits, headers[name])
         volumes[name], canonical_affine, orientation = _to_canonical(data, affine)
+    check_distinct_volumes(volumes, paths)
     return Case(
         case_id=case_id,
         volumes=volumes,
@@ -432,6 +435,39 @@ def load_case(
         label=label,
         source_orientation=orientation,
     )
+
+
+def check_distinct_files(paths: Mapping[str, Path]) -> None:
+    """Refuse one file given for two sequences: the model would read e.g. FLAIR as T2 and still answer."""
+    seen: dict[tuple[int, int], str] = {}
+    for name in SEQUENCES:
+        try:
+            st = paths[name].stat()
+        except OSError:
+            continue  # read_header names a missing or unreadable file
+        first = seen.setdefault((st.st_dev, st.st_ino), name)
+        if first != name:
+            raise CaseError(
+                paths[name],
+                f"is the same file as the {first} slot's; each of {', '.join(SEQUENCES)} needs its own file",
+            )
+
+
+def check_distinct_volumes(volumes: Mapping[str, np.ndarray], paths: Mapping[str, Path]) -> None:
+    """Refuse two sequences holding identical voxels (one scan copied into two slots): no four real
+    sequences are ever equal voxel for voxel. A strided sample first, so distinct volumes cost little."""
+    names = list(volumes)
+    for i, a in enumerate(names):
+        for b in names[i + 1 :]:
+            va, vb = volumes[a], volumes[b]
+            if va.shape != vb.shape or not np.array_equal(va.reshape(-1)[::997], vb.reshape(-1)[::997]):
+                continue
+            if np.array_equal(va, vb):
+                raise CaseError(
+                    paths.get(b, b),
+                    f"holds exactly the same voxels as the {a} file (one scan in two slots?); "
+                    f"each of {', '.join(SEQUENCES)} needs its own sequence",
+                )
 
 
 def _common_id(paths: Mapping[str, Path]) -> str:

@@ -45,6 +45,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from typing import cast
 
 import numpy as np
 from scipy import ndimage
@@ -134,7 +135,8 @@ class TumorSlice:
 
 def _smooth(values: np.ndarray, weight: np.ndarray, weight_smooth: np.ndarray, sigma: float) -> np.ndarray:
     """Gaussian average of `values` over the voxels where `weight` is 1 (no bleed from the background)."""
-    return ndimage.gaussian_filter(values * weight, sigma, mode="constant") / weight_smooth
+    smooth: np.ndarray = ndimage.gaussian_filter(values * weight, sigma, mode="constant") / weight_smooth
+    return smooth
 
 
 def _mirror_index(brain: np.ndarray) -> np.ndarray:
@@ -162,7 +164,8 @@ def _depth_bins(depth: np.ndarray, brain: np.ndarray, min_voxels: int) -> np.nda
     for k in range(1, counts.size):  # follow merges to their final shell
         if label[k] != k:
             label[k] = label[label[k]]
-    return label[d]
+    shells: np.ndarray = label[d]
+    return shells
 
 
 def _by_depth(values: np.ndarray, bins: np.ndarray) -> np.ndarray:
@@ -273,7 +276,7 @@ def _coarse_tumor(case: Case) -> tuple[np.ndarray, float]:
     return comp, peak
 
 
-def _refine(case: Case, comp: np.ndarray, g: int) -> tuple[tuple[slice, ...], np.ndarray]:
+def _refine(case: Case, comp: np.ndarray, g: int) -> tuple[tuple[slice, slice, slice], np.ndarray]:
     """Full-resolution tumour mask inside the component's box (see the module docstring)."""
     idx = np.nonzero(comp)
     clo = [max(int(i.min()) - REFINE_REACH, 0) for i in idx]
@@ -283,7 +286,9 @@ def _refine(case: Case, comp: np.ndarray, g: int) -> tuple[tuple[slice, ...], np
     for axis in range(3):
         near = np.repeat(near, g, axis=axis)
         core = np.repeat(core, g, axis=axis)
-    box = tuple(slice(a * g, min(b * g, n)) for a, b, n in zip(clo, chi, case.shape))
+    box = cast(  # zip over the three axes
+        tuple[slice, slice, slice], tuple(slice(a * g, min(b * g, n)) for a, b, n in zip(clo, chi, case.shape))
+    )
     crop = tuple(slice(0, s.stop - s.start) for s in box)
     near, core = near[crop], core[crop]
     stats = case_stats(case)["flair"]

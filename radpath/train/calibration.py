@@ -8,6 +8,8 @@ SavedModel, so served probabilities are the calibrated ones.
 
 The refer threshold is the smallest top-class probability at which the held-out cases that would be
 accepted have an error rate at or under the target (default 5 %); below it the answer is "refer".
+It is fitted only on at least `contract.refer.MIN_THRESHOLD_CASES` cases; on fewer it is "not
+assessed" (`contract.refer.NOT_ASSESSED`) and every answer of the model is referred.
 Both are chosen on the same small split they are reported on, which flatters them: `cross_fitted`
 gives the honest estimate (fit on one half, measure on the other, and the reverse).
 """
@@ -16,8 +18,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from radpath.contract.refer import MIN_THRESHOLD_CASES, NOT_ASSESSED, REFER_MAX_ERROR
+
 ECE_BINS = 15
-REFER_MAX_ERROR = 0.05
 _T_GRID = np.exp(np.linspace(np.log(0.05), np.log(20.0), 241))
 
 
@@ -91,7 +94,8 @@ def calibrate(logits: np.ndarray, labels: np.ndarray, max_error: float = REFER_M
     before = views_to_proba(logits, 1.0)
     t = fit_temperature(logits, labels)
     after = views_to_proba(logits, t)
-    threshold = refer_threshold(after, labels, max_error)
+    assessed = len(labels) >= MIN_THRESHOLD_CASES
+    threshold = refer_threshold(after, labels, max_error) if assessed else NOT_ASSESSED
     report = {
         "temperature": t,
         "bins": ECE_BINS,
@@ -101,7 +105,7 @@ def calibrate(logits: np.ndarray, labels: np.ndarray, max_error: float = REFER_M
         "ece_after": expected_calibration_error(after, labels),
         "nll_after": nll(after, labels),
         "refer_max_error": max_error,
-        "refer": coverage_report(after, labels, threshold),
+        "refer": {**coverage_report(after, labels, threshold), "assessed": assessed},
         "cross_fitted": cross_fitted(logits, labels, max_error, seed),
     }
     return report

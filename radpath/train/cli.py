@@ -13,7 +13,7 @@ import os
 
 from radpath.contract.signature import DEFAULT_MODEL_NAME
 
-from .config import TrainConfig
+from .config import ConfigError, TrainConfig
 
 TRAIN_DEFAULTS = TrainConfig()
 """Defaults shown in --help (train.config imports no jax)."""
@@ -26,33 +26,49 @@ def want_devices(n: int | None) -> None:
         os.environ["XLA_FLAGS"] = f"{flags} --xla_force_host_platform_device_count={n}".strip()
 
 
+def resolve_config(args: argparse.Namespace) -> TrainConfig:
+    """TrainConfig from --config FILE, then the dedicated flags given, then --set key=value (later wins)."""
+    config = TrainConfig.from_file(args.config) if args.config else TrainConfig()
+    flags = {
+        "width": args.width,
+        "stages": None if args.stages is None else tuple(args.stages),
+        "epochs": args.epochs,
+        "batch_size": args.batch_size,
+        "learning_rate": args.lr,
+        "seed": args.seed,
+        "use_age": args.use_age,
+        "tta": None if args.no_tta is None else not args.no_tta,
+        "init_weights": args.init_weights,
+    }
+    config = TrainConfig.from_dict({k: v for k, v in flags.items() if v is not None}, "command line", config)
+    return config.with_settings(args.set or [])
+
+
 def cmd_train(args: argparse.Namespace) -> int:
-    want_devices(args.devices)
     from radpath.contract.errors import RadPathError
-    from radpath.contract.metrics import format_scores
 
     from .pretrained import check_fits, weights_meta
+
+    try:
+        config = resolve_config(args)
+        meta = weights_meta(config.init_weights) if config.init_weights else {}
+    except (ConfigError, ValueError, FileNotFoundError) as exc:
+        raise RadPathError(str(exc)) from None
+    if meta and config.resnet_variant == TRAIN_DEFAULTS.resnet_variant:  # converted ImageNet weights name theirs
+        config = config.replace(resnet_variant=meta["variant"])
+    if args.show_config:
+        print(config.to_json())
+        return 0
+    if not args.out:
+        raise RadPathError("radpath train: --out RUN_DIR is required (the run folder)")
+    want_devices(args.devices)
+    from radpath.contract.metrics import format_scores
+
     from .run import run_training
 
-    try:  # converted ImageNet weights name the layout they need (`radpath convert-weights`)
-        variant = weights_meta(args.init_weights).get("variant") if args.init_weights else None
-    except (ValueError, FileNotFoundError) as exc:
-        raise RadPathError(str(exc)) from None
-    config = TrainConfig(
-        width=args.width,
-        stages=tuple(args.stages),
-        epochs=args.epochs,
-        batch_size=args.batch_size,
-        learning_rate=args.lr,
-        seed=args.seed,
-        use_age=args.use_age,
-        tta=not args.no_tta,
-        init_weights=args.init_weights,
-        resnet_variant=variant or TRAIN_DEFAULTS.resnet_variant,
-    )
     try:
-        if args.init_weights:
-            check_fits(args.init_weights, config)  # before the cohort is read, not after
+        if config.init_weights:
+            check_fits(config.init_weights, config)  # before the cohort is read, not after
         report = run_training(
             args.cohort,
             args.out,
@@ -124,26 +140,37 @@ def add_parsers(sub) -> None:
     d = TRAIN_DEFAULTS
     s = sub.add_parser("train", help="train and cross-validate the ResNet on a cohort (extra: train)")
     s.add_argument("cohort", help="cohort root (holds Radiology/ and the labels CSV)")
-    s.add_argument("--out", required=True, help="run folder (resumes if it holds an interrupted run)")
+    s.add_argument("--out", help="run folder, required for training (resumes if it holds an interrupted run)")
     s.add_argument("--labels", help="labels CSV (default: the one in the cohort root)")
-    s.add_argument("--width", type=int, default=d.width, help="ResNet base width (64 = standard; default %(default)s)")
+    s.add_argument(
+        "--config",
+        metavar="FILE",
+        help="JSON file of training settings, e.g. configs/demo.json (the flags below and --set override it)",
+    )
+    s.add_argument(
+        "--set",
+        action="append",
+        metavar="KEY=VALUE",
+        help="any training setting, e.g. --set label_smoothing=0.05 --set stages=3,4,6,3 (repeatable; wins last)",
+    )
+    s.add_argument("--show-config", action="store_true", help="print the resolved settings as JSON and exit")
+    s.add_argument("--width", type=int, help=f"ResNet base width (64 = standard; default {d.width})")
     s.add_argument(
         "--stages",
         type=int,
         nargs=4,
-        default=list(d.stages),
         metavar="N",
-        help="bottleneck blocks per stage (default %(default)s = ResNet50; 1 1 1 1 for quick checks)",
+        help=f"bottleneck blocks per stage (default {list(d.stages)} = ResNet50; 1 1 1 1 for quick checks)",
     )
-    s.add_argument("--epochs", type=int, default=d.epochs)
-    s.add_argument("--batch-size", type=int, default=d.batch_size, help="global batch, split over devices")
-    s.add_argument("--lr", type=float, default=d.learning_rate)
+    s.add_argument("--epochs", type=int, help=f"default {d.epochs}")
+    s.add_argument("--batch-size", type=int, help=f"global batch, split over devices (default {d.batch_size})")
+    s.add_argument("--lr", type=float, help=f"peak learning rate (default {d.learning_rate})")
     s.add_argument("--folds", type=int, default=5, help="cross-validation folds (0: none)")
     s.add_argument("--holdout", type=float, default=0.2, help="fraction held out for evaluation and blessing")
     s.add_argument("--devices", type=int, help="local devices for pmap (default: all; on a CPU, N virtual devices)")
-    s.add_argument("--seed", type=int, default=d.seed)
-    s.add_argument("--use-age", action="store_true", help="feed age next to the image features")
-    s.add_argument("--no-tta", action="store_true", help="no test-time averaging over slices and flips")
+    s.add_argument("--seed", type=int, help=f"default {d.seed}")
+    s.add_argument("--use-age", action="store_true", default=None, help="feed age next to the image features")
+    s.add_argument("--no-tta", action="store_true", default=None, help="no test-time averaging over slices and flips")
     s.add_argument(
         "--init-weights", help="starting weights: .npz from `radpath convert-weights` (ImageNet; needs --width 64)"
     )

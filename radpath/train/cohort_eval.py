@@ -18,7 +18,15 @@ from radpath.preprocess.cohort import read_cohort
 
 from .examples import build_examples
 from .loop import predict_proba
-from .run import describe_data, load_calibration, load_model, model_card, scores_with_ci
+from .run import (
+    describe_data,
+    load_calibration,
+    load_model,
+    model_card,
+    score_baselines,
+    scores_with_ci,
+    write_predictions,
+)
 
 log = logging.getLogger(__name__)
 
@@ -34,11 +42,15 @@ def cohort_style(cohort_root: Path) -> str | None:
     return None
 
 
-def evaluate_cohort(run_dir: str | Path, cohort: str | Path, name: str, progress: bool = True) -> dict:
+def evaluate_cohort(
+    run_dir: str | Path, cohort: str | Path, name: str, progress: bool = True, cache_dir: str | Path | None = None
+) -> dict:
     """Challenge metrics (with bootstrap CIs) of RUN's final model on every labelled case of COHORT.
 
     The result is stored under `external[name]` in RUN/metrics.json and the model card is rewritten,
-    so the exported model (which copies both) carries it too. Returns that entry.
+    so the exported model (which copies both) carries it too; the per-case probabilities go to
+    RUN/predictions_<name>.csv. The run's baselines (fitted on its training split) are scored on the
+    same cases. Returns that entry.
     """
     run_dir, cohort_root = Path(run_dir), Path(cohort)
     metrics_path = run_dir / "metrics.json"
@@ -49,9 +61,12 @@ def evaluate_cohort(run_dir: str | Path, cohort: str | Path, name: str, progress
     entries = co.labelled()
     if not entries:
         raise ValueError(f"{cohort_root}: no labelled cases to evaluate on")
-    ex = build_examples(entries, run_dir / "cache", progress=progress)
+    ex = build_examples(entries, cache_dir or run_dir / "cache", progress=progress)
     probs = predict_proba(variables, config, ex, temperature=load_calibration(run_dir)["temperature"])
     scores = scores_with_ci(ex.labels, probs, ex.case_ids, config.seed)
+    scores["age_used"] = config.use_age
+    safe = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in name)
+    write_predictions(run_dir / f"predictions_{safe}.csv", co.id_column, ex.case_ids, probs)
     scores.update(
         {
             "cohort": str(cohort_root),
@@ -61,6 +76,9 @@ def evaluate_cohort(run_dir: str | Path, cohort: str | Path, name: str, progress
         }
     )
     report = json.loads(metrics_path.read_text())
+    fitted = {k: v for k, v in (report.get("baselines") or {}).items() if "model" in v}
+    if fitted:  # the run's baselines (fitted on its training split) on this cohort's cases
+        scores["baselines"] = score_baselines(cohort_root, ex, ex, config.seed, fitted)
     report.setdefault("external", {})[name] = scores
     metrics_path.write_text(json.dumps(report, indent=2, default=float))
     (run_dir / "model_card.md").write_text(model_card(report))

@@ -8,6 +8,12 @@ PREPROCESSING_VERSION, the offsets and each case's file sizes and modification t
 the preprocessing or to a file rebuilds exactly what changed. Bad cases are listed (ID and reason)
 and skipped, never silently dropped. The case ID is kept for
 bookkeeping only; it never reaches the model.
+
+With `with_seg`, each example also carries the ground-truth tumour labels of a synthetic cohort
+(`Segmentation/<ID>_seg.nii.gz`, BraTS labels 1 necrosis, 2 oedema, 4 enhancing) at the same slices,
+cropped and zoomed exactly as the image (`preprocess.model_input.to_model_plane`, nearest
+neighbour), as uint8 [n_offsets, H, W] with SEG_CLASSES indices: the target of the auxiliary
+segmentation head. Training only; a cohort without masks trains without it.
 """
 
 from __future__ import annotations
@@ -26,10 +32,15 @@ from radpath.contract.errors import CaseError
 from radpath.contract.model_io import CLASSES, IMAGE_SHAPE, STORAGE_DTYPE
 from radpath.preprocess import PREPROCESSING_VERSION, find_tumor, load_case, model_inputs
 from radpath.preprocess.cohort import CohortEntry
+from radpath.preprocess.model_input import to_model_plane
 
 log = logging.getLogger(__name__)
 
 DEFAULT_OFFSETS = (-2, -1, 0, 1, 2)
+BRATS_LABELS = (0, 1, 2, 4)
+"""Ground-truth label values (background, necrosis/non-enhancing core, oedema, enhancing) in the order
+of the segmentation head's classes."""
+SEG_CLASSES = len(BRATS_LABELS)
 
 
 @dataclass
@@ -42,11 +53,18 @@ class Examples:
     ages_days: np.ndarray  # float32 [n], NaN if unknown
     offsets: tuple[int, ...]
     failed: list[tuple[str, str]]
+    seg: np.ndarray | None = None  # uint8 [n, n_offsets, H, W] SEG_CLASSES indices, or None
 
     def subset(self, idx: Sequence[int]) -> Examples:
         idx = np.asarray(idx, dtype=np.int64)
         return Examples(
-            [self.case_ids[i] for i in idx], self.images[idx], self.labels[idx], self.ages_days[idx], self.offsets, []
+            [self.case_ids[i] for i in idx],
+            self.images[idx],
+            self.labels[idx],
+            self.ages_days[idx],
+            self.offsets,
+            [],
+            None if self.seg is None else self.seg[idx],
         )
 
     @property
@@ -84,27 +102,86 @@ def case_example(entry: CohortEntry, offsets: Sequence[int], cache_dir: Path | N
     return x
 
 
+def seg_path(entry: CohortEntry) -> Path:
+    """Where a synthetic cohort keeps a case's ground-truth mask: ROOT/Segmentation/<ID>_seg.nii.gz."""
+    return entry.case_dir.parent.parent / "Segmentation" / f"{entry.case_id}_seg.nii.gz"
+
+
+def case_seg(entry: CohortEntry, offsets: Sequence[int], cache_dir: Path | None) -> np.ndarray | None:
+    """uint8 [len(offsets), *IMAGE_SHAPE[:2]] ground-truth labels at the example's slices (None: no mask)."""
+    import nibabel as nib
+    from nibabel import orientations as orient
+
+    source = seg_path(entry)
+    if not source.is_file():
+        return None
+    path = None
+    if cache_dir is not None:
+        key = hashlib.sha256(f"{_fingerprint(entry)}|{tuple(offsets)}|{source.stat().st_mtime_ns}".encode())
+        path = cache_dir / f"v{PREPROCESSING_VERSION}" / f"{entry.case_id}-{key.hexdigest()[:24]}-seg.npy"
+        if path.is_file():
+            return np.load(path)
+    case = load_case(entry.case_dir, entry.case_id, entry.age_days, entry.label)
+    img = nib.load(str(source))
+    ornt = orient.ornt_transform(orient.io_orientation(img.affine), orient.axcodes2ornt("RAS"))
+    labels = orient.apply_orientation(np.asarray(img.dataobj), ornt)
+    if labels.shape != case.shape:
+        log.warning(
+            "%s: mask %s has shape %s, the case %s; no segmentation target",
+            entry.case_id,
+            source,
+            labels.shape,
+            case.shape,
+        )
+        return None
+    index = np.zeros(256, np.uint8)
+    index[list(BRATS_LABELS)] = np.arange(SEG_CLASSES)
+    k0, nz = find_tumor(case).index, case.shape[2]
+    planes = [labels[:, :, min(max(k0 + o, 0), nz - 1)].astype(np.int64) for o in offsets]
+    out = np.stack([to_model_plane(case, index[np.clip(p, 0, 255)], order=0) for p in planes]).astype(np.uint8)
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp.npy")
+        np.save(tmp, out)
+        tmp.replace(path)
+    return out
+
+
 def build_examples(
     entries: Sequence[CohortEntry],
     cache_dir: str | Path | None,
     offsets: Sequence[int] = DEFAULT_OFFSETS,
     progress: bool = True,
+    with_seg: bool = False,
 ) -> Examples:
-    """Examples for `entries`; cases that fail their checks are reported in `failed` and skipped."""
+    """Examples for `entries`; cases that fail their checks are reported in `failed` and skipped.
+    `with_seg`: also the ground-truth masks (`seg` stays None unless every case has one)."""
     cache = Path(cache_dir) if cache_dir is not None else None
     ids, images, labels, ages, failed = [], [], [], [], []
+    segs: list[np.ndarray | None] = []
     for entry in tqdm(entries, desc="examples", unit="case", disable=not progress):
         try:
-            images.append(case_example(entry, offsets, cache))
+            x = case_example(entry, offsets, cache)
+            m = case_seg(entry, offsets, cache) if with_seg else None
         except CaseError as exc:
             log.warning("skipping %s: %s", entry.case_id, exc)
             failed.append((entry.case_id, str(exc)))
             continue
+        images.append(x)
+        segs.append(m)
         ids.append(entry.case_id)
         labels.append(CLASSES.index(entry.label) if entry.label in CLASSES else -1)
         ages.append(np.nan if entry.age_days is None else float(entry.age_days))
     stacked = np.stack(images) if images else np.zeros((0, len(offsets), *IMAGE_SHAPE), STORAGE_DTYPE)
-    return Examples(ids, stacked, np.array(labels, np.int32), np.array(ages, np.float32), tuple(offsets), failed)
+    seg = None
+    if with_seg and segs and all(m is not None for m in segs):
+        seg = np.stack(segs)
+    elif with_seg:
+        missing = sum(m is None for m in segs)
+        log.warning(
+            "%d of %d cases have no ground-truth mask: training without the segmentation target", missing, len(segs)
+        )
+    return Examples(ids, stacked, np.array(labels, np.int32), np.array(ages, np.float32), tuple(offsets), failed, seg)
 
 
 def split_id(case_ids: Sequence[str]) -> str:

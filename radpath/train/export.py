@@ -31,6 +31,7 @@ from radpath.contract import model_store as store
 from radpath.contract.errors import RadPathError
 from radpath.contract.metrics import challenge_scores
 from radpath.contract.model_io import CLASSES, IMAGE_SHAPE, fill_ages
+from radpath.contract.refer import NOT_ASSESSED
 from radpath.contract.signature import (
     AGE_INPUT,
     ATTRIBUTION_OUTPUT,
@@ -68,7 +69,7 @@ def build_tf_module(variables: dict, config: TrainConfig, calibration: dict | No
 
     calibration = calibration or {}
     temperature = float(calibration.get("temperature", 1.0))
-    threshold = np.float32(calibration.get("refer_threshold", 0.0))
+    threshold = np.float32(calibration.get("refer_threshold", NOT_ASSESSED))
     model = make_model(config)
 
     def probabilities(v, images, ages):

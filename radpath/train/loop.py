@@ -40,7 +40,7 @@ from tqdm import tqdm
 from radpath.contract.model_io import IMAGE_SHAPE, NUM_CLASSES, fill_ages, tta_offsets, tta_views
 
 from .config import TrainConfig
-from .examples import Examples
+from .examples import SEG_CLASSES, Examples
 from .resnet import ResNet
 
 log = logging.getLogger(__name__)
@@ -68,6 +68,7 @@ def make_model(config: TrainConfig, bn_axis: str | None = None) -> ResNet:
         num_classes=NUM_CLASSES,
         use_age=config.use_age,
         bn_axis=bn_axis,
+        seg_classes=SEG_CLASSES if config.seg_weight > 0 else 0,
         variant=config.resnet_variant,
         dtype=jnp.dtype(config.compute_dtype) if bn_axis else jnp.float32,  # evaluation and export: float32
     )
@@ -76,18 +77,29 @@ def make_model(config: TrainConfig, bn_axis: str | None = None) -> ResNet:
 def init_variables(config: TrainConfig) -> dict:
     model = make_model(config)
     x = jnp.zeros((1,) + IMAGE_SHAPE, jnp.float32)
-    return dict(model.init(jax.random.PRNGKey(config.seed), x, jnp.zeros((1,), jnp.float32), train=False))
+    seg = config.seg_weight > 0  # create the segmentation head's parameters too
+    return dict(
+        model.init(jax.random.PRNGKey(config.seed), x, jnp.zeros((1,), jnp.float32), train=False, return_seg=seg)
+    )
+
+
+def lr_schedule(config: TrainConfig, steps_per_epoch: int) -> optax.Schedule:
+    """Linear warm-up then cosine decay to 1 % of the peak. The warm-up never takes more than half
+    the run, so any length works (`--epochs 1` on a tiny cohort included): no zero-length decay."""
+    total = max(1, config.epochs * steps_per_epoch)
+    warmup = max(min(config.warmup_epochs * steps_per_epoch, total // 2), 1)  # >= 1 step: starts at 0
+    if total < 2:
+        return optax.constant_schedule(config.learning_rate)
+    return optax.warmup_cosine_decay_schedule(
+        0.0, config.learning_rate, warmup, total, end_value=config.learning_rate * 0.01
+    )
 
 
 @functools.lru_cache(maxsize=8)
 def make_optimizer(config: TrainConfig, steps_per_epoch: int) -> optax.GradientTransformation:
     """Cached: the optimizer is part of the state's tree structure, so reusing the same object lets
     later folds reuse the compiled training step."""
-    total = max(1, config.epochs * steps_per_epoch)
-    warmup = min(config.warmup_epochs * steps_per_epoch, total - 1)
-    schedule = optax.warmup_cosine_decay_schedule(
-        0.0, config.learning_rate, max(warmup, 1), total, end_value=config.learning_rate * 0.01
-    )
+    schedule = lr_schedule(config, steps_per_epoch)
 
     def decay_mask(params):  # weight decay on kernels only
         return jax.tree.map(lambda p: p.ndim > 1, params)
@@ -107,10 +119,20 @@ def select_devices(n: int | None) -> list:
 # ------------------------------------------------------------------ augmentation (on device)
 def augment(rng: jax.Array, x: jax.Array, config: TrainConfig) -> jax.Array:
     """x float32 [b, H, W, C] -> augmented copy; background stays exactly 0."""
+    return augment_pair(rng, x, None, config)[0]
+
+
+def augment_pair(
+    rng: jax.Array, x: jax.Array, seg: jax.Array | None, config: TrainConfig
+) -> tuple[jax.Array, jax.Array | None]:
+    """`augment`, with an optional segmentation target seg float32 [b, H, W, K] (one-hot) moved by the
+    same flip, rotation and scale (bilinear: soft labels at the edges)."""
     b, h, w, c = x.shape
     k_flip, k_rot, k_scale, k_gain = jax.random.split(rng, 4)
     flip = jax.random.bernoulli(k_flip, 0.5, (b,))
     x = jnp.where(flip[:, None, None, None], x[:, :, ::-1, :], x)
+    if seg is not None:
+        seg = jnp.where(flip[:, None, None, None], seg[:, :, ::-1, :], seg)
     angle = jnp.deg2rad(config.rotate_degrees) * jax.random.uniform(k_rot, (b,), minval=-1, maxval=1)
     scale = 1 + config.scale_range * jax.random.uniform(k_scale, (b,), minval=-1, maxval=1)
     rows, cols = jnp.meshgrid(
@@ -128,7 +150,11 @@ def augment(rng: jax.Array, x: jax.Array, config: TrainConfig) -> jax.Array:
         return jax.vmap(sample, in_axes=2, out_axes=2)(img)
 
     x = jax.vmap(warp)(x, angle, scale)
-    return jnp.where(jnp.any(x != 0, axis=-1, keepdims=True), intensity_augment(k_gain, x, config), 0.0)
+    if seg is not None:
+        seg = jax.vmap(warp)(seg, angle, scale)
+        seg = seg.at[..., 0].add(1.0 - seg.sum(axis=-1))  # outside the source grid: background
+    x = jnp.where(jnp.any(x != 0, axis=-1, keepdims=True), intensity_augment(k_gain, x, config), 0.0)
+    return x, seg
 
 
 def _gaussian_blur(x: jax.Array, sigma: float = 1.2) -> jax.Array:
@@ -174,15 +200,27 @@ def _pmapped_train_step(config: TrainConfig, devices: tuple):
 
 
 def _make_train_step(config: TrainConfig):
-    def step(state: TrainState, images, labels, ages, rng):
-        images = augment(rng, images.astype(jnp.float32), config)
+    with_seg = config.seg_weight > 0
+
+    def step(state: TrainState, images, labels, ages, seg, rng):
+        onehot = jax.nn.one_hot(seg, SEG_CLASSES, dtype=jnp.float32) if with_seg else None
+        images, seg_soft = augment_pair(rng, images.astype(jnp.float32), onehot, config)
 
         def loss_fn(params):
-            logits, updates = state.apply_fn(
-                {"params": params, "batch_stats": state.batch_stats}, images, ages, train=True, mutable=["batch_stats"]
+            out, updates = state.apply_fn(
+                {"params": params, "batch_stats": state.batch_stats},
+                images,
+                ages,
+                train=True,
+                return_seg=with_seg,
+                mutable=["batch_stats"],
             )
+            logits, seg_logits = out if with_seg else (out, None)
             targets = optax.smooth_labels(jax.nn.one_hot(labels, NUM_CLASSES), config.label_smoothing)
-            return optax.softmax_cross_entropy(logits, targets).mean(), (logits, updates)
+            loss = optax.softmax_cross_entropy(logits, targets).mean()
+            if with_seg:
+                loss = loss + config.seg_weight * seg_loss(seg_logits, seg_soft)
+            return loss, (logits, updates)
 
         (loss, (logits, updates)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
         grads = lax.pmean(grads, AXIS)
@@ -194,6 +232,15 @@ def _make_train_step(config: TrainConfig):
         return state, metrics
 
     return step
+
+
+def seg_loss(seg_logits: jax.Array, target: jax.Array) -> jax.Array:
+    """Soft-label cross-entropy of the segmentation head [b, h, w, K] against the one-hot target
+    [b, H, W, K] averaged down to the head's grid (the share of each label in each cell)."""
+    b, h, w, k = seg_logits.shape
+    fy, fx = target.shape[1] // h, target.shape[2] // w
+    pooled = target[:, : h * fy, : w * fx].reshape(b, h, fy, w, fx, k).mean(axis=(2, 4))
+    return optax.softmax_cross_entropy(seg_logits, pooled).mean()
 
 
 def _as_pmap_output(state: TrainState, devices: list) -> TrainState:
@@ -237,7 +284,10 @@ def epoch_batches(train: Examples, config: TrainConfig, epoch: int, n_devices: i
         images = train.images[idx[sl], offset[sl]].reshape((n_devices, per_dev) + IMAGE_SHAPE)
         labels = train.labels[idx[sl]].reshape(n_devices, per_dev)
         ages = fill_ages(train.ages_days[idx[sl]], len(idx[sl])).reshape(n_devices, per_dev)
-        yield images, labels, ages
+        seg = None
+        if config.seg_weight > 0:
+            seg = train.seg[idx[sl], offset[sl]].reshape((n_devices, per_dev) + IMAGE_SHAPE[:2])
+        yield images, labels, ages, seg
 
 
 # ------------------------------------------------------------------ fit
@@ -278,6 +328,11 @@ def fit(
     """
     if (train.labels < 0).any():
         raise ValueError("every training case needs a class")
+    if config.seg_weight > 0 and train.seg is None:
+        raise ValueError(
+            "seg_weight > 0 needs ground-truth masks (Segmentation/<ID>_seg.nii.gz, synthetic cohorts) for "
+            "every training case; set seg_weight=0 for this cohort"
+        )
     devs = select_devices(devices)
     n_dev = len(devs)
     steps_per_epoch = max(1, math.ceil(len(train.labels) / config.batch_size))
@@ -318,9 +373,9 @@ def fit(
             leave=False,
         )
         with count_compiles() as compiles:
-            for s, (images, labels, ages) in enumerate(bar):
+            for s, (images, labels, ages, seg) in enumerate(bar):
                 keys = jax.random.split(jax.random.fold_in(base_key, epoch * steps_per_epoch + s), n_dev)
-                state, metrics = p_step(state, images, labels, ages, keys)
+                state, metrics = p_step(state, images, labels, ages, seg, keys)
                 m = jax.device_get(jax.tree.map(lambda v: v[0], metrics))
                 for k in sums:
                     sums[k] += float(m[k])

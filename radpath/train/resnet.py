@@ -4,7 +4,10 @@ Follows the Flax ImageNet example (bottleneck blocks [3, 4, 6, 3], zero-initiali
 scale of each block) with two changes: `width` (64 = the standard ResNet50) lets the same code train
 a small variant quickly on a CPU, and `bn_axis` names the pmap axis over which BatchNorm statistics
 are averaged in training (None outside pmap, e.g. for export, where running averages are used).
-Optionally the patient's age enters next to the pooled image features (`use_age`).
+Optionally the patient's age enters next to the pooled image features (`use_age`), and an
+auxiliary segmentation head (`seg_classes` > 0) reads the second stage's features (stride 8): trained
+on the synthetic cohort's tumour masks, it points the encoder at the tumour and its sub-regions. It
+is used in training only (`return_seg=True`); the exported model computes the class logits alone.
 
 `variant` picks the layout, so that converted ImageNet weights (`train.pretrained`) compute exactly
 what they computed in the framework that trained them; parameter names are the same in all three:
@@ -106,11 +109,12 @@ class ResNet(nn.Module):
     num_classes: int = 3
     use_age: bool = False
     bn_axis: str | None = None
+    seg_classes: int = 0
     dtype: Any = jnp.float32
     variant: str = "flax"
 
     @nn.compact
-    def __call__(self, x, age_days=None, train: bool = False):
+    def __call__(self, x, age_days=None, train: bool = False, return_seg: bool = False):
         if self.variant not in RESNET_VARIANTS:
             raise ValueError(f"ResNet variant {self.variant!r}: expected one of {RESNET_VARIANTS}")
         keras = self.variant == "keras"
@@ -127,10 +131,14 @@ class ResNet(nn.Module):
         x = stem_conv(self.width, (7, 7), (2, 2), padding=[(3, 3), (3, 3)], name="conv_init")(x)  # no input gradient
         x = nn.relu(norm(name="bn_init")(x))
         x = nn.max_pool(x, (3, 3), strides=(2, 2), padding="SAME" if self.variant == "flax" else BOTH_SIDES)
+        seg = None
         for i, size in enumerate(self.stages):
             for j in range(size):
                 strides = (2, 2) if i > 0 and j == 0 else (1, 1)
                 x = Bottleneck(self.width * 2**i, conv=conv, norm=norm, strides=strides, variant=self.variant)(x)
+            if i == 1 and return_seg and self.seg_classes:
+                y = nn.relu(norm(name="seg_bn")(conv(self.width * 4, (3, 3), name="seg_conv")(x)))
+                seg = nn.Conv(self.seg_classes, (1, 1), dtype=self.dtype, name="seg_head")(y).astype(jnp.float32)
         x = jnp.mean(x.astype(jnp.float32), axis=(1, 2))
         self.sow("intermediates", "features", x)
         if self.use_age:
@@ -138,4 +146,5 @@ class ResNet(nn.Module):
                 raise ValueError("this model uses age: pass age_days")
             age = (age_days.astype(jnp.float32) / 365.25 - AGE_CENTER_YEARS) / AGE_SCALE_YEARS
             x = jnp.concatenate([x, age[:, None]], axis=-1)
-        return nn.Dense(self.num_classes, dtype=self.dtype, name="head")(x).astype(jnp.float32)
+        logits = nn.Dense(self.num_classes, dtype=self.dtype, name="head")(x).astype(jnp.float32)
+        return (logits, seg) if return_seg else logits

@@ -27,9 +27,11 @@ from flax import serialization
 from radpath.contract import predictions_csv
 from radpath.contract.metrics import bootstrap_intervals, challenge_scores
 from radpath.contract.model_io import CLASSES
+from radpath.contract.refer import MIN_THRESHOLD_CASES, NOT_ASSESSED
 from radpath.preprocess import PREPROCESSING_VERSION
 from radpath.preprocess.cohort import read_cohort
 
+from .baselines import fit_baselines, predict_baselines
 from .calibration import calibrate, reliability_diagram, views_to_proba
 from .config import RESNET50_STAGES, TrainConfig
 from .examples import Examples, build_examples, split_id
@@ -82,6 +84,19 @@ def scores_with_ci(labels: np.ndarray, probs: np.ndarray, ids: list[str], seed: 
     return out
 
 
+def score_baselines(cohort_root: Path, train: Examples, test: Examples, seed: int, fitted: dict | None = None) -> dict:
+    """{name: challenge scores with CIs on `test`, plus features and parameters} of the baselines
+    (`train.baselines`) fitted on `train` only (or given as `fitted`, e.g. from a run's metrics.json)."""
+    if fitted is None:
+        fitted = fit_baselines(cohort_root, train.case_ids, train.labels, train.ages_days)
+    probs = predict_baselines(fitted, cohort_root, test.case_ids, test.ages_days)
+    out = {}
+    for name, p in probs.items():
+        scores = scores_with_ci(test.labels, p.astype(np.float32), test.case_ids, seed)
+        out[name] = {**scores, **fitted[name], "fitted_on": f"training split ({fitted[name]['n_train']} cases)"}
+    return out
+
+
 def save_model(model_dir: Path, variables: dict, config: TrainConfig) -> None:
     model_dir.mkdir(parents=True, exist_ok=True)
     tmp = model_dir / "variables.msgpack.tmp"
@@ -104,10 +119,17 @@ def save_calibration(model_dir: Path, calib: dict) -> None:
 
 
 def load_calibration(run_dir: Path) -> dict:
-    """The run's calibration (temperature 1 and no refer threshold when the run had no held-out split)."""
+    """The run's calibration (temperature 1 and a refer threshold "not assessed" when the run had no
+    held-out split)."""
     path = Path(run_dir) / "model" / "calibration.json"
     if not path.is_file():
-        return {"temperature": 1.0, "refer_threshold": 0.0, "refer_max_error": None, "fitted_on": None, "n": 0}
+        return {
+            "temperature": 1.0,
+            "refer_threshold": NOT_ASSESSED,
+            "refer_max_error": None,
+            "fitted_on": None,
+            "n": 0,
+        }
     return json.loads(path.read_text())
 
 
@@ -170,7 +192,7 @@ def run_training(
     unlabelled = [e.case_id for e in co.entries if e.label is None]
     if len(entries) < 6:
         raise ValueError(f"{cohort_root}: only {len(entries)} labelled cases; training needs more")
-    ex = build_examples(entries, cache_dir or run_dir / "cache", progress=progress)
+    ex = build_examples(entries, cache_dir or run_dir / "cache", progress=progress, with_seg=config.seg_weight > 0)
     failed = ex.failed + list(co.problems) + [(i, "no class in the labels CSV") for i in unlabelled]
     train_idx, held_idx = stratified_holdout(ex.labels, holdout, config.seed)
     pool, held = ex.subset(train_idx), ex.subset(held_idx)
@@ -237,8 +259,11 @@ def run_training(
             )
         report["calibration"] = calib
         ho = scores_with_ci(held.labels, probs, held.case_ids, config.seed)
-        ho.update({"split_id": split_id(held.case_ids), "tta": config.tta, "calibrated": True})
+        ho.update(
+            {"split_id": split_id(held.case_ids), "tta": config.tta, "calibrated": True, "age_used": config.use_age}
+        )
         report["holdout"] = ho
+        report["baselines"] = score_baselines(cohort_root, pool, held, config.seed)
         write_predictions(run_dir / "predictions_holdout.csv", co.id_column, held.case_ids, probs)
         np.savez_compressed(
             run_dir / "holdout.npz",
@@ -279,13 +304,46 @@ def _fmt(scores: dict | None) -> str:
     )
 
 
+BASELINE_NAMES = {
+    "age_only": "age only (logistic regression)",
+    "signs_and_age": "generator's drawn signs + age (logistic regression)",
+}
+
+
+def _baselines(model_scores: dict | None, baselines: dict | None) -> str:
+    """The model beside simple baselines fitted on the same training split and scored on the same
+    cases: how much the image adds."""
+    if not model_scores:
+        return ""
+    if not baselines:
+        return "\nBaselines: not computed (no held-out split or no ages).\n"
+
+    def row(name: str, s: dict) -> str:
+        ci = s["ci95"]["mean"]
+        cells = " | ".join(f"{s[k]:.3f}" for k in ("f1_micro", "kappa", "balanced_accuracy"))
+        return f"| {name} | {cells} | **{s['mean']:.3f}** ({ci[0]:.2f} – {ci[1]:.2f}) |"
+
+    lines = [
+        "",
+        "Beside baselines fitted on the same training cases and scored on the same cases:",
+        "",
+        "| predictor | F1 micro | kappa | balanced accuracy | mean (95 % CI) |",
+        "|---|---|---|---|---|",
+        row("this model (images" + (" + age)" if model_scores.get("age_used") else ")"), model_scores),
+        *(row(BASELINE_NAMES.get(k, k), v) for k, v in baselines.items()),
+    ]
+    if "signs_and_age" not in baselines:
+        lines += ["", "(`signs_and_age` needs the synthetic generator's `Segmentation/appearance.csv`.)"]
+    return "\n".join(lines) + "\n"
+
+
 def _calibration(report: dict) -> str:
     """Model-card section: temperature scaling and the refer flag (see `train.calibration`)."""
     c = report.get("calibration")
     if not c:
         return (
-            "\n### Calibration\nNo held-out split: probabilities are uncalibrated softmax outputs "
-            "and there is no refer threshold.\n"
+            "\n### Calibration\nNo held-out split: probabilities are uncalibrated softmax outputs and the "
+            "refer threshold was **not assessed**: every answer of this model is referred.\n"
         )
     r, x = c["refer"], c.get("cross_fitted") or {}
     acc = r.get("accepted_scores") or {}
@@ -305,14 +363,20 @@ def _calibration(report: dict) -> str:
         lines.append(
             f"| after, cross-fitted (fit on one half, measured on the other) | {x['ece']:.3f} | {x['nll']:.3f} |"
         )
-    lines += [
-        "",
-        f"Reliability diagram: `reliability.png`. Refer threshold {r['threshold']:.3f} (top-class probability), "
-        f"chosen so that accepted cases err at most {100 * c['refer_max_error']:.0f} %: coverage {r['coverage']:.2f} "
-        f"({r['accepted']} accepted, {r['referred']} referred), accepted error rate {err}"
-        + (f", accepted cases' challenge mean {acc['mean']:.3f}" if acc else "")
-        + ".",
-    ]
+    if r.get("assessed", True):
+        refer = (
+            f"Refer threshold {r['threshold']:.3f} (top-class probability), chosen so that accepted cases err at "
+            f"most {100 * c['refer_max_error']:.0f} %: coverage {r['coverage']:.2f} ({r['accepted']} accepted, "
+            f"{r['referred']} referred), accepted error rate {err}"
+            + (f", accepted cases' challenge mean {acc['mean']:.3f}" if acc else "")
+            + "."
+        )
+    else:
+        refer = (
+            f"Refer threshold: **not assessed** (a threshold is fitted only on at least {MIN_THRESHOLD_CASES} "
+            f"held-out cases; this split has {c['n']}): every answer of this model is referred."
+        )
+    lines += ["", f"Reliability diagram: `reliability.png`. {refer}"]
     if x:
         xe = "-" if x["accepted_error_rate"] is None else f"{x['accepted_error_rate']:.3f}"
         lines.append(
@@ -336,7 +400,14 @@ def _external(report: dict) -> str:
     ]
     for name, scores in ext.items():
         style = f" (generator style `{scores['style']}`)" if scores.get("style") else ""
-        parts += ["", f"#### {name}{style}", f"{scores['data']}", "", _fmt(scores)]
+        parts += [
+            "",
+            f"#### {name}{style}",
+            f"{scores['data']}",
+            "",
+            _fmt(scores),
+            _baselines(scores, scores.get("baselines")),
+        ]
     return "\n".join(parts) + "\n"
 
 
@@ -350,9 +421,16 @@ def _architecture(cfg: dict) -> str:
         if cfg.get("init_weights")
         else "trained from scratch"
     )
+    seg = (
+        f"; during training only, an auxiliary segmentation head (stride 8, loss weight {cfg['seg_weight']}) "
+        "learnt the ground-truth necrosis, oedema and enhancing masks of the training cohort, to point the "
+        "encoder at the tumour; the served model computes the class alone"
+        if cfg.get("seg_weight")
+        else ""
+    )
     return (
         f"Flax {name}: bottleneck blocks per stage {list(stages)}, base width {cfg['width']} "
-        f"({'the standard width' if cfg['width'] == 64 else 'the standard model has 64'}); {init},"
+        f"({'the standard width' if cfg['width'] == 64 else 'the standard model has 64'}); {init}{seg},"
     )
 
 
@@ -387,6 +465,7 @@ class-balanced sampling, on-device augmentation; test-time averaging {"on" if cf
 
 ### Held-out split (never used in training)
 {_fmt(report["holdout"])}
+{_baselines(report["holdout"], report.get("baselines"))}
 {_calibration(report)}
 {_external(report)}
 

@@ -3,9 +3,13 @@
 One more client of the serving stack: uploads are checked with `preprocess` and classified through
 `client.grpc_client.GlioClient` by workers that take jobs from the database (never inside a request).
 
-Modules, in the order a request meets them: `settings` (typed configuration), `db` (tables, engine),
-`auth` (passwords, sessions, CSRF, throttling), `audit` (append-only log), `uploads` (streamed,
-capped multipart parsing + the preprocess checks), `jobs` (queue with leases), `worker` (runs jobs),
-`artefacts` (slice images and the 3D overlay of a result), `app` (routes), `cli` (`radpath web`,
-`radpath web-worker`, `radpath users`).
+Modules, in the order a request meets them: `settings` (typed configuration), `middleware` (body
+limit, Origin check, security headers), `deps` (the one gate: current session, owned case), `pages`
+and `api` (routers: HTML pages and the JSON API), `login` (the one login helper), `case_ops` (what
+both routers do with a case), `views` (templates, error pages), `auth` (passwords, sessions, CSRF,
+throttling), `audit` (append-only log), `uploads` (streamed, capped multipart parsing + the
+preprocess checks), `jobs` (queue with leases), `db` (tables, engine), `worker` (runs jobs),
+`artefacts` (slice images and the 3D overlay of a result), `result_view` (what the pages say about
+a result), `model_card` (card as safe HTML, whether the model takes age), `app` (assembles the app),
+`cli` (`radpath web`, `radpath web-worker`, `radpath users`).
 """

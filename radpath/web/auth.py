@@ -200,5 +200,10 @@ def end_session(engine: sa.Engine, token_hash: str) -> None:
         conn.execute(sessions.delete().where(sessions.c.token_hash == token_hash))
 
 
+def end_session_token(engine: sa.Engine, token: str) -> None:
+    """End the session a cookie or bearer token names (if it is live); for callers holding the token itself."""
+    end_session(engine, _digest(token))
+
+
 def csrf_ok(expected: str | None, given: str | None) -> bool:
     return bool(expected) and bool(given) and hmac.compare_digest(str(expected), str(given))

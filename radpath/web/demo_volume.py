@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import inspect
 import logging
 import os
 from pathlib import Path
@@ -22,8 +21,7 @@ def ensure_demo_volume(folder: Path, shape: tuple[int, int, int] = DEMO_SHAPE) -
 
     folder.mkdir(parents=True, exist_ok=True)
     plan = plan_cohort(3, seed=7)[0]
-    clean = {"style": "brats"} if "style" in inspect.signature(synthesize_case).parameters else {}
-    volumes, _, _ = synthesize_case(plan, seed=7, shape=shape, **clean)  # background exactly 0: a clean 3D render
+    volumes, _, _ = synthesize_case(plan, seed=7, shape=shape, style="brats")  # background exactly 0: a clean render
     tmp = folder / f".brain.{os.getpid()}.nii.gz"
     save_ras(volumes["t1ce"], tmp)
     os.replace(tmp, path)

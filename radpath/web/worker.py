@@ -41,11 +41,10 @@ def input_files(settings: Settings, case_id: str) -> dict[str, Path]:
 
 def classify_job(settings: Settings, job: jobs.Claim, client) -> dict:
     """Load, classify and draw one case; returns the result dict stored on the job row."""
-    from radpath.preprocess import find_tumor
+    from radpath.preprocess import case_warnings, find_tumor, tumor_mask
 
     from .artefacts import write_artefacts
     from .model_card import describe_model
-    from .preprocess_adapter import case_warnings, tumor_mask
 
     t0 = time.perf_counter()
     files = input_files(settings, job.case_id)
@@ -53,7 +52,7 @@ def classify_job(settings: Settings, job: jobs.Claim, client) -> dict:
     result = client.classify_case(case)
     tumor = find_tumor(case)
     prefix = f"{job.case_id}: "  # preprocess names the case; on our page the case is known
-    warnings = [{**w, "message": w.get("message", "").removeprefix(prefix)} for w in case_warnings(case)]
+    warnings = [{**w.as_dict(), "message": w.message.removeprefix(prefix)} for w in case_warnings(case)]
     if not tumor.found and not any(w.get("code") == "no-tumour" for w in warnings):
         warnings.append(
             {

@@ -138,7 +138,7 @@ def main() -> int:
             f"full venv {FULL_VENV}: {full_mb:.0f} MB; ratio {light_mb / full_mb:.3f}"
         )
         probe = (
-            "import sys, client.grpc_client; "
+            "import sys, radpath.client.grpc_client; "
             "print(sorted({m.split('.')[0] for m in sys.modules} & {'tensorflow', 'jax', 'flax'}))"
         )
         print(

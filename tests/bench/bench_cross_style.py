@@ -1,10 +1,11 @@
 """Cross-style benchmark (issue 8): does the classifier learn the radiological signs, or the generator?
 
     python tests/bench/bench_cross_style.py [--work DIR] [--train-cases 221] [--test-cases 60]
-                                            [--epochs 30] [--shape 240 240 155] [--train-style train]
+                                            [--config configs/demo.json] [--set KEY=VALUE ...]
+                                            [--shape 240 240 155] [--train-style train]
 
 Draws a training cohort from one part of the synthetic generator's randomisation space
-(`--train-style`, default `train`), trains the default small ResNet50 (width 8, no CV) on it, and
+(`--train-style`, default `train`), trains the demo's recipe (`configs/demo.json`, no CV) on it, and
 evaluates the final model on fresh cohorts: the same style (in-style), the `heldout` style (other
 contrast mappings and file quirks, subtler tumours) and the `subtle` style (FLAIR tumour z 1.5-2.5).
 Prints the challenge mean of each and the targets: held-out-style mean >= 0.80 and within 0.10 of
@@ -46,8 +47,8 @@ def main() -> int:
     ap.add_argument("--work", default="runs/cross_style")
     ap.add_argument("--train-cases", type=int, default=221)
     ap.add_argument("--test-cases", type=int, default=60)
-    ap.add_argument("--epochs", type=int, default=30)
-    ap.add_argument("--width", type=int, default=8)
+    ap.add_argument("--config", default=str(Path(__file__).resolve().parents[2] / "configs" / "demo.json"))
+    ap.add_argument("--set", action="append", default=[], help="training setting key=value (repeatable)")
     ap.add_argument("--shape", type=int, nargs=3, default=(240, 240, 155))
     ap.add_argument("--train-style", default="train")
     args = ap.parse_args()
@@ -62,13 +63,13 @@ def main() -> int:
     }
     t_data = time.perf_counter() - t0
     run = work / "run"
-    config = TrainConfig(width=args.width, epochs=args.epochs)
+    config = TrainConfig.from_file(args.config).with_settings(args.set)
     if not (run / "model" / "variables.msgpack").is_file() or not (run / "metrics.json").is_file():
         run_training(train_c, run, config, folds=0, holdout=0.0, devices=None, progress=True)
     t_train = time.perf_counter() - t0 - t_data
     results = {name: evaluate_cohort(run, path, name, progress=False) for name, path in tests.items()}
     print("\nSYNTHETIC data only: these numbers measure generalisation across generator styles, not clinical accuracy")
-    print(f"trained on style {args.train_style!r}: {args.train_cases} cases, {args.epochs} epochs, width {args.width}")
+    print(f"trained on style {args.train_style!r}: {args.train_cases} cases, settings {config.to_json()}")
     print(f"{'cohort':<15}{'n':>4}{'F1':>8}{'kappa':>8}{'BA':>8}{'mean':>8}   95% CI of the mean")
     for name, s in results.items():
         lo, hi = s["ci95"]["mean"]

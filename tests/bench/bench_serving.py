@@ -178,7 +178,7 @@ def main() -> None:
             )
             clis.append(time.perf_counter() - t)
             t = time.perf_counter()
-            subprocess.run([sys.executable, "-c", "import client.grpc_client"], check=True)
+            subprocess.run([sys.executable, "-c", "import radpath.client.grpc_client"], check=True)
             imps.append(time.perf_counter() - t)
         cli, imports = statistics.median(clis), statistics.median(imps)
         r = json.loads(out.stdout)

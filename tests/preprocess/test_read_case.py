@@ -155,6 +155,24 @@ def test_bad_voxel_size(case_dir, tmp_path):
         load_case(broken)
 
 
+def test_one_file_in_two_slots_is_refused(case_dir):
+    paths = {name: _seq(case_dir, name) for name in SEQUENCES}
+    paths["t2"] = paths["flair"]
+    with pytest.raises(CaseError, match=r"_flair\.nii\.gz: is the same file as the flair slot's"):
+        load_case(paths)
+
+
+def test_identical_volumes_in_two_slots_are_refused(case_dir, tmp_path):
+    """A copy (another file, same voxels; here even re-encoded as .nii) is refused and named."""
+    broken = copy_case(case_dir, tmp_path)
+    img = nib.load(str(_seq(broken, "t1")))
+    _seq(broken, "t1ce").unlink()
+    nib.save(img, str(broken / f"{broken.name}_t1ce.nii"))
+    with pytest.raises(CaseError, match=r"_t1ce\.nii: holds exactly the same voxels as the t1 file"):
+        load_case(broken)
+    load_case(case_dir)  # four distinct sequences still load
+
+
 # ---------------------------------------------------------------- limits (issue 11)
 def _tiny_case(root, name="T", shape=(24, 24, 16), dtype=np.int16):
     from tests.hardening.corpus import SEQS

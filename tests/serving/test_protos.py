@@ -24,6 +24,8 @@ def test_strings_and_other_dtypes_round_trip():
 
 
 def test_client_does_not_import_tensorflow():
-    code = "import sys, client.grpc_client; print('tensorflow' in sys.modules, 'tensorflow.python' in sys.modules)"
+    code = (
+        "import sys, radpath.client.grpc_client; print('tensorflow' in sys.modules, 'tensorflow.python' in sys.modules)"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
     assert out == ["False", "False"]

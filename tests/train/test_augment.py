@@ -41,3 +41,19 @@ def test_contrast_differs_between_draws():
         return y[:, 12:18, 12:18].mean() - y[:, 6:10, 6:10].mean()
 
     assert abs(lesion(a) - lesion(b)) > 0.05
+
+
+def test_segmentation_target_moves_with_the_image():
+    from radpath.train.loop import augment_pair
+
+    x = _image()
+    seg = np.zeros((2, 32, 32, 2), np.float32)
+    seg[..., 0] = 1.0
+    seg[:, 12:18, 12:18] = [0.0, 1.0]  # the "lesion" is class 1
+    cfg = TrainConfig(rotate_degrees=30.0)
+    out, moved = augment_pair(jax.random.PRNGKey(4), x, seg, cfg)
+    moved = np.asarray(moved)
+    np.testing.assert_allclose(moved.sum(-1), 1.0, atol=1e-5)
+    bright = np.asarray(out).mean(-1) > np.asarray(out).mean(-1)[:, 6:26, 6:26].mean() + 1.5
+    assert (moved[..., 1][bright] > 0.5).mean() > 0.8  # where the lesion went, so did its label
+    np.testing.assert_array_equal(np.asarray(augment(jax.random.PRNGKey(4), x, cfg)), np.asarray(out))

@@ -92,7 +92,7 @@ def test_batches_are_class_balanced(tiny_config):
     cfg = tiny_config.replace(batch_size=60)
     counts = np.zeros(3)
     for epoch in range(20):
-        for _, labels, _ in epoch_batches(ex, cfg, epoch, 2):
+        for _, labels, _, _ in epoch_batches(ex, cfg, epoch, 2):
             counts += np.bincount(labels.ravel(), minlength=3)
     frac = counts / counts.sum()
     assert np.all(np.abs(frac - 1 / 3) < 0.05), frac
@@ -110,3 +110,34 @@ def test_training_learns_an_easy_signal(tiny_config):
     assert result.history[-1]["loss"] < result.history[0]["loss"]
     probs = predict_proba(result.variables, tiny_config, ex, tta=False)
     assert (probs.argmax(1) == ex.labels).mean() >= 0.6
+
+
+@pytest.mark.parametrize("epochs, steps", [(1, 1), (1, 2), (1, 11), (2, 1), (3, 5), (30, 11)])
+def test_schedule_works_for_any_length(tiny_config, epochs, steps):
+    """Issue 16 item 6: `--epochs 1` died in optax (warm-up longer than the run)."""
+    from radpath.train.loop import lr_schedule
+
+    cfg = tiny_config.replace(epochs=epochs, warmup_epochs=2)
+    lrs = np.array([float(lr_schedule(cfg, steps)(s)) for s in range(epochs * steps)])
+    assert np.isfinite(lrs).all() and (lrs[1:] > 0).all() and lrs.max() <= cfg.learning_rate + 1e-9
+
+
+def test_one_epoch_with_the_default_warm_up_trains(examples, tiny_config):
+    result = fit(examples, tiny_config.replace(epochs=1, warmup_epochs=2, batch_size=12), devices=2, progress=False)
+    assert result.completed and np.isfinite(result.history[0]["loss"])
+
+
+def test_auxiliary_segmentation_head_trains_and_is_left_out_of_the_served_model(tiny_config):
+    from tests.train.conftest import fake_examples
+
+    ex = fake_examples(12)
+    ex.seg = np.zeros((12, 3, 224, 224), np.uint8)
+    ex.seg[:, :, 80:140, 90:150] = (ex.labels % 3 + 1)[:, None, None, None]
+    cfg = tiny_config.replace(seg_weight=1.0)
+    result = fit(ex, cfg, devices=2, progress=False)
+    assert result.completed and all(np.isfinite(h["loss"]) for h in result.history)
+    assert "seg_head" in result.variables["params"]
+    logits = make_model(cfg).apply(result.variables, ex.images[:2, 1].astype(np.float32), None, train=False)
+    assert logits.shape == (2, 3)  # no segmentation output at inference
+    with pytest.raises(ValueError, match="needs ground-truth masks"):
+        fit(fake_examples(12), cfg, devices=2, progress=False)

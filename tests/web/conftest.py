@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.postgres_server import postgres_url  # noqa: F401  (a throwaway server, started on first use)
 from tests.serving.conftest import _start_builtin, model_base  # noqa: F401  (shared session fixtures)
 
 PASSWORD = "correct horse battery"
@@ -131,33 +132,6 @@ def model_server(web_model_base):
     backend.stop()
 
 
-PG_DEFAULT_URL = "postgresql+psycopg:///radpath_test?host=/var/run/postgresql"
-
-
-def postgres_url() -> str:
-    """The test database URL; skips only where PostgreSQL is not installed at all."""
-    import glob
-    import os
-
-    import sqlalchemy as sa
-
-    url = os.environ.get("RADPATH_TEST_DATABASE_URL")
-    if url is None and not (shutil.which("pg_ctlcluster") or glob.glob("/usr/lib/postgresql/*/bin/postgres")):
-        pytest.skip("PostgreSQL is not installed (.ci/run installs and starts it)")
-    url = url or PG_DEFAULT_URL
-    try:
-        engine = sa.create_engine(url)
-        with engine.connect():
-            pass
-        engine.dispose()
-    except Exception as exc:
-        pytest.fail(
-            f"PostgreSQL is installed but {url} is not reachable ({type(exc).__name__}); start it as "
-            ".ci/run does, or set RADPATH_TEST_DATABASE_URL"
-        )
-    return url
-
-
 def fresh_postgres(url: str) -> str:
     """Empty the web app's tables in the test database (the tests own that database)."""
     import sqlalchemy as sa
@@ -176,4 +150,26 @@ def fresh_postgres(url: str) -> str:
 def db_url(request, tmp_path) -> str:
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'jobs.sqlite3'}"
-    return fresh_postgres(postgres_url())
+    return fresh_postgres(request.getfixturevalue("postgres_url"))  # tests/postgres_server.py
+
+
+def write_one_sided_case(folder: Path, side: str = "right", shape=SMALL_SHAPE, seed: int = 3) -> dict[str, Path]:
+    """The four files of a synthetic case whose tumour lies in the patient's `side` hemisphere only
+    (the volumes mirrored left-right when the generator drew it on the other side)."""
+    import numpy as np
+
+    from radpath.synth.cohort import plan_cohort, save_ras, synthesize_case
+
+    plan = plan_cohort(3, seed=seed)[0]
+    volumes, seg, _ = synthesize_case(plan, seed, shape, style="brats")
+    xs = np.nonzero(seg)[0]
+    on_right = xs.mean() > (shape[0] - 1) / 2  # RAS: axis 0 runs towards the patient's right
+    assert xs.min() > shape[0] / 2 or xs.max() < shape[0] / 2, "the drawn tumour crosses the midline"
+    if on_right != (side == "right"):
+        volumes = {k: v[::-1] for k, v in volumes.items()}
+    folder.mkdir(parents=True, exist_ok=True)
+    files = {}
+    for seq, v in volumes.items():
+        files[seq] = folder / f"{side}sided_{seq}.nii.gz"
+        save_ras(np.ascontiguousarray(v), files[seq])
+    return files

@@ -247,3 +247,126 @@ def test_login_upload_and_result_page(site, worker, page, small_case):
     page.screenshot(path=str(ARTIFACTS / "cases.png"), full_page=True)
     # the one expected console error: the 401 answer to the deliberately wrong password
     assert [e for e in page.errors if "status of 401" not in e] == [], page.errors
+
+
+PIXELS = """(sel) => {
+  const img = document.querySelector(sel);
+  const c = document.createElement('canvas'); c.width = img.naturalWidth; c.height = img.naturalHeight;
+  const ctx = c.getContext('2d'); ctx.drawImage(img, 0, 0);
+  return [c.width, c.height, Array.from(ctx.getImageData(0, 0, c.width, c.height).data)];
+}"""
+
+
+def _picture(page, testid: str) -> np.ndarray:
+    """The RGB pixels of an <img> as the browser decoded it."""
+    w, h, data = page.evaluate(PIXELS, f"img[data-testid={testid}]")
+    return np.asarray(data, np.uint8).reshape(h, w, 4)[..., :3]
+
+
+def _login(page, site) -> None:
+    page.fill("input[name=username]", "alice")
+    page.fill("input[name=password]", PASSWORD)
+    page.get_by_test_id("login-submit").click()
+
+
+def test_one_sided_tumour_same_side_everywhere_then_delete_and_login_return(site, worker, page, tmp_path):
+    """Issue 19: a tumour in the patient's right hemisphere is on the image's left in every picture,
+    each labelled R / L; one file in two slots is refused; delete asks first; after a 401 the login
+    returns to the page asked for; "My cases" marks refer and warnings."""
+    from tests.web.conftest import write_one_sided_case
+
+    files = write_one_sided_case(tmp_path / "right", "right")
+    page.goto(site.url + "/upload")  # not logged in: the login form, then back here
+    assert "/upload" in page.url
+    _login(page, site)
+    page.wait_for_url("**/upload")
+    for seq, path in {**files, "t2": files["flair"]}.items():  # the FLAIR file also in the T2 slot
+        page.set_input_files(f"input[name={seq}]", str(path))
+    page.get_by_test_id("upload-submit").click()
+    error = page.get_by_test_id("error").inner_text()
+    assert "same voxels as the flair file" in error and "t2" in error, error
+    page.screenshot(path=str(ARTIFACTS / "upload-same-file-refused.png"), full_page=True)
+    for seq, path in files.items():
+        page.set_input_files(f"input[name={seq}]", str(path))
+    page.get_by_test_id("upload-submit").click()
+    page.wait_for_url("**/cases/*")
+    case_url = page.url
+    page.wait_for_selector("[data-testid=job-state]:text-matches('succeeded|failed')", timeout=90_000)
+    assert page.get_by_test_id("job-state").inner_text() == "succeeded", page.content()[-2000:]
+    page.screenshot(path=str(ARTIFACTS / "result-right-sided.png"), full_page=True)
+    assert "patient's right (R) on the image's left" in page.get_by_test_id("orientation-note").inner_text()
+    for testid, colour in [(f"slice-{seq}", (255, 40, 40)) for seq in files] + [("explanation", (0, 255, 255))]:
+        rgb = _picture(page, testid)
+        outline = np.nonzero((rgb == np.array(colour, np.uint8)).all(-1))[1]
+        width = rgb.shape[1] // (2 if testid == "explanation" else 1)  # the explanation: 2 x 2 panels
+        columns = outline % width
+        assert outline.size and columns.max() < width / 2, (testid, columns.min(), columns.max())
+        yellow = (rgb == np.array([255, 230, 0], np.uint8)).all(-1)
+        left, right = yellow[:, : width // 2].sum(), yellow[:, width // 2 : width].sum()
+        assert left > 0 and right > 0 and left > right, (testid, left, right)  # "R" has more ink than "L"
+    if page.get_by_test_id("no-tumour-warning").count() == 0:
+        assert "max tumour area" in page.get_by_test_id("slice-heading").inner_text()
+    # after the session is gone, the login brings the user back to the page asked for
+    page.context.clear_cookies()
+    page.goto(case_url)
+    _login(page, site)
+    page.wait_for_url(case_url)
+    assert page.get_by_test_id("job-state").inner_text() == "succeeded"
+    page.goto(site.url + "/cases")
+    page.screenshot(path=str(ARTIFACTS / "cases-markers.png"), full_page=True)
+    case_id = case_url.rsplit("/", 1)[1]
+    refer = page.get_by_test_id(f"refer-{case_id}").inner_text()
+    assert refer in ("refer", "stands")  # the tiny model has no assessed threshold: "refer"
+    # delete asks first; cancel keeps the case, confirming removes it
+    page.goto(case_url)
+    page.get_by_test_id("delete-case").click()
+    page.wait_for_url("**/delete")
+    assert "cannot be undone" in page.get_by_test_id("delete-question").inner_text()
+    page.screenshot(path=str(ARTIFACTS / "delete-confirm.png"), full_page=True)
+    page.get_by_test_id("cancel-delete").click()
+    page.wait_for_url(case_url)
+    page.get_by_test_id("delete-case").click()
+    page.get_by_test_id("confirm-delete").click()
+    page.wait_for_url("**/cases")
+    assert page.get_by_test_id(f"refer-{case_id}").count() == 0
+
+
+def test_result_wording_no_tumour_warnings_and_model_card(site, page):
+    """Issue 19, 3-5 as a reader sees them: refer (never "confident enough" without an assessed
+    threshold), the no-tumour notice once under the class and a heading without "tumour outline",
+    each warning once without the case ID, the age not used, the model card rendered."""
+    from radpath.web.db import engine_for
+    from radpath.web.settings import load_settings
+    from tests.web.test_result_text import SYNTHETIC, result_of, store_result
+
+    settings = load_settings(data_dir=site.data)
+    case_id = "c" * 32
+    swap = f"{case_id}: FLAIR and T2 look swapped: 900 voxels are bright on the FLAIR file and dark on the T2 file"
+    warnings = [
+        {"code": "no-tumour", "message": f"{case_id}: no FLAIR/T2-hyperintense lesion found; slice 20 is the centre"},
+        {"code": "swap-flair-t2", "message": swap},
+        {"code": "swap-flair-t2", "message": swap},
+        {"code": "resampled", "message": f"{case_id}: not on the 1 mm BraTS grid: voxel size 1 x 1 x 3 mm"},
+    ]
+    reasons = [f"input warning {w['code']}: {w['message']}" for w in warnings[:2]]
+    result = result_of(tumor_found=False, refer=True, refer_reasons=reasons, warnings=warnings, refer_threshold=None)
+    store_result(engine_for(settings.db_url), settings.cases_dir(), result, age=15000, case_id=case_id)
+    page.goto(f"{site.url}/cases/{case_id}")
+    _login(page, site)
+    page.wait_for_url(f"**/cases/{case_id}")
+    page.locator("details summary").click()  # open the model card
+    page.screenshot(path=str(ARTIFACTS / "result-no-tumour-warnings-card.png"), full_page=True)
+    text = page.locator("main").inner_text()
+    assert case_id not in text and "Confident enough" not in text and "Refer: not sure" in text
+    assert text.count("No tumour was found") == 1 and "the predicted class above is unreliable" in text
+    assert "the class below" not in text and text.count("FLAIR and T2 look swapped") == 1
+    heading = page.get_by_test_id("slice-heading").inner_text()
+    assert "no tumour found" in heading and "max tumour area" not in heading and "outline" not in heading
+    assert "was given but not used" in page.get_by_test_id("age-use").inner_text()
+    card = page.get_by_test_id("model-card")
+    assert card.locator("h1").inner_text() == "Model card" and card.locator("table td").count() == 2
+    assert card.locator("script").count() == 0 and "<script>" in card.inner_text()  # shown as text, not run
+    assert text.count(SYNTHETIC) == 1
+    page.goto(site.url + "/cases")
+    assert page.get_by_test_id(f"refer-{case_id}").inner_text() == "refer"
+    assert page.get_by_test_id(f"warnings-{case_id}").inner_text() == "3 warnings"

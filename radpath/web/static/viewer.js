@@ -13,8 +13,10 @@ async function start() {
   if (!canvas) return;
   const status = document.getElementById("viewer-status");
   const say = (text) => { if (status) status.textContent = text; };
+  // radiological convention (patient's right on the left) like every picture of the site, for 2D slices
   const nv = new Niivue({ backColor: [0, 0, 0, 1], show3Dcrosshair: false, isColorbar: false,
-                          loadingText: "loading", dragAndDropEnabled: false });
+                          loadingText: "loading", dragAndDropEnabled: false,
+                          isRadiologicalConvention: true });
   await nv.attachToCanvas(canvas);
   const volumes = [{ url: canvas.dataset.volume, colormap: "gray", opacity: 0.8 }];
   if (canvas.dataset.mask) volumes.push({ url: canvas.dataset.mask, colormap: "red", opacity: 0.6, cal_min: 0.5, cal_max: 1 });

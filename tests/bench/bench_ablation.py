@@ -1,0 +1,145 @@
+"""Ablation of the training recipe: one lever at a time, the same cohorts and splits, several seeds.
+
+    python tests/bench/bench_ablation.py COHORT --out runs/ablation --seeds 0 1 \\
+        --external heldout-style=HELDOUT_COHORT --external subtle=SUBTLE_COHORT \\
+        --config configs/demo.json --lever base: --lever age:use_age=true --lever seg:seg_weight=1
+
+Each (lever, seed) is a full `radpath train` run (the real Flax ResNet50 pipeline, no CV folds) in
+OUT/<lever>-s<seed>, scored on its held-out split (which depends on the seed only, so every lever
+meets the same cases) and on the external cohorts; finished runs are reused. The table gives, per
+lever, the mean challenge score over seeds and a 95 % percentile-bootstrap interval that resamples
+cases (a case's predictions from every seed move together), beside the `signs_and_age` and
+`age_only` baselines fitted on the same training splits. Synthetic data: no clinical meaning.
+Run it under the shared CPU lock (`flock /tmp/radpath-cpu.lock ...`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+from radpath.contract.labels import read_label_table
+from radpath.contract.metrics import challenge_scores
+from radpath.contract.predictions_csv import read_predictions
+from radpath.train.config import TrainConfig
+
+
+def pooled_ci(pairs: list[tuple[str, str, str]], n_boot: int = 1000, seed: int = 0) -> tuple[float, float]:
+    """95 % CI of the challenge mean over (case, truth, prediction) rows, resampling cases."""
+    by_case: dict[str, list[tuple[str, str]]] = {}
+    for cid, t, p in pairs:
+        by_case.setdefault(cid, []).append((t, p))
+    cases = list(by_case)
+    rng = np.random.default_rng(seed)
+    means = []
+    for _ in range(n_boot):
+        rows = [r for i in rng.integers(0, len(cases), len(cases)) for r in by_case[cases[i]]]
+        means.append(challenge_scores([t for t, _ in rows], [p for _, p in rows])["mean"])
+    return float(np.nanpercentile(means, 2.5)), float(np.nanpercentile(means, 97.5))
+
+
+def rows_of(pred_csv: Path, labels: dict[str, str | None]) -> list[tuple[str, str, str]]:
+    return [(r.case_id, labels[r.case_id] or "", r.label) for r in read_predictions(pred_csv).rows]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("cohort")
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
+    ap.add_argument("--config", help="base configuration (default: TrainConfig defaults)")
+    ap.add_argument("--set", action="append", default=[], help="base setting key=value (every lever)")
+    ap.add_argument("--lever", action="append", required=True, help="NAME:key=value,key=value (NAME: = the base)")
+    ap.add_argument("--external", action="append", default=[], help="NAME=COHORT scored for every run")
+    ap.add_argument("--devices", type=int)
+    ap.add_argument("--only-summary", action="store_true")
+    args = ap.parse_args()
+
+    from radpath.train.cohort_eval import evaluate_cohort
+    from radpath.train.run import run_training
+
+    out, cohort = Path(args.out), Path(args.cohort)
+    base = TrainConfig.from_file(args.config) if args.config else TrainConfig()
+    base = base.with_settings(args.set)
+    externals = dict(e.split("=", 1) for e in args.external)
+    labels = read_label_table(cohort / "training_data_classification_labels.csv").classes
+    ext_labels = {
+        n: read_label_table(Path(c) / "training_data_classification_labels.csv").classes for n, c in externals.items()
+    }
+    levers = [(lv.partition(":")[0], lv.partition(":")[2]) for lv in args.lever]
+    for seed in args.seeds:  # seed-major: every lever's first seed is done before any second seed
+        for name, settings in levers:
+            run = out / f"{name}-s{seed}"
+            if args.only_summary:
+                continue
+            if not (run / "metrics.json").is_file():
+                config = base.with_settings([s for s in settings.split(",") if s]).replace(seed=seed)
+                t0 = time.perf_counter()
+                run_training(
+                    cohort,
+                    run,
+                    config,
+                    folds=0,
+                    holdout=0.2,
+                    devices=args.devices,
+                    cache_dir=out / "cache",
+                    progress=False,
+                )
+                print(f"{run.name}: trained in {time.perf_counter() - t0:.0f} s", flush=True)
+            for ext, path in externals.items():
+                if ext not in (json.loads((run / "metrics.json").read_text()).get("external") or {}):
+                    evaluate_cohort(run, path, ext, progress=False, cache_dir=out / "cache")
+    table = []
+    for name, settings in levers:
+        runs = [out / f"{name}-s{seed}" for seed in args.seeds if (out / f"{name}-s{seed}" / "metrics.json").is_file()]
+        if not runs:
+            continue
+        metrics = [json.loads((r / "metrics.json").read_text()) for r in runs]
+        row: dict = {"lever": name, "settings": settings, "seeds": [m["config"]["seed"] for m in metrics]}
+        row["holdout"] = [m["holdout"]["mean"] for m in metrics]
+        row["holdout_ci"] = pooled_ci([x for r in runs for x in rows_of(r / "predictions_holdout.csv", labels)])
+        for b in ("signs_and_age", "age_only"):
+            vals = [m.get("baselines", {}).get(b, {}).get("mean") for m in metrics]
+            row[b] = [v for v in vals if v is not None]
+        for ext in externals:
+            safe = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in ext)
+            row[ext] = [m["external"][ext]["mean"] for m in metrics if ext in (m.get("external") or {})]
+            files = [r / f"predictions_{safe}.csv" for r in runs if (r / f"predictions_{safe}.csv").is_file()]
+            row[ext + "_ci"] = pooled_ci([x for f in files for x in rows_of(f, ext_labels[ext])]) if files else None
+        row["ece_cross_fitted"] = [(m.get("calibration") or {}).get("cross_fitted", {}).get("ece") for m in metrics]
+        row["train_seconds"] = [m.get("seconds") for m in metrics]
+        table.append(row)
+    (out / "ablation.json").write_text(json.dumps(table, indent=2))
+
+    def cell(vals, ci=None):
+        if not vals:
+            return "-"
+        s = f"{np.mean(vals):.3f}"
+        if ci:
+            s += f" ({ci[0]:.2f}–{ci[1]:.2f})"
+        return s + " [" + ", ".join(f"{v:.2f}" for v in vals) + "]"
+
+    head = ["lever", "seeds", "held-out mean (95 % CI) [per seed]", "signs+age baseline", "age-only baseline"]
+    head += [f"{e} mean (95 % CI)" for e in externals] + ["cross-fitted ECE", "train s"]
+    print("| " + " | ".join(head) + " |")
+    print("|" + "---|" * len(head))
+    for r in table:
+        cells = [
+            f"{r['lever']} (`{r['settings'] or 'base'}`)",
+            ",".join(map(str, r["seeds"])),
+            cell(r["holdout"], r["holdout_ci"]),
+            cell(r["signs_and_age"]),
+            cell(r["age_only"]),
+            *(cell(r[e], r[e + "_ci"]) for e in externals),
+            cell([v for v in r["ece_cross_fitted"] if v is not None]),
+            f"{np.mean([s for s in r['train_seconds'] if s]):.0f}",
+        ]
+        print("| " + " | ".join(cells) + " |")
+
+
+if __name__ == "__main__":
+    main()
