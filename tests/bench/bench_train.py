@@ -32,9 +32,9 @@ JAX_STEP = textwrap.dedent("""
     settings = json.loads(sys.argv[5])
     os.environ["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={n_dev}"
     import jax, numpy as np
-    if settings.pop("before", False):  # stride-2 convolutions as plain lax ones (before conv_stride_free)
+    if settings.pop("before", False):  # stride-2 convolutions as plain lax ones (before fast_conv)
         import radpath.train.resnet
-        radpath.train.resnet.conv_stride_free = jax.lax.conv_general_dilated
+        radpath.train.resnet.fast_conv = jax.lax.conv_general_dilated
     from radpath.train.config import TrainConfig
     from radpath.train.examples import Examples
     from radpath.train.loop import (_as_pmap_output, _pmapped_train_step, epoch_batches, init_variables,

@@ -1,4 +1,5 @@
-"""The ResNet's stride-2 convolutions without input-dilated gradients (`resnet.conv_stride_free`).
+"""The ResNet's convolutions in CPU-friendly forms (`resnet.fast_conv`): stride 2 without
+input-dilated gradients, 1x1 as matrix products.
 
 XLA:CPU runs a convolution over a zero-dilated input as plain loops; the rewrite must give the same
 values and gradients as `lax.conv_general_dilated` and leave no such convolution in a training step.
@@ -12,36 +13,38 @@ import numpy as np
 import pytest
 from jax import lax
 
-from radpath.train.resnet import ResNet, conv_stride_free
+from radpath.train.resnet import ResNet, fast_conv
 
 DN = lax.conv_dimension_numbers((1, 8, 8, 3), (3, 3, 3, 5), ("NHWC", "HWIO", "NHWC"))
 
 
-CASES = [  # (input size, kernel, padding): the ResNet's own cases first, then odd sizes and uneven padding
-    ((8, 8), 3, "SAME"),
-    ((8, 8), 3, ((1, 1), (1, 1))),
-    ((8, 8), 1, "SAME"),
-    ((9, 14), 3, ((0, 1), (2, 0))),
-    ((7, 5), 7, ((3, 3), (3, 3))),
-    ((9, 14), 1, "VALID"),
+CASES = [  # (input size, kernel, strides, padding): the ResNet's own cases first, then odd sizes, uneven padding
+    ((8, 8), 3, 2, "SAME"),
+    ((8, 8), 3, 2, ((1, 1), (1, 1))),
+    ((8, 8), 1, 2, "SAME"),
+    ((8, 8), 1, 1, "SAME"),
+    ((8, 8), 3, 1, "SAME"),
+    ((9, 14), 3, 2, ((0, 1), (2, 0))),
+    ((7, 5), 7, 2, ((3, 3), (3, 3))),
+    ((9, 14), 1, 2, "VALID"),
 ]
 
 
-@pytest.mark.parametrize(("size", "k", "padding"), CASES)
-def test_same_values_and_gradients_as_lax(size, k, padding):
+@pytest.mark.parametrize(("size", "k", "stride", "padding"), CASES)
+def test_same_values_and_gradients_as_lax(size, k, stride, padding):
     rng = np.random.default_rng(k)
     x = rng.normal(size=(2, *size, 3)).astype(np.float32)
     w = rng.normal(size=(k, k, 3, 5)).astype(np.float32)
 
     def loss(x, w, conv):
-        return jnp.sum(jnp.sin(conv(x, w, (2, 2), padding, dimension_numbers=DN, feature_group_count=1)))
+        return jnp.sum(jnp.sin(conv(x, w, (stride, stride), padding, dimension_numbers=DN, feature_group_count=1)))
 
-    ref = lax.conv_general_dilated(x, w, (2, 2), padding, dimension_numbers=DN)
-    out = conv_stride_free(x, w, (2, 2), padding, dimension_numbers=DN, feature_group_count=1)
+    ref = lax.conv_general_dilated(x, w, (stride, stride), padding, dimension_numbers=DN)
+    out = fast_conv(x, w, (stride, stride), padding, dimension_numbers=DN, feature_group_count=1)
     assert out.shape == ref.shape
     np.testing.assert_allclose(out, ref, atol=1e-4, rtol=1e-5)
     for a, b in zip(
-        jax.grad(loss, (0, 1))(x, w, conv_stride_free),
+        jax.grad(loss, (0, 1))(x, w, fast_conv),
         jax.grad(loss, (0, 1))(x, w, lax.conv_general_dilated),
         strict=True,
     ):
