@@ -4,6 +4,7 @@
 |---|---|---|
 | classify, classify-cohort, merge-predictions, evaluate, inspect | `radpath.client.cli` | core |
 | synth | `radpath.synth.cli` | core |
+| prepare | `radpath.prepare.cli` | `radpath[prepare]` |
 | train, export, evaluate-model | `radpath.train.cli` | `radpath[train]` |
 | convert-weights | `radpath.train.pretrained_cli` | `radpath[train]` |
 | serve | `radpath.serving.cli` | `radpath[serve]` |
@@ -36,6 +37,7 @@ COMMANDS: dict[str, tuple[str, str | None]] = {
     "classify-cohort": ("radpath.client.cli", None),
     "merge-predictions": ("radpath.client.cli", None),
     "synth": ("radpath.synth.cli", None),
+    "prepare": ("radpath.prepare.cli", "prepare"),
     "train": ("radpath.train.cli", "train"),
     "export": ("radpath.train.cli", "train"),
     "evaluate-model": ("radpath.train.cli", "train"),
@@ -59,6 +61,8 @@ EXTRA_OF_MODULE = {
     "jinja2": "web",
     "multipart": "web",
     "argon2": "web",
+    "pydicom": "prepare",
+    "SimpleITK": "prepare",
 }
 """Third-party top-level modules -> the extra that installs them (for the one-line hint)."""
 

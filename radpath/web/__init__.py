@@ -7,8 +7,11 @@ Modules, in the order a request meets them: `settings` (typed configuration), `m
 limit, Origin check, security headers), `deps` (the one gate: current session, owned case), `pages`
 and `api` (routers: HTML pages and the JSON API), `login` (the one login helper), `case_ops` (what
 both routers do with a case), `views` (templates, error pages), `auth` (passwords, sessions, CSRF,
-throttling), `audit` (append-only log), `uploads` (streamed, capped multipart parsing + the
-preprocess checks), `jobs` (queue with leases), `db` (tables, engine), `worker` (runs jobs),
+throttling without lock-out), `audit` (append-only log), `uploads` (streamed, capped multipart
+parsing + the preprocess checks), `upload_check` (those checks in a short-lived child process, so
+the site never decodes a volume), `safe_text` (no bidi or invisible characters echoed), `jobs`
+(queue with leases, users served in turn, per-user cap), `db` (tables, engine), `worker` (runs
+jobs; waits out a model-server outage), `lifecycle` (workers and checks stop with the site),
 `artefacts` (slice images and the 3D overlay of a result), `result_view` (what the pages say about
 a result), `model_card` (card as safe HTML, whether the model takes age), `app` (assembles the app),
 `cli` (`radpath web`, `radpath web-worker`, `radpath users`).

@@ -1,4 +1,4 @@
-"""Passwords (argon2id), server-side sessions, CSRF tokens and per-account login throttling.
+"""Passwords (argon2id), server-side sessions, CSRF tokens and login throttling without lock-out.
 
 Session cookies carry only a random token; the database keeps its SHA-256, so a copy of the
 database cannot be replayed as cookies. A login always creates a new session (no fixation), logout
@@ -12,8 +12,10 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
+import math
 import re
 import secrets
+import threading
 import time
 from dataclasses import dataclass
 
@@ -23,13 +25,16 @@ from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatc
 
 from radpath.contract.errors import RadPathError
 
-from .db import login_failures, sessions, users
+from .db import login_attempts, sessions, users
 from .settings import Settings
 
 log = logging.getLogger(__name__)
 
 HASHER = PasswordHasher()  # argon2id with the library's (RFC 9106 low-memory) parameters
 _DUMMY_HASH = HASHER.hash(secrets.token_urlsafe(16))
+HASH_SLOTS = threading.BoundedSemaphore(4)
+"""Password checks at once per process: each argon2id check holds 64 MiB while it runs, so a burst
+of logins (64 open requests) would otherwise take the site up by 4 GB; the rest wait their turn."""
 USERNAME_RE = re.compile(r"^[A-Za-z0-9_.@-]{1,64}$")
 MIN_PASSWORD = 10
 
@@ -39,9 +44,12 @@ class AuthError(RadPathError):
 
 
 class ThrottledError(AuthError):
-    def __init__(self, retry_after: int):
+    """Too many failures: try again after `retry_after` seconds (HTTP 429 with Retry-After)."""
+
+    def __init__(self, retry_after: int, why: str = "for this account"):
         self.retry_after = retry_after
-        super().__init__(f"too many failed logins for this account; try again in {max(1, retry_after // 60)} minute(s)")
+        when = f"{retry_after} seconds" if retry_after < 120 else f"{math.ceil(retry_after / 60)} minutes"
+        super().__init__(f"too many failed logins {why}; try again in {when}")
 
 
 @dataclass(frozen=True)
@@ -116,42 +124,120 @@ def reset_password(engine: sa.Engine, username: str, password: str) -> None:
 
 
 # ---------------------------------------------------------------- login
-def _throttle_check(conn, key: str, settings: Settings, now: float) -> None:
-    row = conn.execute(sa.select(login_failures).where(login_failures.c.username == key)).first()
-    if row and now - row.first_at < settings.login_window_seconds and row.count >= settings.login_max_failures:
-        raise ThrottledError(int(settings.login_window_seconds - (now - row.first_at)))
+# Throttling without lock-out (OWASP ASVS 2.2.1). Failures are counted under three keys:
+#   pair:<client> <account>  one account from one client: after `login_max_failures`, each further
+#                            try waits `login_delay_seconds`, doubling per failure (capped);
+#   client:<client>          one client across accounts (spraying): the same growing waits after
+#                            `login_client_max_failures`;
+#   account:<account>        one account from every client (a botnet, or forged X-Forwarded-For
+#                            addresses): past `login_account_max_failures` every client waits
+#                            except a browser that logged in to this account before (its device
+#                            cookie, `device_mark`) and has not failed since.
+# So an attacker hammering an account slows only himself; its owner, from another client, logs in.
+# A count is forgotten `login_window_seconds` after its last failure; a successful login clears
+# its pair. Unknown accounts are counted like real ones (the answers look the same).
+def _throttle_keys(account: str, client: str) -> dict[str, str]:
+    return {
+        "pair": f"pair:{client} {account}"[:400],
+        "client": f"client:{client}"[:400],
+        "account": f"account:{account}",
+    }
 
 
-def _throttle_fail(engine: sa.Engine, key: str, settings: Settings, now: float) -> None:
-    with engine.begin() as conn:
-        row = conn.execute(sa.select(login_failures).where(login_failures.c.username == key)).first()
-        if row is None:
-            conn.execute(login_failures.insert().values(username=key, count=1, first_at=now))
-        elif now - row.first_at >= settings.login_window_seconds:
-            conn.execute(login_failures.update().where(login_failures.c.username == key).values(count=1, first_at=now))
-        else:
-            conn.execute(
-                login_failures.update().where(login_failures.c.username == key).values(count=login_failures.c.count + 1)
-            )
+def _wait_left(row, free: int, settings: Settings, now: float) -> float:
+    """Seconds this key must still wait (0: free to try)."""
+    if row is None or now - row.last_at > settings.login_window_seconds or row.count < free:
+        return 0.0
+    delay = min(settings.login_delay_seconds * 2 ** min(row.count - free, 30), settings.login_max_delay_seconds)
+    return max(0.0, row.last_at + delay - now)
 
 
-def authenticate(engine: sa.Engine, settings: Settings, username: str, password: str) -> User:
-    """The user, or AuthError with one message for every kind of failure (ThrottledError when locked)."""
+DEVICE_MARKS = 5
+"""Accounts one browser's device cookie remembers (a shared workstation)."""
+
+
+def device_mark(secret: str, account: str) -> str:
+    """The device cookie's mark for `account`: HMAC(secret, account), so it cannot be made up."""
+    digest = hmac.new(secret.encode(), b"device:" + account.strip().lower().encode(), hashlib.sha256)
+    return digest.hexdigest()[:32]
+
+
+def remember_device(secret: str, account: str, cookie: str | None) -> str:
+    """The device cookie after a successful login to `account`: its mark first, at most DEVICE_MARKS."""
+    mark = device_mark(secret, account)
+    others = [m for m in (cookie or "").split(".") if m and m != mark]
+    return ".".join([mark, *others][:DEVICE_MARKS])
+
+
+def _known_device(secret: str, account: str, cookie: str | None) -> bool:
+    mark = device_mark(secret, account)
+    return any(hmac.compare_digest(mark, m) for m in (cookie or "").split(".")[:DEVICE_MARKS])
+
+
+def _throttle_check(conn, keys: dict[str, str], settings: Settings, now: float, known: bool) -> None:
+    rows = {r.key: r for r in conn.execute(sa.select(login_attempts).where(login_attempts.c.key.in_(keys.values())))}
+    pair, client, account = (rows.get(keys[k]) for k in ("pair", "client", "account"))
+    waits = [
+        (_wait_left(pair, settings.login_max_failures, settings, now), "for this account from your address"),
+        (_wait_left(client, settings.login_client_max_failures, settings, now), "from your address"),
+    ]
+    failed_here = pair is not None and now - pair.last_at <= settings.login_window_seconds
+    if failed_here or not known:
+        waits.append((_wait_left(account, settings.login_account_max_failures, settings, now), "for this account"))
+    wait, why = max(waits)
+    if wait > 0:
+        raise ThrottledError(math.ceil(wait), why)
+
+
+def _count_failure(engine: sa.Engine, keys: dict[str, str], settings: Settings, now: float) -> None:
+    for key in keys.values():
+        for _ in range(3):  # two replicas may insert the same key at once: then update
+            try:
+                with engine.begin() as conn:
+                    row = conn.execute(sa.select(login_attempts).where(login_attempts.c.key == key)).first()
+                    if row is None:
+                        conn.execute(login_attempts.insert().values(key=key, count=1, first_at=now, last_at=now))
+                    elif now - row.last_at > settings.login_window_seconds:
+                        conn.execute(
+                            login_attempts.update()
+                            .where(login_attempts.c.key == key)
+                            .values(count=1, first_at=now, last_at=now)
+                        )
+                    else:
+                        conn.execute(
+                            login_attempts.update()
+                            .where(login_attempts.c.key == key)
+                            .values(count=login_attempts.c.count + 1, last_at=now)
+                        )
+                break
+            except sa.exc.IntegrityError:
+                continue
+
+
+def authenticate(
+    engine: sa.Engine, settings: Settings, username: str, password: str, client: str, device: str | None = None
+) -> User:
+    """The user, or AuthError with one message for every kind of failure (ThrottledError: wait first).
+
+    `client` is the caller's address (behind a trusted proxy: the forwarded one); `device` the
+    browser's device cookie, if any (see `remember_device`)."""
     now = time.time()
-    key = username.strip().lower()[:320]
+    account = username.strip().lower()[:320]
+    keys = _throttle_keys(account, str(client)[:64])
     with engine.connect() as conn:
-        _throttle_check(conn, key, settings, now)
+        _throttle_check(conn, keys, settings, now, _known_device(settings.secret, account, device))
         row = conn.execute(sa.select(users).where(users.c.username == username)).first()
     stored = row.password_hash if row is not None else _DUMMY_HASH
     try:
-        ok = HASHER.verify(stored, password) and row is not None and not row.disabled
+        with HASH_SLOTS:
+            ok = HASHER.verify(stored, password) and row is not None and not row.disabled
     except (VerifyMismatchError, VerificationError, InvalidHashError):
         ok = False
     if not ok:
-        _throttle_fail(engine, key, settings, now)
+        _count_failure(engine, keys, settings, now)
         raise AuthError("invalid user name or password")
     with engine.begin() as conn:
-        conn.execute(login_failures.delete().where(login_failures.c.username == key))
+        conn.execute(login_attempts.delete().where(login_attempts.c.key == keys["pair"]))
         if HASHER.check_needs_rehash(row.password_hash):
             conn.execute(users.update().where(users.c.id == row.id).values(password_hash=HASHER.hash(password)))
     return User(row.id, row.username, bool(row.is_admin))

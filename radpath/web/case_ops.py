@@ -16,11 +16,25 @@ from radpath.contract.model_io import CLASS_NAMES
 from . import audit, auth, jobs, uploads
 from .deps import CSRF_MESSAGE, Problem, client_of, engine_of, settings_of
 from .settings import Settings
+from .upload_check import check_isolated
 
 
 async def accept_upload(request: Request, s: auth.Session) -> str:
     """Stream, check and queue; returns the new case id. A refusal (4xx) leaves nothing behind."""
     engine, settings = engine_of(request), settings_of(request)
+    try:  # before the body is read: no point receiving a case that cannot be queued
+        await asyncio.to_thread(jobs.check_capacity, engine, s.user.id, settings.max_queued_per_user)
+    except jobs.QueueFullError as exc:
+        await asyncio.to_thread(
+            audit.record,
+            engine,
+            "upload",
+            "refused",
+            username=s.user.username,
+            detail=str(exc),
+            client=client_of(request),
+        )
+        raise uploads.UploadError(str(exc), 429) from None
     staged = await uploads.receive(request, settings)
     try:
         if s.kind == "web" and not auth.csrf_ok(
@@ -29,7 +43,7 @@ async def accept_upload(request: Request, s: auth.Session) -> str:
             raise Problem(403, CSRF_MESSAGE)
         age = uploads.parse_age(staged.fields.get("age_days"))
         async with request.app.state.check_slots:
-            await asyncio.to_thread(uploads.check, staged)
+            await asyncio.to_thread(check_isolated, staged, settings)  # decoded in a child process
         case_id = jobs.new_case_id()
         await asyncio.to_thread(uploads.commit, staged, settings, case_id)
     except BaseException as exc:
@@ -54,9 +68,11 @@ async def accept_upload(request: Request, s: auth.Session) -> str:
 
 def _queue(engine: sa.Engine, settings: Settings, case_id: str, owner_id: int, names: dict, age: float | None) -> None:
     try:
-        jobs.enqueue(engine, case_id, owner_id, names, age)
-    except Exception:
+        jobs.enqueue(engine, case_id, owner_id, names, age, max_queued=settings.max_queued_per_user)
+    except BaseException as exc:
         shutil.rmtree(settings.cases_dir() / case_id, ignore_errors=True)
+        if isinstance(exc, jobs.QueueFullError):  # several uploads of one user at once
+            raise uploads.UploadError(str(exc), 429) from None
         raise
 
 
@@ -89,6 +105,7 @@ def result_json(case: dict) -> dict:
         "created_at": case["created_at"],
         "finished_at": case["finished_at"],
         "reason": case["reason"],
+        "status": case.get("status"),
         "files": case["original_names"],
         "age_days": case["age_days"],
         "result": r or None,

@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import getpass
 import logging
-import multiprocessing
 import sys
 
 from radpath.contract.errors import RadPathError
@@ -26,6 +25,8 @@ def _settings(args: argparse.Namespace):
         server=getattr(args, "server", None),
         model_base=getattr(args, "model_base", None),
         lease_seconds=getattr(args, "lease_seconds", None),
+        max_queued_per_user=getattr(args, "max_queued_per_user", None),
+        shutdown_grace_seconds=getattr(args, "shutdown_grace_seconds", None),
     )
 
 
@@ -35,25 +36,44 @@ def _engine(args: argparse.Namespace):
     return engine_for(_settings(args).db_url)
 
 
-def start_workers(settings, n: int) -> list:
-    """n worker processes (spawned: no inherited event loop or database connections)."""
-    from .worker import run_worker
+def _serve(app, settings, args: argparse.Namespace, workers: list) -> None:
+    """uvicorn, with SIGTERM/SIGINT also passed to the workers at once, and without the process
+    dying from the signal uvicorn re-raises after its graceful shutdown (see `lifecycle`)."""
+    import signal
 
-    ctx = multiprocessing.get_context("spawn")
-    procs = [
-        ctx.Process(target=run_worker, args=(settings,), name=f"radpath-web-worker-{i}", daemon=True) for i in range(n)
-    ]
-    for p in procs:
-        p.start()
-    return procs
+    import uvicorn
+
+    from .lifecycle import signal_workers
+
+    class Server(uvicorn.Server):
+        def handle_exit(self, sig, frame) -> None:
+            signal_workers(workers)
+            super().handle_exit(sig, frame)
+
+    received = []
+    for sig in (signal.SIGTERM, signal.SIGINT):  # the handlers uvicorn restores, then re-raises into
+        signal.signal(sig, lambda s, _f: received.append(s))
+    config = uvicorn.Config(
+        app,
+        host=args.host,
+        port=args.port,
+        log_level="warning",
+        proxy_headers=True,
+        forwarded_allow_ips=args.forwarded_allow_ips,
+        limit_concurrency=args.limit_concurrency,
+        timeout_graceful_shutdown=max(1, int(settings.shutdown_grace_seconds / 2)),
+    )
+    Server(config).run()
 
 
 def cmd_web(args: argparse.Namespace) -> int:
-    import uvicorn
+    import os
 
     from .app import create_app
+    from .lifecycle import start_workers, stop_workers
     from .settings import NIIVUE_JS
 
+    os.umask(0o077)  # uploads, results and the database are patient data: 0600 files, 0700 folders
     settings = _settings(args)
     if not NIIVUE_JS.is_file():
         log.warning("NiiVue is missing (%s): the 3D views will not load; run scripts/setup", NIIVUE_JS)
@@ -66,33 +86,35 @@ def cmd_web(args: argparse.Namespace) -> int:
         file=sys.stderr,
     )
     try:
-        uvicorn.run(
-            app,
-            host=args.host,
-            port=args.port,
-            log_level="warning",
-            proxy_headers=True,
-            forwarded_allow_ips=args.forwarded_allow_ips,
-            limit_concurrency=args.limit_concurrency,
-        )
+        _serve(app, settings, args, workers)
     finally:
-        for p in workers:
-            p.terminate()
-        for p in workers:
-            p.join(10)
+        stop_workers(workers, settings.shutdown_grace_seconds)
     return 0
 
 
 def cmd_web_worker(args: argparse.Namespace) -> int:
+    import os
+    import signal
+    import threading
+
+    from .lifecycle import signal_workers, start_workers, stop_workers
     from .worker import run_worker
 
+    os.umask(0o077)
     settings = _settings(args)
     extra = start_workers(settings, args.processes - 1) if args.processes > 1 else []
+    stop = threading.Event()
+
+    def on_signal(*_) -> None:
+        stop.set()
+        signal_workers(extra)
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, on_signal)
     try:
-        run_worker(settings, once=args.once)
+        run_worker(settings, stop=stop, once=args.once)
     finally:
-        for p in extra:
-            p.terminate()
+        stop_workers(extra, settings.shutdown_grace_seconds)
     return 0
 
 
@@ -147,18 +169,33 @@ def _serving(s: argparse.ArgumentParser) -> None:
     s.add_argument(
         "--lease-seconds", type=float, help="job lease; a stopped worker's job is retried after it (default 60)"
     )
+    s.add_argument(
+        "--shutdown-grace-seconds",
+        type=float,
+        help="after SIGTERM: time to finish the current case before it is put back in the queue (default 20; "
+        "keep it under the pod's terminationGracePeriodSeconds)",
+    )
 
 
 def add_parsers(sub) -> None:
     """Register `web`, `web-worker` and `users` on the `radpath` subparsers."""
     s = sub.add_parser("web", help="the web app: 3D viewer, login, upload, results (with its workers)")
-    s.add_argument("--host", default="127.0.0.1")
+    s.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="address to listen on (default 127.0.0.1: this machine only; 0.0.0.0 in a container behind a Service)",
+    )
     s.add_argument("--port", type=int, default=8080)
     s.add_argument(
         "--workers", type=int, default=1, help="classification worker processes started with the site (0: none)"
     )
     s.add_argument("--forwarded-allow-ips", default="127.0.0.1", help="proxies trusted for X-Forwarded-Proto/For")
     s.add_argument("--limit-concurrency", type=int, default=64, help="open requests before the site answers 503")
+    s.add_argument(
+        "--max-queued-per-user",
+        type=int,
+        help="cases one user may have waiting or running; more are refused until some finish (default 10)",
+    )
     _common(s)
     _serving(s)
     s.set_defaults(func=cmd_web)

@@ -7,6 +7,7 @@ append-only: triggers refuse UPDATE and DELETE on it, in both databases.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 
 import sqlalchemy as sa
@@ -38,12 +39,13 @@ sessions = sa.Table(
     sa.Column("kind", sa.String(8), nullable=False, default="web"),  # web: cookie + CSRF; api: bearer token
 )
 
-login_failures = sa.Table(
-    "login_failures",
+login_attempts = sa.Table(
+    "login_attempts",
     metadata,
-    sa.Column("username", sa.String(320), primary_key=True),
+    sa.Column("key", sa.String(400), primary_key=True),  # pair:<client> <account> | client:<c> | account:<a>
     sa.Column("count", sa.Integer, nullable=False),
     sa.Column("first_at", sa.Float, nullable=False),
+    sa.Column("last_at", sa.Float, nullable=False),
 )
 
 cases = sa.Table(
@@ -61,7 +63,15 @@ cases = sa.Table(
     sa.Column("result", sa.Text),
     sa.Column("age_days", sa.Float),
     sa.Column("original_names", sa.Text, nullable=False),
+    # what the queue is doing about the case now (waiting for the model server, retried after a
+    # worker stopped); shown on the result page while the case is not finished
+    sa.Column("note", sa.Text),
+    sa.Column("started_at", sa.Float),  # the last claim: users are served in turn (see jobs)
 )
+
+ADDED_COLUMNS = {"cases": ["note", "started_at"]}
+"""Columns added after the first release: `create_all` does not alter existing tables, so they
+are added with ALTER TABLE when missing (an old database keeps working after an upgrade)."""
 
 audit_log = sa.Table(
     "audit_log",
@@ -102,8 +112,38 @@ def engine_for(url: str) -> sa.Engine:
         return _engines[url]
 
 
+def _private_sqlite_file(url: str) -> None:
+    """Create the SQLite file 0600 before SQLite does (it would use the umask, often 0644); its -wal
+    and -shm files take the database file's mode. An existing file is narrowed to 0600."""
+    path = sa.engine.make_url(url).database
+    if not path or path == ":memory:":
+        return
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    os.close(fd)
+    for suffix in ("", "-wal", "-shm"):
+        try:
+            os.chmod(path + suffix, 0o600)
+        except FileNotFoundError:
+            pass
+        except PermissionError:
+            log.warning("cannot make %s private (0600): not its owner", path + suffix)
+
+
+def _add_missing_columns(conn) -> None:
+    inspector = sa.inspect(conn)
+    for table, names in ADDED_COLUMNS.items():
+        have = {c["name"] for c in inspector.get_columns(table)}
+        for name in names:
+            if name not in have:
+                column = metadata.tables[table].c[name]
+                kind = column.type.compile(dialect=conn.dialect)
+                conn.execute(sa.text(f"ALTER TABLE {table} ADD COLUMN {name} {kind}"))
+                log.info("database: added column %s.%s", table, name)
+
+
 def _create(url: str) -> sa.Engine:
     if url.startswith("sqlite"):
+        _private_sqlite_file(url)
         engine = sa.create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
 
         @event.listens_for(engine, "connect")
@@ -119,6 +159,7 @@ def _create(url: str) -> sa.Engine:
         if engine.dialect.name == "postgresql":  # several replicas may create the schema at once
             conn.execute(sa.text("SELECT pg_advisory_xact_lock(4242001)"))
         metadata.create_all(conn)
+        _add_missing_columns(conn)
         for stmt in _SQLITE_APPEND_ONLY if engine.dialect.name == "sqlite" else _PG_APPEND_ONLY:
             conn.execute(sa.text(stmt))
     return engine

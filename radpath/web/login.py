@@ -19,6 +19,10 @@ from .deps import LOGIN_COOKIE, Problem, client_of, engine_of, settings_of
 from .views import page
 
 MAX_NEXT = 512
+DEVICE_COOKIE = "radpath_device"
+"""Marks of the accounts this browser logged in to: such a browser is not slowed by failures that
+other clients cause on the account (auth's account-wide limit)."""
+DEVICE_COOKIE_DAYS = 180
 
 
 async def log_in(request: Request, username: str, password: str, kind: str) -> str:
@@ -28,7 +32,9 @@ async def log_in(request: Request, username: str, password: str, kind: str) -> s
     detail = "api" if kind == "api" else None
     who = {"username": username[:64], "detail": detail, "client": client_of(request)}
     try:
-        user = await asyncio.to_thread(auth.authenticate, engine, settings, username, password)
+        user = await asyncio.to_thread(
+            auth.authenticate, engine, settings, username, password, who["client"], request.cookies.get(DEVICE_COOKIE)
+        )
     except auth.ThrottledError as exc:
         await asyncio.to_thread(audit.record, engine, "login", "throttled", **who)
         raise Problem(429, str(exc), headers={"Retry-After": str(exc.retry_after)}) from None
@@ -62,6 +68,12 @@ def login_page(request: Request, status: int = 200, error: str | None = None, ne
     response = page(request, "login.html", None, status, login_csrf=token, error=error, next=safe_next(next_path))
     set_cookie(response, request, LOGIN_COOKIE, token, max_age=3600)
     return response
+
+
+def remember_device(response: Response, request: Request, username: str) -> None:
+    """After a successful browser login: this browser is known for `username` (see `auth`'s throttling)."""
+    value = auth.remember_device(settings_of(request).secret, username, request.cookies.get(DEVICE_COOKIE))
+    set_cookie(response, request, DEVICE_COOKIE, value, max_age=DEVICE_COOKIE_DAYS * 86400)
 
 
 def set_cookie(response: Response, request: Request, name: str, value: str, max_age: int | None = None) -> None:

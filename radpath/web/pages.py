@@ -25,7 +25,7 @@ from .deps import (
     optional_session,
     settings_of,
 )
-from .login import log_in, login_page, safe_next, set_cookie
+from .login import log_in, login_page, remember_device, safe_next, set_cookie
 from .model_card import render_card, takes_age
 from .result_view import present
 from .settings import NIIVUE_JS
@@ -86,6 +86,7 @@ async def login(request: Request) -> Response:
         await asyncio.to_thread(auth.end_session_token, engine_of(request), old)
     response = RedirectResponse(next_path or "/cases", 303)
     set_cookie(response, request, SESSION_COOKIE, token)
+    remember_device(response, request, _text(form.get("username")))
     response.delete_cookie(LOGIN_COOKIE, path="/")
     return response
 

@@ -7,10 +7,13 @@ users logged in while every installation has its own secret; `RADPATH_WEB_SECRET
 
 from __future__ import annotations
 
+import logging
 import os
 import secrets
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+
+log = logging.getLogger(__name__)
 
 WEB_ROOT = Path(__file__).resolve().parent
 STATIC_DIR = WEB_ROOT / "static"
@@ -42,7 +45,18 @@ class Settings:
     session_idle_seconds: int = 30 * 60
     session_absolute_seconds: int = 12 * 3600
     login_max_failures: int = 5
-    login_window_seconds: int = 15 * 60
+    """Failed logins for one account from one client before each further try must wait (no lock-out:
+    the same account from another client is not slowed; see `auth`)."""
+    login_delay_seconds: float = 5.0
+    """The first wait; it doubles with every further failure, up to `login_max_delay_seconds`."""
+    login_max_delay_seconds: float = 15 * 60
+    login_client_max_failures: int = 30
+    """Failed logins from one client, whatever the accounts, before its tries must wait (spraying)."""
+    login_account_max_failures: int = 100
+    """Failed logins for one account from all clients (ASVS 2.2.1: <= 100 an hour); past it only the
+    clients that failed on it must wait, so a client with no failures still logs in."""
+    login_window_seconds: int = 3600
+    """A count is forgotten this long after its last failure (and at a successful login)."""
     lease_seconds: float = 60.0
     """A running job whose worker stops renewing its lease for this long is taken over."""
     max_attempts: int = 2
@@ -50,7 +64,21 @@ class Settings:
     poll_seconds: float = 0.2
     classify_timeout: float = 60.0
     max_concurrent_checks: int = 2
-    """Uploads checked (fully decoded) at once: bounds the web process's memory."""
+    """Uploads checked (fully decoded) at once, each in its own short-lived process (`upload_check`):
+    the site's own memory never holds a decoded volume."""
+    check_timeout_seconds: float = 300.0
+    check_memory_bytes: int = 3 * 1024**3
+    """Address-space limit of one checking process (~0.3 GB of it is the libraries; four 400^3
+    volumes decoded as float32 take 1 GB). A check over it is refused with 413, not a crash."""
+    max_queued_per_user: int = 10
+    """Cases one user may have waiting or running; a further upload is refused with 429 until some finish."""
+    model_wait_seconds: float = 30 * 60
+    """How long a worker keeps retrying an unreachable model server (backoff up to
+    `model_retry_max_seconds`) before the case fails with a plain message."""
+    model_retry_max_seconds: float = 60.0
+    shutdown_grace_seconds: float = 20.0
+    """After SIGTERM: open requests and the workers' current cases get this long; a case not finished
+    by then is put back in the queue (released), and a worker still alive after it is killed."""
     secure_cookies: bool | None = None
     """None: Secure when the request came over HTTPS (or X-Forwarded-Proto says so)."""
     secret: str = field(default="", repr=False)
@@ -79,6 +107,10 @@ def load_settings(**overrides) -> Settings:
         "model": _env("MODEL", base.model),
         "max_upload_bytes": _env("MAX_UPLOAD_BYTES", base.max_upload_bytes),
         "lease_seconds": _env("LEASE_SECONDS", base.lease_seconds),
+        "check_memory_bytes": _env("CHECK_MEMORY_BYTES", base.check_memory_bytes),
+        "max_queued_per_user": _env("MAX_QUEUED_PER_USER", base.max_queued_per_user),
+        "model_wait_seconds": _env("MODEL_WAIT_SECONDS", base.model_wait_seconds),
+        "shutdown_grace_seconds": _env("SHUTDOWN_GRACE_SECONDS", base.shutdown_grace_seconds),
         "model_base": os.environ.get("RADPATH_WEB_MODEL_BASE") or None,
     }
     values = {**env, **{k: v for k, v in overrides.items() if v is not None}}
@@ -86,11 +118,24 @@ def load_settings(**overrides) -> Settings:
     if values.get("model_base"):
         values["model_base"] = Path(values["model_base"])
     settings = replace(base, **values)
+    private_dir(settings.data_dir)
     return replace(settings, secret=os.environ.get("RADPATH_WEB_SECRET") or _stored_secret(settings.data_dir))
 
 
+def private_dir(path: Path) -> Path:
+    """`path` created if needed and narrowed to 0700 (uploads and results are patient data); a
+    folder we do not own (a volume's mount point) is left as it is, with a warning."""
+    path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    if path.stat().st_mode & 0o077:
+        try:
+            path.chmod(0o700)
+        except PermissionError:
+            log.warning("cannot make %s private (0700): not its owner", path)
+    return path
+
+
 def _stored_secret(data_dir: Path) -> str:
-    data_dir.mkdir(parents=True, exist_ok=True)
+    private_dir(data_dir)
     path = data_dir / "secret.key"
     if not path.exists():
         tmp = data_dir / f".secret.{secrets.token_hex(8)}"

@@ -24,7 +24,8 @@ from python_multipart.multipart import MultipartParser, parse_options_header
 from radpath.contract.errors import CaseError, RadPathError
 from radpath.preprocess import SEQUENCES, load_case
 
-from .settings import Settings
+from .safe_text import visible_text
+from .settings import Settings, private_dir
 
 log = logging.getLogger(__name__)
 
@@ -56,8 +57,9 @@ class Staged:
 
 
 def display_name(raw: str) -> str:
-    """The user's file name made safe to keep and show: no path, no control characters, <= 120 chars."""
-    name = _CONTROL.sub("", raw).replace("\\", "/").rsplit("/", 1)[-1].strip()
+    """The user's file name made safe to keep and show: no path, no control or invisible format
+    characters (bidi overrides would reorder the page's text; see `safe_text`), <= 120 chars."""
+    name = visible_text(raw).replace("\\", "/").rsplit("/", 1)[-1].strip()
     return (name[:100] + "…" + name[-19:]) if len(name) > 120 else name
 
 
@@ -116,7 +118,7 @@ class _Receiver:
             self.kind = "file"
             path = self.staged.folder / f"{self.name}.part"
             self.staged.files[self.name] = path
-            self.fh = open(path, "wb")
+            self.fh = os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb")
         elif self.name in TEXT_FIELDS and filename is None:
             self.kind = "text"
         else:
@@ -163,7 +165,7 @@ async def receive(request, settings: Settings) -> Staged:
             f"{_mb(settings.max_upload_bytes)} MB for the four files together",
             413,
         )
-    settings.staging_dir().mkdir(parents=True, exist_ok=True)
+    private_dir(settings.staging_dir())
     staged = Staged(settings.staging_dir() / secrets.token_hex(16))
     staged.folder.mkdir(mode=0o700)
     receiver = _Receiver(staged)
@@ -248,8 +250,8 @@ def check(staged: Staged) -> None:
 
 def commit(staged: Staged, settings: Settings, case_id: str) -> Path:
     """Move the checked files to cases/<id>/input (same file system: a rename)."""
-    folder = settings.cases_dir() / case_id
-    folder.mkdir(parents=True, mode=0o700)
+    folder = private_dir(settings.cases_dir()) / case_id
+    folder.mkdir(mode=0o700)
     os.rename(staged.folder, folder / "input")
     return folder
 
