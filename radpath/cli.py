@@ -52,6 +52,7 @@ EXTRA_OF_MODULE = {
     "jaxlib": "train",
     "flax": "train",
     "optax": "train",
+    "safetensors": "train",
     "matplotlib": "train",
     "tensorflow": "serve",
     "tensorflow_serving": "serve",
