@@ -19,6 +19,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 
+from .model_io import CLASSES
+
 REFER_CODES: tuple[str, ...] = (
     "no-tumour",
     "tumour-uncertain",
@@ -48,8 +50,10 @@ REFER_MAX_ERROR = 0.05
 
 
 def threshold_assessed(threshold: float | None) -> bool:
-    """Whether a model's refer threshold was fitted (on >= MIN_THRESHOLD_CASES held-out cases)."""
-    return threshold is not None and 0.0 <= threshold <= 1.0
+    """Whether a model's refer threshold was fitted (on >= MIN_THRESHOLD_CASES held-out cases). A fitted
+    threshold is a top-class probability, so at least 1 / len(CLASSES); models exported before this rule
+    carried 0.0 for "no threshold", and NOT_ASSESSED is above 1: neither counts."""
+    return threshold is not None and 1.0 / len(CLASSES) <= threshold <= 1.0
 
 
 def refer_reasons(

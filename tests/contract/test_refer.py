@@ -15,16 +15,17 @@ def test_below_the_threshold_refers():
 
 
 def test_not_assessed_refers_every_answer():
-    assert not threshold_assessed(None) and not threshold_assessed(NOT_ASSESSED) and threshold_assessed(0.0)
-    for threshold in (None, NOT_ASSESSED):
+    assert threshold_assessed(0.34) and threshold_assessed(1.0)
+    for threshold in (None, NOT_ASSESSED, 0.0):  # 0.0: what exports before this rule wrote for "none"
+        assert not threshold_assessed(threshold)
         reasons = refer_reasons(SURE, threshold, [])
         assert len(reasons) == 1 and "not assessed" in reasons[0] and str(MIN_THRESHOLD_CASES) in reasons[0]
 
 
 def test_near_uniform_always_refers_even_under_a_low_threshold():
-    reasons = refer_reasons({"A": 0.30, "O": 0.28, "G": 0.42}, 0.0, [])
+    reasons = refer_reasons({"A": 0.30, "O": 0.28, "G": 0.42}, 0.34, [])
     assert len(reasons) == 1 and "uniform" in reasons[0]
-    assert refer_reasons({"A": 0.25, "O": 0.31, "G": 0.44}, 0.0, []) == []  # 0.44 - 1/3 > 0.1
+    assert refer_reasons({"A": 0.25, "O": 0.31, "G": 0.44}, 0.34, []) == []  # 0.44 - 1/3 > 0.1
 
 
 def test_out_of_training_warnings_refer_each_with_its_reason():
