@@ -29,6 +29,7 @@ MIN_SLICES = 3
 _FLAIR_WORDS = {"flair", "fla", "tirm", "darkfluid", "dark_fluid", "t2flair", "t2_flair"}
 _T2_WORDS = {"t2", "t2w", "tse2d1", "t2_tse", "t2tse"}
 _T1_WORDS = {"t1", "t1w", "mprage", "mp_rage", "spgr", "bravo", "tfl3d", "se2d1", "t1_se", "t1_mprage", "fspgr"}
+_T1_WORDS |= {"t1c", "t1ce", "t1gd", "t1post"}  # T1 words that also say contrast (below)
 _CONTRAST_WORDS = {
     "post",
     "gad",

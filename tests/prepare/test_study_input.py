@@ -97,3 +97,11 @@ def test_a_dcm2niix_sidecar_beats_the_file_name_and_flags_name_files(tmp_path):
     assert "long TR and TE" in choices["t2"].reason
     choices, _ = assign_nifti(nifti_series(root, list_files(root)), {"t1": "c_t1_gad.nii.gz", "t1ce": "b_t1.nii.gz"})
     assert choices["t1"].series.uid == "c_t1_gad.nii.gz" and choices["t1"].reason == "chosen by --t1 c_t1_gad.nii.gz"
+
+
+def test_release_style_names_are_understood(tmp_path):
+    root = _nifti_study(
+        tmp_path / "n", {q: f"{q}.nii.gz" for q in ("flair", "t1", "t1ce", "t2")}
+    )
+    choices, _ = assign_nifti(nifti_series(root, list_files(root)), {})
+    assert {q: c.series.uid for q, c in choices.items()} == {q: f"{q}.nii.gz" for q in choices}
