@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 import time
 from pathlib import Path
@@ -17,6 +18,65 @@ from radpath.contract.errors import EXIT_CASES_FAILED, EXIT_ERROR
 from radpath.contract.model_io import CHANNELS as SEQUENCE_FLAGS
 
 log = logging.getLogger("radpath")
+
+
+PATH_MAX = 4096
+"""Linux's limit on a whole path, in bytes with the final NUL; longer ones fail deep in open()."""
+NAME_MAX = 255
+"""Linux file systems' limit on one path component, in bytes."""
+PATH_ARGUMENTS = ("case_dir", *SEQUENCE_FLAGS, "cohort", "out", "predictions", "labels", "shards", "explain")
+
+
+def check_path_arguments(args: argparse.Namespace) -> None:
+    """Refuse a path argument the system cannot open, in one line, before any work (the OS would
+    fail with ENAMETOOLONG's traceback half-way through)."""
+    from radpath.contract.errors import RadPathError
+
+    for name in PATH_ARGUMENTS:
+        values = getattr(args, name, None)
+        for value in values if isinstance(values, list) else [values]:
+            if not isinstance(value, str):
+                continue
+            flag = name if name in ("case_dir", "cohort", "predictions", "labels", "shards") else f"--{name}"
+            size = len(os.fsencode(value))
+            if size >= PATH_MAX:
+                raise RadPathError(
+                    f"{flag}: the path {value[:40]}... is {size} bytes long; the system allows {PATH_MAX - 1}"
+                )
+            longest = max((p for p in value.split(os.sep)), key=lambda p: len(os.fsencode(p)))
+            if len(os.fsencode(longest)) > NAME_MAX:
+                raise RadPathError(
+                    f"{flag}: a path component of {len(os.fsencode(longest))} bytes ({longest[:40]}...) is "
+                    f"longer than the {NAME_MAX} the file system allows"
+                )
+
+
+def positive_seconds(text: str) -> float:
+    """argparse type of --timeout: a finite number of seconds > 0 (0 or less would fail every call)."""
+    import math
+
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"expected a positive number of seconds, got {text!r}")
+    return value
+
+
+def whole_number(minimum: int):
+    """argparse type: an integer >= `minimum`."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"expected a whole number >= {minimum}, got {value}")
+        return value
+
+    return parse
 
 
 # ---------------------------------------------------------------- output
@@ -76,7 +136,7 @@ def inspect_case(source, case_id: str | None = None) -> dict:
         "slice_index": tumor.index,
         "tumor_voxels": tumor.voxels,
         "tumor_found": tumor.found,
-        "warnings": case_warnings(case, tumor),
+        "warnings": case_warnings(case),
         "shape": list(case.shape),
         "stored_orientation": case.source_orientation,
         "model_input_shape": list(x.shape),
@@ -85,6 +145,7 @@ def inspect_case(source, case_id: str | None = None) -> dict:
 
 
 def cmd_inspect(args: argparse.Namespace) -> int:
+    check_path_arguments(args)
     info = inspect_case(case_source(args), args.case_id)
     if args.json:
         print_json(info)
@@ -99,6 +160,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
+    check_path_arguments(args)
     from radpath.contract.metrics import evaluate_files, format_scores
 
     scores = evaluate_files(args.predictions, args.labels)
@@ -115,6 +177,7 @@ def _note_unlabelled(scores: dict, labels: str) -> None:
 
 
 def cmd_classify(args: argparse.Namespace) -> int:
+    check_path_arguments(args)
     from radpath.client.grpc_client import GlioClient
     from radpath.preprocess import load_case
 
@@ -169,6 +232,7 @@ def cmd_classify(args: argparse.Namespace) -> int:
 
 
 def cmd_classify_cohort(args: argparse.Namespace) -> int:
+    check_path_arguments(args)
     from radpath.client.cohort_batch import classify_cohort
     from radpath.contract.errors import RadPathError
 
@@ -207,6 +271,7 @@ def cmd_classify_cohort(args: argparse.Namespace) -> int:
 
 
 def cmd_merge(args: argparse.Namespace) -> int:
+    check_path_arguments(args)
     from radpath.contract.predictions_csv import merge_predictions
 
     n = merge_predictions(args.out, args.shards)
@@ -256,7 +321,7 @@ def add_parsers(sub) -> None:
     s.add_argument("--model", default="glioma")
     s.add_argument("--version", type=int, help="ask for this model version (default: the latest)")
     s.add_argument("--tta", action="store_true", help="average over neighbouring slices and flips (6 views)")
-    s.add_argument("--timeout", type=float, default=30.0)
+    s.add_argument("--timeout", type=positive_seconds, default=30.0, help="seconds per server call (default 30)")
     s.add_argument(
         "--explain",
         metavar="OUT.png",
@@ -282,11 +347,13 @@ def add_parsers(sub) -> None:
     s.add_argument("--out", required=True, help="predictions CSV (resumes if it exists)")
     s.add_argument("--server", default=None, help=server_help)
     s.add_argument("--model", default="glioma")
-    s.add_argument("--workers", type=int, default=2, help="cases in flight at once")
+    s.add_argument("--workers", type=whole_number(1), default=2, help="cases in flight at once")
     s.add_argument("--shard", help="I/N: only the I-th of N stable shards (Kubernetes Indexed Jobs)")
     s.add_argument("--tta", action="store_true")
-    s.add_argument("--timeout", type=float, default=60.0)
-    s.add_argument("--retries", type=int, default=4, help="retries with backoff while the server is unavailable")
+    s.add_argument("--timeout", type=positive_seconds, default=60.0, help="seconds per server call (default 60)")
+    s.add_argument(
+        "--retries", type=whole_number(0), default=4, help="retries with backoff while the server is unavailable"
+    )
     s.add_argument("--quiet", action="store_true")
     _prepare_arguments(s, "COHORT is a folder of studies (one sub-folder or .zip each, named by case ID)")
     s.set_defaults(func=cmd_classify_cohort)

@@ -26,7 +26,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from radpath.contract.errors import CaseError, LabelsError, RadPathError
+from radpath.contract.errors import CaseError, CohortError, LabelsError, RadPathError
 from radpath.contract.model_io import CLASSES
 from radpath.contract.predictions_csv import (
     LINE_END,
@@ -118,11 +118,18 @@ def classify_cohort(
     """`failed_before`: cases that failed an earlier step (`--prepare`), listed in OUT.failed.csv too."""
     t0 = time.perf_counter()
     out = Path(out)
-    if out.is_dir():
+    try:
+        is_dir = out.is_dir()
+    except OSError as exc:  # e.g. a name too long for the file system
+        raise RadPathError(f"--out {str(out)[:80]}: cannot be used ({exc.strerror})") from None
+    if is_dir:
         raise RadPathError(
             f"--out {out}: is a folder; give the predictions CSV's file name, e.g. {out / 'predictions.csv'}"
         )
-    co = read_cohort(cohort)
+    try:
+        co = read_cohort(cohort)
+    except OSError as exc:  # a cohort path the system cannot open (too long, no permission, ...)
+        raise CohortError(f"{str(cohort)[:80]}: cannot read the cohort ({exc.strerror})") from None
     failed_path = out.with_name(out.name + ".failed.csv")
     i, n = parse_shard(shard) if shard else (0, 1)
     entries = [e for e in co.entries if shard_of(e.case_id, n) == i]

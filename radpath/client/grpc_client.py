@@ -22,7 +22,13 @@ from pathlib import Path
 import grpc
 import numpy as np
 
-from radpath.contract.errors import RadPathError
+from radpath.contract.errors import (
+    DeadlineError,
+    InvalidInputError,
+    ModelNotFoundError,
+    ServerUnavailableError,
+    ServingError,
+)
 from radpath.contract.model_io import CLASSES, TTA_OFFSETS, check_input, fill_ages, round_input, tta_views
 from radpath.contract.refer import refer_reasons
 from radpath.contract.signature import (
@@ -41,50 +47,15 @@ from radpath.contract.tfs_api import serving_apis_pb2 as apis
 from radpath.contract.tfs_api import serving_apis_pb2_grpc as services
 from radpath.preprocess import find_tumor, load_case, model_input, model_inputs
 from radpath.preprocess.case import Case
+from radpath.preprocess.quality import case_warnings as collect_warnings
 
 log = logging.getLogger(__name__)
 
 
-def case_warnings(case: Case, tumor) -> list[dict[str, str]]:
-    """The case's warnings as {code, message} (`preprocess.findings` codes).
-
-    `preprocess.quality.case_warnings` collects them all; until it exists, the detection result's
-    own `no-tumour` warning stands in."""
-    try:
-        from radpath.preprocess.quality import case_warnings as collect
-    except ImportError:
-        collect = None
-    if collect is not None:
-        return [w.as_dict() for w in collect(case)]
-    if not tumor.found:
-        return [
-            {
-                "code": "no-tumour",
-                "message": f"{case.case_id}: no FLAIR/T2-hyperintense lesion found; "
-                f"slice {tumor.index} is the brain's centre",
-            }
-        ]
-    return []
-
-
-class ServingError(RadPathError):
-    """The server could not answer (base of the errors below)."""
-
-
-class ServerUnavailableError(ServingError):
-    pass
-
-
-class ModelNotFoundError(ServingError):
-    pass
-
-
-class InvalidInputError(ServingError):
-    pass
-
-
-class DeadlineError(ServingError):
-    pass
+def case_warnings(case: Case) -> list[dict[str, str]]:
+    """The case's warnings as {code, message} (`preprocess.findings` codes, collected by
+    `preprocess.quality.case_warnings`: brain mask, contrast, tumour detection, quality checks)."""
+    return [w.as_dict() for w in collect_warnings(case)]
 
 
 @dataclass(frozen=True)
@@ -140,6 +111,10 @@ class GlioClient:
         retries: int = 4,
         backoff: float = 0.5,
     ):
+        if not timeout > 0:
+            raise InvalidInputError(f"timeout must be a positive number of seconds, got {timeout}")
+        if retries < 0:
+            raise InvalidInputError(f"retries must be 0 or more, got {retries}")
         self.target, self.model, self.version = target, model, version
         self.timeout, self.retries, self.backoff = timeout, retries, backoff
         options = [
@@ -274,18 +249,24 @@ class GlioClient:
         return probs, version
 
     def explain(self, images: np.ndarray, ages_days: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """(probabilities [n, 3], attribution maps [n, H, W] in [0, 1]) from the `explain` signature."""
+        """(probabilities [n, 3], attribution maps [n, H, W] in [0, 1]) from the `explain` signature,
+        one row per request (servers cap explain rows: each costs tens of Predicts)."""
         if not self.can_explain():
             raise ServingError(
                 f"server {self.target}: model {self.model} has no '{EXPLAIN_SIGNATURE}' signature; "
                 "export it again with this version of radpath"
             )
-        req = self._request(EXPLAIN_SIGNATURE, images, ages_days)
-        resp = self._call(self._predict.Predict, req, "explain")
-        n = len(images)
-        probs = self._output(resp, PROBABILITIES_OUTPUT, (n, len(CLASSES)))
-        maps = self._output(resp, ATTRIBUTION_OUTPUT, (n, *np.asarray(images).shape[1:3]))
-        return probs, maps
+        images = np.asarray(images, np.float32)
+        ages = None if ages_days is None else fill_ages(ages_days, len(images))
+        probs, maps = [], []
+        for i in range(len(images)):
+            req = self._request(EXPLAIN_SIGNATURE, images[i : i + 1], None if ages is None else ages[i : i + 1])
+            resp = self._call(self._predict.Predict, req, "explain")
+            probs.append(self._output(resp, PROBABILITIES_OUTPUT, (1, len(CLASSES))))
+            maps.append(self._output(resp, ATTRIBUTION_OUTPUT, (1, *images.shape[1:3])))
+        if not probs:
+            raise InvalidInputError("explain needs at least one image")
+        return np.concatenate(probs), np.concatenate(maps)
 
     # -- the product
     def classify_case(self, case: Case, tta: bool = False) -> Classification:
@@ -297,7 +278,7 @@ class GlioClient:
         else:
             x = model_input(case, tumor.index)[None]
         x = round_input(x)  # the precision the model was trained and evaluated at (contract.model_io)
-        warnings = case_warnings(case, tumor)
+        warnings = case_warnings(case)
         t1 = time.perf_counter()
         probs, threshold, version = self.predict_full(
             x, None if case.age_days is None else np.full(len(x), case.age_days)

@@ -46,8 +46,18 @@ def _find_labels(root: Path) -> Path | None:
     if standard.is_file():
         return standard
     for csv_path in sorted(root.glob("*.csv")):
-        with open(csv_path, encoding="utf-8-sig") as f:
-            fields = {h.strip() for h in f.readline().split(",")}
+        if not csv_path.is_file():  # e.g. a folder named *.csv: not a labels file
+            continue
+        try:
+            with open(csv_path, encoding="utf-8-sig") as f:
+                fields = {h.strip() for h in f.readline(64 * 1024).split(",")}
+        except UnicodeDecodeError as exc:
+            raise CohortError(
+                f"{csv_path}: not UTF-8 text ({exc.reason} at byte {exc.start}); save the labels CSV as UTF-8 "
+                "or move the file out of the cohort folder"
+            ) from None
+        except OSError as exc:
+            raise CohortError(f"{csv_path}: cannot be read ({exc.strerror})") from None
         if fields & set(ID_COLUMNS) and "class" in fields:
             return csv_path
     return None

@@ -25,9 +25,9 @@ from concurrent.futures import Future
 
 import numpy as np
 
-from radpath.contract.errors import RadPathError
+from radpath.contract.errors import RadPathError, Unavailable
 
-from .model_registry import Unavailable, pad_rows
+from .model_registry import pad_rows
 
 log = logging.getLogger(__name__)
 

@@ -23,10 +23,22 @@ def cmd_serve(args: argparse.Namespace) -> int:
             args.models_config or MODELS_CONFIG,
             batching=not args.no_batching,
             backend=args.backend,
+            host=args.host,
+            explain={"max_rows": args.explain_max_rows, "concurrency": args.explain_concurrency},
         )
     except (FileNotFoundError, OSError) as exc:
         raise RadPathError(str(exc)) from None
     return 0
+
+
+def _at_least_one(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}")
+    return value
 
 
 def add_parsers(sub) -> None:
@@ -35,9 +47,33 @@ def add_parsers(sub) -> None:
     )
     s.add_argument("--model-base", required=True, help="folder holding <name>/<version>/ SavedModels")
     s.add_argument("--model-name", help="serve only this model (default: every model in --models-config)")
+    s.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="interface to listen on, for gRPC and REST (default 127.0.0.1: this machine only; "
+        "0.0.0.0 in a container or to accept other machines)",
+    )
     s.add_argument("--grpc-port", type=int, default=8500)
     s.add_argument("--rest-port", type=int, default=8501)
     s.add_argument("--models-config", help="TF Serving model config (default: serving/models.config)")
     s.add_argument("--no-batching", action="store_true", help="do not batch concurrent requests")
-    s.add_argument("--backend", choices=["auto", "builtin", "tf-serving"], default="auto")
+    s.add_argument(
+        "--backend",
+        choices=["auto", "builtin", "tf-serving"],
+        default="auto",
+        help="auto: tensorflow_model_server if on PATH and --host is 0.0.0.0 (it cannot listen on one "
+        "interface only), else the built-in server",
+    )
+    s.add_argument(
+        "--explain-max-rows",
+        type=_at_least_one,
+        default=1,
+        help="rows one 'explain' request may carry (built-in server; default 1: it costs ~40 Predicts a row)",
+    )
+    s.add_argument(
+        "--explain-concurrency",
+        type=_at_least_one,
+        default=1,
+        help="'explain' requests run at once (built-in server; they always wait for Predict)",
+    )
     s.set_defaults(func=cmd_serve)

@@ -25,22 +25,20 @@ from concurrent import futures
 import grpc
 import numpy as np
 
-from radpath.contract.errors import RadPathError
+from radpath.contract.errors import (
+    InvalidArgument,
+    NotFound,
+    RadPathError,
+    Unimplemented,
+)
 from radpath.contract.signature import SIGNATURE_NAME
 
 from . import GRPC_MAX_MESSAGE_BYTES
 from .batcher import Batcher, check_parameters
+from .error_answer import error_answer
+from .explain_queue import ExplainQueue, PredictGate
 from .model_config import ModelEntry
-from .model_registry import (
-    DEFAULT_MAX_ROWS,
-    InvalidArgument,
-    LoadedVersion,
-    ModelFailure,
-    ModelRegistry,
-    NotFound,
-    Unavailable,
-    check_spec,
-)
+from .model_registry import DEFAULT_MAX_ROWS, LoadedVersion, ModelRegistry, check_spec
 from .protos import from_proto, pb, to_proto
 
 log = logging.getLogger(__name__)
@@ -106,8 +104,11 @@ class Server:
         rest_port: int = 8501,
         batching: dict | None = None,
         poll_seconds: float = 2.0,
-        host: str = "0.0.0.0",
+        host: str = "127.0.0.1",
+        explain: dict | None = None,
     ):
+        """`host`: the interface both front ends listen on (loopback unless told otherwise; 0.0.0.0
+        in a container). `explain`: `ExplainQueue` settings (max_rows, concurrency, max_waiting)."""
         self.registry = ModelRegistry(entries, poll_seconds)
         self.batching = check_parameters(dict(batching)) if batching else None
         self.max_rows = self.batching.get("max_batch_size", 16) if self.batching else DEFAULT_MAX_ROWS
@@ -115,22 +116,28 @@ class Server:
         self._batchers: dict[tuple[str, int], Batcher] = {}
         self._batchers_lock = threading.Lock()
         self.metrics = Metrics()
+        self.predicting = PredictGate()
+        self.explain = ExplainQueue(self.predicting, **(explain or {}))
         self.grpc_port, self.rest_port, self.host = grpc_port, rest_port, host
         self._grpc = None
         self._rest = None
 
     # -- inference
     def run(self, lv: LoadedVersion, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """Validate one request on its own, then run it (alone or batched with other valid ones)."""
+        """Validate one request on its own, then run it: a Predict alone or batched with other valid
+        ones; `explain` (and any other signature) unbatched on its own queue, behind Predict."""
         rows = lv.validate(inputs, self.max_rows)
-        if not self.batching or lv.signature_name != SIGNATURE_NAME:  # `explain` runs alone, unbatched
-            return lv.run(inputs, validated=True)
-        key = (lv.name, lv.version)
-        with self._batchers_lock:
-            batcher = self._batchers.get(key)
-            if batcher is None or batcher.target is not lv:
-                batcher = self._batchers[key] = Batcher(lv, **self.batching)
-        return batcher.submit(inputs, rows)
+        if lv.signature_name != SIGNATURE_NAME:
+            return self.explain.run(rows, lambda: lv.run(inputs, validated=True))
+        with self.predicting:
+            if not self.batching:
+                return lv.run(inputs, validated=True)
+            key = (lv.name, lv.version)
+            with self._batchers_lock:
+                batcher = self._batchers.get(key)
+                if batcher is None or batcher.target is not lv:
+                    batcher = self._batchers[key] = Batcher(lv, **self.batching)
+            return batcher.submit(inputs, rows)
 
     def predict(self, name: str, version: int | None, inputs: dict[str, np.ndarray]) -> tuple[LoadedVersion, dict]:
         lv = self.registry.get(name, version)
@@ -211,22 +218,10 @@ def _make_grpc_server(server: Server):
                     response = fn(self, request, context)
                     server.metrics.observe(api, name, "OK", time.perf_counter() - t0)
                     return response
-                except NotFound as exc:
-                    server.metrics.observe(api, name, "NOT_FOUND", time.perf_counter() - t0)
-                    context.abort(grpc.StatusCode.NOT_FOUND, str(exc))
-                except InvalidArgument as exc:
-                    server.metrics.observe(api, name, "INVALID_ARGUMENT", time.perf_counter() - t0)
-                    context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
-                except Unavailable as exc:
-                    server.metrics.observe(api, name, "UNAVAILABLE", time.perf_counter() - t0)
-                    context.abort(grpc.StatusCode.UNAVAILABLE, str(exc))
-                except ModelFailure as exc:
-                    server.metrics.observe(api, name, "INTERNAL", time.perf_counter() - t0)
-                    context.abort(grpc.StatusCode.INTERNAL, str(exc))
-                except Exception as exc:  # a bug: say so in one line, keep the traceback in the log
-                    log.exception("%s request failed", api)
-                    server.metrics.observe(api, name, "INTERNAL", time.perf_counter() - t0)
-                    context.abort(grpc.StatusCode.INTERNAL, f"internal error ({type(exc).__name__})")
+                except Exception as exc:  # answered from the one table (contract.errors)
+                    status, message = error_answer(exc, api)
+                    server.metrics.observe(api, name, status.grpc, time.perf_counter() - t0)
+                    context.abort(grpc.StatusCode[status.grpc], message)
 
             return handler
 
@@ -277,8 +272,9 @@ def _make_grpc_server(server: Server):
             resp.metadata["signature_def"].Pack(sig_map)
             return resp
 
+        @aborting("classify")
         def Classify(self, request, context):
-            context.abort(grpc.StatusCode.UNIMPLEMENTED, "use Predict: the glioma model has a predict signature")
+            raise Unimplemented("use Predict: the glioma model has a predict signature")
 
         Regress = MultiInference = Classify
 

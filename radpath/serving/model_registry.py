@@ -18,28 +18,13 @@ from pathlib import Path
 
 import numpy as np
 
+from radpath.contract.errors import InvalidArgument, ModelFailure, NotFound
 from radpath.contract.model_store import ASSETS_EXTRA_DIR, SAVED_MODEL_FILE, WARMUP_FILE, complete_versions
 from radpath.contract.signature import SIGNATURE_NAME
 
 from .model_config import ModelEntry
 
 log = logging.getLogger(__name__)
-
-
-class NotFound(Exception):
-    """Unknown model or version (gRPC NOT_FOUND, HTTP 404)."""
-
-
-class InvalidArgument(Exception):
-    """Bad request tensor (gRPC INVALID_ARGUMENT, HTTP 400)."""
-
-
-class Unavailable(Exception):
-    """The server cannot take the request now, e.g. the batch queue is full (gRPC UNAVAILABLE, HTTP 503)."""
-
-
-class ModelFailure(Exception):
-    """The model itself misbehaved on a valid request, e.g. non-finite outputs (gRPC INTERNAL, HTTP 500)."""
 
 
 DEFAULT_MAX_ROWS = 16

@@ -13,15 +13,20 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from radpath.contract import refer
+
 _CASE_ID = re.compile(r"\b[0-9a-f]{32}\b(?:: )?")
 TUMOUR_CODES = ("no-tumour", "tumour-uncertain")
 """Shown as the one "no tumour" paragraph under the class, not again in the warning list."""
 
 
 def threshold_assessed(threshold: object) -> bool:
-    """Whether the model carries a fitted refer threshold: a probability in (0, 1]. Older exports
-    wrote 0.0 for "none" and the contract now writes a value above 1 ("not assessed")."""
-    return isinstance(threshold, int | float) and 0.0 < float(threshold) <= 1.0
+    """The contract's rule (`contract.refer.threshold_assessed`: fitted on enough held-out cases, not
+    NOT_ASSESSED), and never 0.0: exports before that rule wrote 0.0 for "no threshold", and a fitted
+    threshold is a top-class probability, so never below 1 / number of classes."""
+    if not isinstance(threshold, int | float) or isinstance(threshold, bool):
+        return False
+    return refer.threshold_assessed(float(threshold)) and float(threshold) > 0.0
 
 
 def without_case_id(text: str) -> str:
@@ -53,12 +58,12 @@ def present(result: dict[str, Any] | None) -> dict[str, Any]:
     if not assessed and not any("not assessed" in r for r in reasons):
         reasons.insert(
             0,
-            "confidence not assessed: this model version has no refer threshold fitted on a held-out "
-            "split, so no answer of it can stand on its own",
+            "confidence not assessed: this model version has no refer threshold fitted on a held-out split "
+            f"of at least {refer.MIN_THRESHOLD_CASES} cases, so no answer of it can stand on its own",
         )
     if restated:
         reasons.append("input warnings that make any answer unreliable (see below): " + ", ".join(restated))
-    refer = bool(result.get("refer")) or bool(reasons)
+    referred = bool(result.get("refer")) or bool(reasons)
     found = bool(result.get("tumor_found"))
     for w in warnings:
         w["refers"] = w["code"] in restated
@@ -68,8 +73,8 @@ def present(result: dict[str, Any] | None) -> dict[str, Any]:
             "the most suspicious slice" if "tumour-uncertain" in codes else "a slice through the brain's centre"
         )
     return {
-        "refer": refer,
-        "stands": not refer and assessed,
+        "refer": referred,
+        "stands": not referred and assessed,
         "assessed": assessed,
         "reasons": reasons,
         "warnings": [w for w in warnings if found or w["code"] not in TUMOUR_CODES],

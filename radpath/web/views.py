@@ -12,11 +12,13 @@ from fastapi.templating import Jinja2Templates
 
 from radpath.contract.model_io import CHANNELS, CLASS_NAMES, CLASSES
 
+from .result_view import without_case_id
 from .settings import TEMPLATE_DIR
 
 templates = Jinja2Templates(directory=str(TEMPLATE_DIR))  # autoescape on for .html
 templates.env.globals.update(classes=CLASSES, class_names=CLASS_NAMES, sequences=CHANNELS)
 templates.env.filters["utc"] = lambda t: time.strftime("%Y-%m-%d %H:%M", time.gmtime(t or 0))
+templates.env.filters["without_case_id"] = lambda text: without_case_id(str(text or ""))
 
 
 def page(request: Request, name: str, s: Any, status: int = 200, **ctx: Any) -> Response:

@@ -66,7 +66,7 @@ def test_num_batch_threads_are_started():
 
 def test_full_queue_is_unavailable_not_unbounded():
     """max_enqueued_batches x max_batch_size rows may wait; beyond that a request is refused."""
-    from radpath.serving.model_registry import Unavailable
+    from radpath.contract.errors import Unavailable
 
     b = Batcher(Recorder(delay=0.5), max_batch_size=2, max_enqueued_batches=1, batch_timeout_micros=0)
     outcomes = []

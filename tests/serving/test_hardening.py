@@ -294,8 +294,9 @@ REST_PROBES = {
     ),
     "not_utf8": (b'{"inputs": "\xff\xfe"}', 400, r"not UTF-8"),
     "not_json": (b"{nope", 400, r"not JSON"),
-    "ragged": (b'{"inputs": [[1, 2], [3]]}', 400, r"rectangular"),
-    "strings": (b'{"inputs": [["a"]]}', 400, r"rectangular"),
+    "ragged": (b'{"inputs": [[[[1, 2]]], [[[3]]]]}', 400, r"rectangular"),
+    "strings": (b'{"inputs": [[[["a"]]]]}', 400, r"rectangular"),
+    "no_batch_axis": (json.dumps({"instances": [[[0.0] * 4] * 224] * 224}).encode(), 400, r"got \[224, 224, 4\]"),
     "huge_int": (b'{"inputs": [' + b"9" * 400 + b"]}", 400, r"rectangular|shape"),
     "wrong_shape": (b'{"instances": [[1, 2, 3]]}', 400, r"must have shape"),
     "unknown_input": (b'{"inputs": {"nope": [1]}}', 400, r"unknown input 'nope'"),
@@ -306,8 +307,8 @@ REST_PROBES = {
         400,
         r"NaN or infinite",
     ),
-    "batch_17": (json.dumps({"inputs": [[0.0]] * 17}).encode(), 400, r"batch of 17 rows"),
-    "instances_17": (json.dumps({"instances": [[0.0]] * 17}).encode(), 400, r"batch of 17 rows"),
+    "batch_17": (json.dumps({"inputs": [[[[0.0]]]] * 17}).encode(), 400, r"batch of 17 rows"),
+    "instances_17": (json.dumps({"instances": [[[[0.0]]]] * 17}).encode(), 400, r"batch of 17 rows"),
 }
 
 
@@ -351,8 +352,12 @@ def test_rest_body_shorter_than_declared_times_out_with_json(server, monkeypatch
     assert status == 408 and "did not arrive" in body["error"] and time.perf_counter() - t0 < 5
 
 
-def test_rest_stalled_connections_cost_no_threads(server):
-    """Before: each stalled connection pinned a thread forever (200 connections: 40 -> 239 threads)."""
+def test_rest_stalled_connections_cost_no_threads(server, monkeypatch):
+    """Before: each stalled connection pinned a thread forever (200 connections: 40 -> 239 threads).
+    (The per-client connection cap, tested in test_rest_limits, is lifted here.)"""
+    import radpath.serving.rest as rest
+
+    monkeypatch.setattr(rest, "MAX_CONNECTIONS_PER_CLIENT", 1000)
     before = threading.active_count()
     socks = []
     try:

@@ -5,7 +5,8 @@ import pytest
 
 tf = pytest.importorskip("tensorflow")
 
-from radpath.serving.model_registry import InvalidArgument, LoadedVersion, ModelFailure  # noqa: E402
+from radpath.contract.errors import InvalidArgument, ModelFailure  # noqa: E402
+from radpath.serving.model_registry import LoadedVersion  # noqa: E402
 
 
 def _version(fn, compiled=(1, 2, 4, 8)):

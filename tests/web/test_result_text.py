@@ -250,3 +250,23 @@ def test_the_return_path_is_never_another_site(client, target):
         follow_redirects=False,
     )
     assert done.status_code == 303 and done.headers["location"] == "/cases"
+
+
+# ---------------------------------------------------------------- 2: one file in two slots (the API)
+def test_the_api_refuses_one_file_in_two_slots(client, small_case):
+    token = client.post("/api/token", json={"username": "alice", "password": PASSWORD}).json()["token"]
+    files = {seq: (p.name, p.read_bytes()) for seq, p in {**small_case, "t1ce": small_case["t1"]}.items()}
+    r = client.post("/api/cases", files=files, headers={"authorization": f"Bearer {token}"})
+    assert r.status_code == 422 and "same voxels as the t1 file" in r.json()["detail"]
+    assert "t1ce" in r.json()["detail"]
+
+
+def test_a_failure_reason_is_shown_without_the_case_id(client, settings):
+    assert login(client).status_code == 303
+    engine = client.app.state.engine
+    with engine.connect() as conn:
+        uid = conn.execute(sa.select(users_table.c.id).where(users_table.c.username == "alice")).scalar_one()
+    jobs.enqueue(engine, CASE_ID, uid, {"flair": "f.nii.gz"}, None)
+    jobs.finish(engine, jobs.claim(engine, "test", 60, 2), reason=f"{CASE_ID}: the image is constant")
+    text = _text(client.get(f"/cases/{CASE_ID}", headers=HTML).text)
+    assert "Could not classify this case: the image is constant" in text and CASE_ID not in text
