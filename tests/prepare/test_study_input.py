@@ -100,8 +100,6 @@ def test_a_dcm2niix_sidecar_beats_the_file_name_and_flags_name_files(tmp_path):
 
 
 def test_release_style_names_are_understood(tmp_path):
-    root = _nifti_study(
-        tmp_path / "n", {q: f"{q}.nii.gz" for q in ("flair", "t1", "t1ce", "t2")}
-    )
+    root = _nifti_study(tmp_path / "n", {q: f"{q}.nii.gz" for q in ("flair", "t1", "t1ce", "t2")})
     choices, _ = assign_nifti(nifti_series(root, list_files(root)), {})
     assert {q: c.series.uid for q, c in choices.items()} == {q: f"{q}.nii.gz" for q in choices}
