@@ -68,7 +68,7 @@ def test_a_dicom_zip_is_prepared_then_classified(served, small_atlas, tmp_path):
         mp.setattr(jobs, "set_note", lambda e, j, text: notes.append(text) or real(e, j, text))
         with GlioClient(s.server, s.model) as gc:
             assert run_one(s, c.app.state.engine, "test-worker", gc)
-    assert "preparing the upload: atlas (stage 5 of 8)" in notes
+    assert "preparing the upload: atlas (stage 4 of 8)" in notes
     page = c.get(f"/cases/{case_id}", headers=HTML).text
     assert 'data-testid="job-state">succeeded' in page, page[-1500:]
     assert 'data-testid="prepared-flair">series 5 &#34;MRHR FLAIR AX&#34;' in page
