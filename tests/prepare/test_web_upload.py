@@ -19,18 +19,7 @@ from fastapi.testclient import TestClient
 from radpath.web.app import create_app
 from radpath.web.worker import run_one
 from tests.prepare.conftest import PHI, atlas_study, write_study
-from tests.serving.conftest import model_base  # noqa: F401  (fixture)
-from tests.web.conftest import (  # noqa: F401  (fixtures)
-    client,
-    csrf_of,
-    demo_dir,
-    login,
-    model_server,
-    settings,
-    upload_files,
-    users,
-    web_model_base,
-)
+from tests.web.conftest import csrf_of, login, upload_files
 
 HTML = {"accept": "text/html"}
 
@@ -44,7 +33,7 @@ def _zip(folder: Path, path: Path) -> Path:
 
 
 @pytest.fixture
-def served(settings, users, model_server, web_model_base):  # noqa: F811
+def served(settings, users, model_server, web_model_base):
     s = replace(settings, server=model_server, model_base=web_model_base)
     with TestClient(create_app(s)) as c:
         login(c)
@@ -89,7 +78,7 @@ def test_a_dicom_zip_is_prepared_then_classified(served, small_atlas, tmp_path):
         assert f.is_dir() or not any(p.encode() in f.read_bytes() for p in PHI), f
 
 
-def test_a_study_missing_a_sequence_is_refused_at_upload_naming_it(client, tmp_path):  # noqa: F811
+def test_a_study_missing_a_sequence_is_refused_at_upload_naming_it(client, tmp_path):
     login(client)
     z = _zip(write_study(tmp_path / "s", skip=("t2",)), tmp_path / "s.zip")
     r = upload_files(client, {"study": z}, csrf_of(client.get("/upload").text))
@@ -97,7 +86,7 @@ def test_a_study_missing_a_sequence_is_refused_at_upload_naming_it(client, tmp_p
     assert "no T2 series found" in r.text and "--t2" in r.text
 
 
-def test_two_patients_in_one_zip_are_refused(client, tmp_path):  # noqa: F811
+def test_two_patients_in_one_zip_are_refused(client, tmp_path):
     login(client)
     root = write_study(tmp_path / "s")
     write_study(
@@ -107,7 +96,7 @@ def test_two_patients_in_one_zip_are_refused(client, tmp_path):  # noqa: F811
     assert r.status_code == 422 and "2 patients" in r.text and "Other^Person" not in r.text
 
 
-def test_the_upload_page_offers_the_study_form(client):  # noqa: F811
+def test_the_upload_page_offers_the_study_form(client):
     login(client)
     page = client.get("/upload", headers=HTML).text
     assert 'name="study"' in page and 'name="prepare"' in page
