@@ -70,7 +70,7 @@ def test_upload_a_dicom_zip_see_the_stage_then_the_series_and_qc(
         done.set()
 
     threading.Thread(target=work, daemon=True).start()
-    page.wait_for_selector("[data-testid=job-status]:text-matches('preparing the upload')", timeout=60_000)
+    page.wait_for_selector("[data-testid=job-status]:text-matches('Preparing the upload')", timeout=60_000)
     status = page.get_by_test_id("job-status").inner_text()
     page.screenshot(path=str(ARTIFACTS / "study-preparing.png"), full_page=True)
     assert "stage" in status and "of 8" in status
