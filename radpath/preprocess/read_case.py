@@ -455,12 +455,14 @@ def check_distinct_files(paths: Mapping[str, Path]) -> None:
 
 def check_distinct_volumes(volumes: Mapping[str, np.ndarray], paths: Mapping[str, Path]) -> None:
     """Refuse two sequences holding identical voxels (one scan copied into two slots): no four real
-    sequences are ever equal voxel for voxel. A strided sample first, so distinct volumes cost little."""
+    sequences are ever equal voxel for voxel. A strided sample first, so distinct volumes cost little
+    (a view: the canonical volumes are flipped views, and `reshape(-1)` of one copies all of it, which
+    cost 0.26 s per BraTS-size case, more than reading the files)."""
     names = list(volumes)
     for i, a in enumerate(names):
         for b in names[i + 1 :]:
             va, vb = volumes[a], volumes[b]
-            if va.shape != vb.shape or not np.array_equal(va.reshape(-1)[::997], vb.reshape(-1)[::997]):
+            if va.shape != vb.shape or not np.array_equal(va[::7, ::7, ::7], vb[::7, ::7, ::7]):
                 continue
             if np.array_equal(va, vb):
                 raise CaseError(

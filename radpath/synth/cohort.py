@@ -29,15 +29,17 @@ import nibabel as nib
 import numpy as np
 from tqdm import tqdm
 
-from .anatomy import make_brain
+from .anatomy import anatomy_attribution, make_brain
 from .render import SEQ_ORDER, draw_appearance, render, robust_z_median, to_full, write_quirks
 from .style import Style, SynthSettingsError, get_style
-from .tumors import make_tumor
+from .tumors import make_tumor, plan_lesion
 
 log = logging.getLogger(__name__)
 
-GENERATOR_VERSION = "2"
-"""2: per-case domain randomisation from named styles (synth/style.py), realised FLAIR/T2 conspicuity,
+GENERATOR_VERSION = "3"
+"""3: anatomy from the ICBM 2009a template on the BraTS grid (synth/anatomy.py), deformed per case, atrophy
+with age; lesions centred in white matter with mass effect, oedema along white matter.
+2: per-case domain randomisation from named styles (synth/style.py), realised FLAIR/T2 conspicuity,
 file quirks, white-matter hyperintensities (not tumour), tumour-free controls.
 1: one fixed look (now approximated by style `legacy`)."""
 REAL_COUNTS = {"G": 133, "A": 54, "O": 34}
@@ -146,10 +148,10 @@ def synthesize_case(
     shape = check_shape(shape)
     streams = [np.random.default_rng(s) for s in np.random.SeedSequence([seed, plan.index]).spawn(5)]
     r_anat, r_tumor, r_look, r_render, r_file = streams
-    brain = make_brain(r_anat, shape, plan.age_days / 365.25)
-    tumor = None
-    if with_tumor and not plan.control:
-        tumor = make_tumor(r_tumor, brain, plan.appearance, style)
+    lesion_plan = plan_lesion(r_tumor, plan.appearance, style) if with_tumor and not plan.control else None
+    push = lesion_plan.push if lesion_plan is not None else None
+    brain = make_brain(r_anat, shape, plan.age_days / 365.25, push=push)
+    tumor = make_tumor(r_tumor, brain, lesion_plan) if lesion_plan is not None else None
     look = draw_appearance(r_look, style)
     crops = write_quirks(r_file, render(r_render, brain, tumor, look), brain, look)
     seg = np.zeros(shape, dtype=np.uint8)
@@ -306,6 +308,6 @@ def write_synthetic_cohort(
         "about clinical accuracy.\n"
         "`Segmentation/` holds the generator's ground-truth tumour masks (BraTS labels 1, 2, 4) and "
         "`appearance.csv` the drawn and realised appearance per case (signs, FLAIR/T2 tumour robust z, dtype, "
-        "background); neither is part of a real release.\n"
+        "background); neither is part of a real release.\n\n" + anatomy_attribution()
     )
     return plans

@@ -1,4 +1,4 @@
-"""Turn tissue labels and a lesion into four MRI-like volumes with the case's drawn appearance.
+"""Turn tissue fractions and a lesion into four MRI-like volumes with the case's drawn appearance.
 
 Order of the simulated acquisition, per sequence: tissue contrast (a protocol family, jittered; white-
 matter hyperintensities and normal T1ce enhancement that are not tumour) and a slow tissue texture ->
@@ -17,13 +17,10 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
-from .anatomy import WMH_CANDIDATES, Brain
+from .anatomy import DEEP_GREY, WMH_CANDIDATES, Brain
 from .fields import smooth_field
 from .style import CONTRAST_FAMILIES, Style, draw_choice, draw_range
 from .tumors import Tumor
-
-WMH = 4
-"""tissue label of a shown white-matter hyperintensity (render only; the anatomy keeps WM there)"""
 
 SEQ_ORDER = ("flair", "t1", "t1ce", "t2")
 SOLVED = ("flair", "t2")
@@ -78,6 +75,17 @@ def contrast(d: dict) -> np.ndarray:
     """[sequence, tissue] relative intensities (tissue 0 = background) of the drawn family, jittered."""
     table = CONTRAST_FAMILIES[d["family"]] * (1.0 + d["jitter"] * d["jitter_u"])
     return np.concatenate([np.zeros((4, 1)), table], axis=1).astype(np.float32)
+
+
+def tissue_images(brain: Brain, table: np.ndarray) -> np.ndarray:
+    """float32 [sequence, box] partial-volume images: each voxel's CSF, grey and white-matter
+    fractions times each sequence's values (`table` [sequence, (background, CSF, GM, WM)]); deep grey
+    nuclei sit halfway between grey and white matter (as on real T1 and T2). One matrix product."""
+    deep = brain.region == DEEP_GREY
+    gm_deep = np.where(deep, brain.gm, np.float32(0.0))
+    basis = np.stack([brain.csf, brain.gm - gm_deep, gm_deep, brain.wm]).reshape(4, -1)
+    values = np.stack([table[:, 1], table[:, 2], 0.5 * (table[:, 2] + table[:, 3]), table[:, 3]], axis=1)
+    return (values.astype(np.float32) @ basis).reshape((len(table),) + brain.tissue.shape)
 
 
 def _blur(x: np.ndarray, sigma_xy: float, slab: int) -> np.ndarray:
@@ -153,13 +161,10 @@ def render(rng: np.random.Generator, brain: Brain, tumor: Tumor | None, d: dict)
     unit_xy = brain.shape[0] / 240.0
     unit_z = brain.shape[2] / 155.0
     table = contrast(d)
-    tissue = brain.tissue
     n_wmh = int(round(WMH_CANDIDATES * brain.wmh_age * d["wmh"])) if brain.wmh is not None else 0
-    if n_wmh:
-        tissue = tissue.copy()
-        tissue[(brain.wmh > 0) & (brain.wmh <= n_wmh)] = WMH
-        table = np.concatenate([table, (table[:, 3] * d["wmh_gain"])[:, None]], axis=1).astype(np.float32)
-    d["wmh_voxels"] = int(((brain.wmh > 0) & (brain.wmh <= n_wmh)).sum()) if n_wmh else 0
+    shown = (brain.wmh > 0) & (brain.wmh <= n_wmh) if n_wmh and brain.wmh is not None else None
+    d["wmh_voxels"] = int(shown.sum()) if shown is not None else 0
+    images = tissue_images(brain, table)
     texture = 1.0 + d["tissue_texture"] * smooth_field(rng, shape, tuple(max(3, n // 10) for n in shape))
     # one coil, one bias field for the four sequences
     bias = np.exp(d["bias"] * smooth_field(rng, shape, (4, 4, 3)))
@@ -175,7 +180,9 @@ def render(rng: np.random.Generator, brain: Brain, tumor: Tumor | None, d: dict)
     out = {}
     for s, name in enumerate(SEQ_ORDER):
         slab = 2 * int(round((d["slice_mm"][s] * unit_z - 1.0) / 2.0)) + 1
-        img = np.take(table[s], tissue)
+        img = images[s]
+        if shown is not None:
+            img[shown] = np.float32(table[s][3] * d["wmh_gain"][s])
         if name == "t1ce" and brain.vessels is not None and d["vessel_enhancement"] != 1.0:
             img[brain.vessels] = np.float32(table[s][3] * d["vessel_enhancement"])  # x white matter
         img *= texture

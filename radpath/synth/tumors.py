@@ -17,11 +17,12 @@ z-score is the case's drawn conspicuity. T1 and T1ce are relative to the case's 
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
 
-from .anatomy import BACKGROUND, CSF, Brain
+from .anatomy import BACKGROUND, CSF, PERIVENTRICULAR, Brain, Push, load_atlas
 from .fields import smooth_field
 from .style import Style, draw_range, draw_sign
 
@@ -53,25 +54,69 @@ class Tumor:
     signs: dict[str, bool]
 
 
-def _place(rng: np.random.Generator, brain: Brain, appearance: str, frontal: bool, midline: bool) -> np.ndarray:
-    """Centre of the lesion in voxels; O prefers the frontal lobe and the cortex."""
-    for _ in range(200):
-        side = rng.choice([-1.0, 1.0])
-        if appearance == "O":
-            v = rng.uniform(0.35, 0.65) if frontal else rng.uniform(-0.6, 0.3)
-            u = side * rng.uniform(0.3, 0.5)
-            w = rng.uniform(-0.05, 0.45)
-            scale = rng.uniform(0.62, 0.75) / np.sqrt(u * u + v * v + w * w)
-            u, v, w = u * scale, v * scale, w * scale
-        else:
-            u = side * (rng.uniform(0.06, 0.14) if midline else rng.uniform(0.22, 0.5))
-            v = rng.uniform(0.3, 0.55) if frontal else rng.uniform(-0.55, 0.3)
-            w = rng.uniform(-0.15, 0.45)
-        c = brain.center + np.array([u, v, w], dtype=np.float32) * brain.radii
-        idx = tuple(int(round(x)) for x in c)
-        if all(0 <= i < n for i, n in zip(idx, brain.tissue.shape)) and brain.tissue[idx] not in (BACKGROUND, CSF):
-            return c
-    raise RuntimeError("could not place a tumour inside the synthetic brain")
+FRONTAL_MM = 8.0
+"""frontal = more than this in front of the template brain's centre (about the premotor cortex)"""
+
+
+@functools.lru_cache(maxsize=16)
+def _pool(appearance: str, frontal: bool, midline: bool, side: int) -> np.ndarray:
+    """Template voxels (int [N, 3], BraTS grid) where a lesion of this kind may be centred: white
+    matter of the cerebrum (not the deep grey nuclei, ventricles, brainstem or cerebellum), on the
+    drawn side; O near the cortex (it reaches it), G sometimes in the corpus callosum (midline)."""
+    atlas = load_atlas()
+    lo = np.array([s.start for s in atlas.box])
+    cx, cy, cz = atlas.center - lo
+    x, y, z = np.ogrid[tuple(slice(0, n) for n in atlas.wm.shape)]
+    ok = (atlas.wm > 150) & ((atlas.region == 0) | (atlas.region == PERIVENTRICULAR)) & (z > cz - 12) & (z < cz + 32)
+    ok &= ~((z < cz + 5) & (y < cy - 25))  # cerebellum
+    ok &= (y > cy + FRONTAL_MM) if frontal else (y < cy + FRONTAL_MM - 12)
+    if midline:
+        ok &= (np.abs(x - cx) < 9) & (atlas.depth > 18)
+    else:
+        ok &= (x - cx) * side > 9
+        ok &= (atlas.depth >= 7) & (atlas.depth <= 15) if appearance == "O" else atlas.depth >= 11
+    return np.argwhere(ok) + lo
+
+
+def _place(rng: np.random.Generator, appearance: str, frontal: bool, midline: bool) -> np.ndarray:
+    """Centre of the lesion in template voxels (two draws whatever the pool)."""
+    side = 1 if rng.random() < 0.5 else -1
+    pool = _pool(appearance, frontal, midline, side)
+    if len(pool) == 0:  # never with the shipped template; a safe fallback
+        pool = _pool(appearance, False, False, side)
+    return pool[int(rng.integers(len(pool)))].astype(np.float64)
+
+
+@dataclass(frozen=True)
+class LesionPlan:
+    """What a lesion will be, drawn before the brain is built (its mass effect shapes the brain)."""
+
+    appearance: str
+    signs: dict[str, bool]
+    center: np.ndarray
+    """template voxel (BraTS grid)"""
+    radius_mm: float
+    irregularity: float
+    texture: float
+    enhancement: float
+    lesion_t1: float
+    push: Push
+
+
+def plan_lesion(rng: np.random.Generator, appearance: str, style: Style) -> LesionPlan:
+    """One lesion's signs, size, look and place, drawn from `style`'s ranges (a fixed random stream)."""
+    signs = draw_signs(rng, appearance, style)
+    size = draw_range(rng, style.lesion_scale)
+    irregularity = draw_range(rng, style.irregularity)
+    texture = draw_range(rng, style.texture) * TEXTURE_BY_CLASS[appearance]
+    enhancement = draw_range(rng, style.enhancement)
+    lesion_t1 = draw_range(rng, style.lesion_t1)
+    center = _place(rng, appearance, signs["frontal"], signs["midline"])
+    base = {"G": (13, 20), "A": (14, 24), "O": (15, 25)}[appearance]  # mm (core); G adds oedema
+    radius = size * rng.uniform(*base)
+    strength = rng.uniform(*{"G": (0.3, 0.55), "A": (0.2, 0.4), "O": (0.15, 0.35)}[appearance])
+    push = Push(center=center, radius_mm=radius * (1.25 if appearance == "G" else 1.0), strength=strength)
+    return LesionPlan(appearance, signs, center, radius, irregularity, texture, enhancement, lesion_t1, push)
 
 
 def _distance(
@@ -123,26 +168,24 @@ def draw_signs(rng: np.random.Generator, appearance: str, style: Style) -> dict[
     return {k: draw_sign(rng, v) for k, v in p.items()}
 
 
-def make_tumor(rng: np.random.Generator, brain: Brain, appearance: str, style: Style) -> Tumor:
-    """One lesion drawn with the look of class `appearance` ('A', 'O' or 'G') from `style`'s ranges."""
+def make_tumor(rng: np.random.Generator, brain: Brain, lesion: LesionPlan) -> Tumor:
+    """The lesion of `lesion` grown in `brain` (built with the lesion's push): its core centred in white
+    matter, its oedema following the white matter (the cortex spared), painted on the brain's box."""
     shape = brain.tissue.shape
     unit = brain.shape[0] / 240.0  # voxels per mm (1 at full size)
-    signs = draw_signs(rng, appearance, style)
-    size = draw_range(rng, style.lesion_scale)
-    irregularity = draw_range(rng, style.irregularity)
-    texture = draw_range(rng, style.texture) * TEXTURE_BY_CLASS[appearance]
-    enhancement = draw_range(rng, style.enhancement)
-    lesion_t1 = draw_range(rng, style.lesion_t1)
-    center = _place(rng, brain, appearance, signs["frontal"], signs["midline"])
-    base = {"G": (13, 20), "A": (14, 25), "O": (15, 25)}[appearance]  # mm; G's oedema reaches 1.3-1.6x
-    radius = unit * size * rng.uniform(*base)
+    appearance, signs = lesion.appearance, dict(lesion.signs)
+    irregularity, texture = lesion.irregularity, lesion.texture
+    enhancement, lesion_t1 = lesion.enhancement, lesion.lesion_t1
+    center = brain.lesion_center if brain.lesion_center is not None else brain.to_box(lesion.center)
+    radius = unit * lesion.radius_mm
     reach = 1.9 if appearance == "G" else 1.25
-    lo = np.maximum(np.floor(center - reach * radius * 1.4).astype(int), 0)
-    hi = np.minimum(np.ceil(center + reach * radius * 1.4).astype(int) + 1, shape)
+    lo = np.clip(np.floor(center - reach * radius * 1.4).astype(int), 0, np.array(shape) - 1)
+    hi = np.maximum(np.minimum(np.ceil(center + reach * radius * 1.4).astype(int) + 1, shape), lo + 1)
     box = tuple(slice(int(a), int(b)) for a, b in zip(lo, hi))
     bshape = tuple(int(b - a) for a, b in zip(lo, hi))
     c_local = (center - lo).astype(np.float32)
     tissue = brain.tissue[box]
+    wmf = brain.wm[box]
     seg = np.zeros(bshape, dtype=np.uint8)
     vals = np.zeros((4,) + bshape, dtype=np.float32)  # flair excess, t2 excess, t1, t1ce
     cells = tuple(max(3, n // 6) for n in bshape)
@@ -160,10 +203,14 @@ def make_tumor(rng: np.random.Generator, brain: Brain, appearance: str, style: S
         vals[3][mask] = ratio
 
     if appearance == "G":
-        t = _distance(rng, bshape, c_local, radius, 0.1 + irregularity)
-        t_ed = _distance(rng, bshape, c_local, radius * rng.uniform(1.3, 1.6), 0.15 + irregularity)
+        # irregularity capped: a strongly lobulated surface at this radius is a far bigger lesion
+        t = _distance(rng, bshape, c_local, radius, min(0.3, 0.1 + irregularity))
+        t_ed = _distance(rng, bshape, c_local, radius * rng.uniform(1.25, 1.65), min(0.35, 0.15 + irregularity))
         necrotic_r = rng.uniform(0.45, 0.7)
-        paint((t_ed < 1) & (t >= 1), ED, OEDEMA, 0.2 * texture)
+        # vasogenic oedema spreads along white matter and spares the cortex (finger-like), and always
+        # rims the core where there is white matter
+        zone = (t_ed < 0.7 + 0.35 * wmf) | (t < 1.0 + 0.25 * wmf)
+        paint(zone & (wmf > 0.25) & (t >= 1), ED, OEDEMA, 0.2 * texture)
         if signs["enhancing"]:
             paint(t < 1, ET, ENHANCING, 0.5 * texture)
             enhance((t < 1) & (t >= necrotic_r), enhancement)

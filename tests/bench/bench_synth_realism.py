@@ -11,6 +11,13 @@ percentile) over tumour voxels of the robust z (x - brain median) / (brain IQR /
 T2. Printed: median, p10 and p90 over cases; the tumour's share of the brain; dtypes; background
 kinds; generation time. `realised` is the generator's own measurement with its true brain mask.
 
+Brain shape (with REAL_FOLDER): `--shape-cases` brains of style `brats` drawn at the BraTS size
+(240 x 240 x 155; exactly-zero background, so the brain is "non-zero in any sequence", as on the
+real files), and the Dice of each with each real case on that grid; the real cases' Dice among
+themselves is printed as the reference. Intensities: deciles of the robust z (brain median, IQR /
+1.349) of each sequence over the brain outside the tumour, synthetic (per style, pooled over cases)
+next to real (pooled over the real cases).
+
 REAL_FOLDER (e.g. ../shared/real) holds Radiology/<ID>/<ID>_{flair,t1,t1ce,t2}.nii[.gz] and
 Segmentation/<ID>_seg*.nii[.gz] (BraTS labels, or a float mask read as > 0.5) for some cases; cases
 without a mask report only their dtype and background.
@@ -20,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import tempfile
 import time
 from collections import Counter
 from pathlib import Path
@@ -29,7 +37,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from radpath.synth.cohort import plan_cohort, synthesize_case
+from radpath.synth.cohort import plan_cohort, synthesize_case, write_case
 from radpath.synth.style import STYLES
 
 SEQS = ("flair", "t1", "t1ce", "t2")
@@ -84,6 +92,64 @@ def describe(vols: dict[str, np.ndarray], seg: np.ndarray | None) -> dict:
     return row
 
 
+def deciles(vols: dict[str, np.ndarray], brain: np.ndarray, tumour: np.ndarray | None) -> dict[str, np.ndarray]:
+    """Per sequence, the 10th..90th percentiles of the robust z over the brain outside the tumour."""
+    normal = brain & ~tumour if tumour is not None else brain
+    out = {}
+    for s in SEQS:
+        b = vols[s][brain].astype(np.float64)
+        q25, med, q75 = np.percentile(b, [25, 50, 75])
+        z = (vols[s][normal].astype(np.float64) - med) / max((q75 - q25) / 1.349, 1e-12)
+        out[s] = np.percentile(z, np.arange(10, 100, 10))
+    return out
+
+
+def print_deciles(name: str, rows: list[dict[str, np.ndarray]]) -> None:
+    for s in SEQS:
+        d = np.median(np.stack([r[s] for r in rows]), axis=0)
+        print(f"  {name:>10} {s:>5} robust z deciles 10..90: " + " ".join(f"{x:5.2f}" for x in d))
+
+
+def dice(a: np.ndarray, b: np.ndarray) -> float:
+    return float(2 * (a & b).sum() / max(int(a.sum() + b.sum()), 1))
+
+
+def brain_shape(real_masks: dict[str, np.ndarray], cases: int, seed: int) -> None:
+    """Brain-mask Dice of full-size synthetic brains (style brats) with the real cases on the BraTS grid."""
+    if not real_masks:
+        print("\n== brain shape: no real case on the 240 x 240 x 155 grid")
+        return
+    names = sorted(real_masks)
+    real_real = [dice(real_masks[a], real_masks[b]) for i, a in enumerate(names) for b in names[i + 1 :]]
+    scores, seconds = [], []
+    for p in plan_cohort(cases, seed):
+        t0 = time.process_time()  # CPU seconds: "per case per core" whatever else runs on the machine
+        vols, _, _ = synthesize_case(p, seed, (240, 240, 155), style="brats")
+        seconds.append(time.process_time() - t0)
+        brain = np.zeros((240, 240, 155), dtype=bool)
+        for v in vols.values():
+            brain |= v != 0
+        scores.append([dice(brain, real_masks[n]) for n in names])
+    d = np.array(scores)
+    print(f"\n== brain shape: {cases} synthetic brains (style brats, 240 x 240 x 155) vs {len(names)} real brains")
+    for j, n in enumerate(names):
+        print(f"  vs {n}: Dice mean {d[:, j].mean():.3f} [min {d[:, j].min():.3f}, max {d[:, j].max():.3f}]")
+    print(
+        f"  all pairs: mean Dice {d.mean():.3f} (target >= 0.85); per synthetic brain mean over real: "
+        f"{dist(list(d.mean(axis=1)))}; synthesis {np.mean(seconds):.2f} CPU s per full-size case"
+    )
+    if real_real:
+        print(f"  real vs real: Dice {', '.join(f'{x:.3f}' for x in real_real)}")
+    with tempfile.TemporaryDirectory() as tmp:
+        (Path(tmp) / "Segmentation").mkdir()
+        cpu = []
+        for p in plan_cohort(3, seed + 1):
+            t0 = time.process_time()
+            write_case(Path(tmp), p, seed + 1, (240, 240, 155), style="broad")
+            cpu.append(time.process_time() - t0)
+    print(f"  write_case (synthesis + 5 gzipped NIfTI files), style broad: {np.mean(cpu):.2f} CPU s per full-size case")
+
+
 def dist(values: list[float]) -> str:
     v = np.array([x for x in values if np.isfinite(x)])
     if v.size == 0:
@@ -127,9 +193,11 @@ def report(name: str, rows: list[dict], extra: str = "") -> None:
 
 
 def real_cases(root: Path) -> list[tuple[str, dict]]:
+    """(ID, description) per real case; the description holds `mask` (the non-zero brain, for cases on
+    the BraTS grid) and `deciles`."""
     out = []
     for case in sorted(p for p in (root / "Radiology").iterdir() if p.is_dir()):
-        vols = {}
+        vols, images = {}, {}
         for s in SEQS:
             f = next(
                 (
@@ -141,7 +209,8 @@ def real_cases(root: Path) -> list[tuple[str, dict]]:
             )
             if f is None:
                 break
-            vols[s] = np.asanyarray(nib.load(str(f)).dataobj)
+            images[s] = nib.load(str(f))
+            vols[s] = np.asanyarray(images[s].dataobj)
         if len(vols) < 4:
             print(f"skipping {case.name}: not all four sequences")
             continue
@@ -149,7 +218,15 @@ def real_cases(root: Path) -> list[tuple[str, dict]]:
             sorted((root / "Segmentation").glob(f"{case.name}_seg*.nii*")) if (root / "Segmentation").is_dir() else []
         )
         seg = np.asanyarray(nib.load(str(masks[0])).dataobj) > 0.5 if masks else None
-        out.append((case.name, describe(vols, seg)))
+        row = describe(vols, seg)
+        # the brain on the generator's RAS voxel order (the files are stored LPS, as real releases are)
+        nonzero = np.zeros(vols["flair"].shape, dtype=bool)
+        for s in SEQS:
+            nonzero |= np.asanyarray(nib.as_closest_canonical(images[s]).dataobj) != 0
+        if nonzero.shape == (240, 240, 155):
+            row["mask"] = nonzero
+        row["deciles"] = deciles(vols, measured_brain(vols), seg)
+        out.append((case.name, row))
     return out
 
 
@@ -160,6 +237,7 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--shape", type=int, nargs=3, default=[120, 120, 78])
     ap.add_argument("--styles", nargs="+", default=list(STYLES))
+    ap.add_argument("--shape-cases", type=int, default=12, help="full-size brains for the brain-shape Dice")
     args = ap.parse_args()
     shape = tuple(args.shape)
     plans = plan_cohort(args.cases, args.seed)
@@ -173,8 +251,10 @@ def main() -> None:
             row["realised"], row["target"] = info["flair_z"], info["flair_z_target"]
             row["appearance"], row["lesion_ml"], row["wmh_ml"] = p.appearance, info["lesion_ml"], info["wmh_ml"]
             row["signs"] = {k: info.get(k, False) for k in ("enhancing", "mismatch", "calcified", "frontal", "midline")}
+            row["deciles"] = deciles(vols, measured_brain(vols), seg > 0)
             rows.append(row)
         report(f"style {name}", rows, f"; shape {shape}; {np.mean(seconds):.2f} s per case (synthesis only)")
+        print_deciles(name, [r["deciles"] for r in rows])
     if args.real:
         rows = real_cases(args.real)
         for case_id, r in rows:
@@ -191,6 +271,8 @@ def main() -> None:
                 f"{r['nonzero_fraction']:.2f} of the volume, measured brain {r['brain_fraction']:.2f}; {z}"
             )
         report(f"real cases in {args.real}", [r for _, r in rows])
+        print_deciles("real", [r["deciles"] for _, r in rows])
+        brain_shape({n: r["mask"] for n, r in rows if "mask" in r}, args.shape_cases, args.seed)
 
 
 if __name__ == "__main__":

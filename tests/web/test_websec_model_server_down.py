@@ -1,7 +1,8 @@
 """Model server down (issue 19, item 11): the worker keeps the case, retries with growing waits and
 says "waiting for the model server"; a transient outage never ends as a raw gRPC error; a worker
-stopping meanwhile puts the case back in the queue. Real gRPC clients: to a port where nothing
-listens, and to the tiny model server behind a switch that refuses the first calls."""
+stopping meanwhile puts the case back in the queue, and one stopping mid-case finishes it within
+the grace period or puts it back (item 13). Real gRPC clients: to a port where nothing listens, and
+to the tiny model server behind a switch that refuses the first calls."""
 
 from __future__ import annotations
 
@@ -116,3 +117,29 @@ def test_a_server_coming_back_classifies_the_kept_case(queued, model_server, web
     case = jobs.get(engine, case_id, owner)
     assert flaky.calls == 3 and case["state"] == "succeeded", case["reason"]
     assert case["note"] is None and case["attempts"] == 1 and case["result"]["class"] in "AOG"
+
+
+@pytest.mark.parametrize("work_s, expected", [(0.5, "succeeded"), (30.0, "queued")])
+def test_on_stop_a_case_is_finished_within_the_grace_period_or_put_back(queued, monkeypatch, work_s, expected):
+    """SIGTERM mid-case: a case that finishes within the grace period is stored; one that would not
+    is released at the deadline (attempt not used up) and the worker returns."""
+    from radpath.web import worker
+
+    settings, engine, owner, case_id = queued
+    settings = replace(settings, shutdown_grace_seconds=6.0)  # 1 s for the case after the 5 s margin
+
+    def slow_classify(settings, job, client, served):
+        time.sleep(work_s)
+        return {"class": "A", "artefacts": "result-1"}
+
+    monkeypatch.setattr(worker, "classify_job", slow_classify)
+    monkeypatch.setattr(worker, "private_tree", lambda folder: None)
+    stop = threading.Event()
+    t = _in_thread(run_one, settings, engine, "w-grace", None, stop)
+    _wait_for(lambda: jobs.get(engine, case_id, owner)["state"] == "running", 10, "the claim")
+    t0 = time.monotonic()
+    stop.set()
+    t.join(20)
+    assert not t.is_alive() and time.monotonic() - t0 < 3
+    case = jobs.get(engine, case_id, owner)
+    assert case["state"] == expected and case["attempts"] == (1 if expected == "succeeded" else 0), case

@@ -100,3 +100,29 @@ def test_the_page_says_when_a_case_is_retried_or_waits_for_the_model_server(db_u
     assert jobs.finish(engine, retried, {"class": "G"})
     case = jobs.get(engine, first, owner)
     assert case["note"] is None and jobs.status_line(engine, case) is None
+
+
+def test_over_http_a_full_queue_is_refused_with_a_clear_message(settings, users, small_case):
+    from dataclasses import replace
+
+    from fastapi.testclient import TestClient
+
+    from radpath.web.app import create_app
+    from tests.web.conftest import csrf_of, login, upload_files
+
+    with TestClient(create_app(replace(settings, max_queued_per_user=2))) as c:
+        assert login(c).status_code == 303
+        csrf = csrf_of(c.get("/upload").text)
+        assert [upload_files(c, small_case, csrf).status_code for _ in range(2)] == [303, 303]
+        r = upload_files(c, small_case, csrf)
+        assert r.status_code == 429 and "you already have 2 cases waiting" in r.text and "at most 2 per user" in r.text
+        api = c.post(
+            "/api/cases",
+            files={s: (p.name, p.read_bytes()) for s, p in small_case.items()},
+            headers={"x-csrf-token": csrf},
+        )
+        assert api.status_code == 429 and "at most 2 per user" in api.json()["detail"]
+        assert len(c.get("/api/cases").json()) == 2
+        other = TestClient(c.app)
+        assert login(other, "bob").status_code == 303  # another user still uploads
+        assert upload_files(other, small_case, csrf_of(other.get("/upload").text)).status_code == 303
