@@ -100,3 +100,24 @@ def test_the_upload_page_offers_the_study_form(client):
     login(client)
     page = client.get("/upload", headers=HTML).text
     assert 'name="study"' in page and 'name="prepare"' in page
+
+
+def test_four_native_nifti_need_the_prepare_box(client, settings, tmp_path):
+    """Native-space NIfTI (each its own grid) are refused as a BraTS case, accepted to be prepared."""
+    import nibabel as nib
+    import numpy as np
+
+    from tests.prepare.conftest import head_volume, oblique_affine
+
+    login(client)
+    files = {}
+    for i, q in enumerate(("flair", "t1", "t1ce", "t2")):
+        files[q] = tmp_path / f"native_{q}.nii.gz"
+        affine = oblique_affine(origin=(60.0 + i, -70.0, -40.0))
+        nib.save(nib.Nifti1Image(head_volume(contrast=q, shape=(32, 36, 10 + i)).astype(np.int16), affine), files[q])
+    r = upload_files(client, files, csrf_of(client.get("/upload").text))
+    assert r.status_code == 422
+    r = upload_files(client, files, csrf_of(client.get("/upload").text), prepare="on")
+    assert r.status_code == 303, r.text[-500:]
+    case_id = r.headers["location"].rsplit("/", 1)[1]
+    assert (settings.cases_dir() / case_id / "input" / "PREPARE").is_file()
