@@ -101,7 +101,7 @@ def read_nifti(s: Series) -> Volume:
     if path.stat().st_size > MAX_NIFTI_MB * 2**20:
         raise StudyError(f"{path.name}: larger than {MAX_NIFTI_MB} MB; refused")
     try:
-        img = nib.load(path)
+        img = nib.nifti1.load(path)
         data = np.asarray(img.dataobj, dtype=np.float32)
     except Exception as exc:  # nibabel raises many kinds for broken files
         raise UnsupportedSeriesError(f"{path.name}: not a readable NIfTI file ({exc})") from None

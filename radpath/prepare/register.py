@@ -15,7 +15,9 @@ the moving one, so `to_grid` pulls each native voxel onto the atlas grid in one 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import SimpleITK as sitk
@@ -28,7 +30,8 @@ BINS = 32
 class Fit:
     """A registration's result and how well it went (for the report)."""
 
-    transform: sitk.Transform
+    transform: Any
+    """A rigid (Euler3D), affine or B-spline transform."""
     metric: float
     """Final Mattes MI (negative; lower is a better fit)."""
     stop: str
@@ -89,7 +92,9 @@ def brain_mi(fixed: sitk.Image, moving: sitk.Image, mask: sitk.Image, tx: sitk.T
     return float(r.MetricEvaluate(fixed, moving))
 
 
-def coregister(fixed: sitk.Image, moving: sitk.Image, brain: sitk.Image, starts: list[sitk.Transform] = ()) -> Fit:
+def coregister(
+    fixed: sitk.Image, moving: sitk.Image, brain: sitk.Image, starts: Sequence[sitk.Euler3DTransform] = ()
+) -> Fit:
     """Rigid transform (fixed -> moving points) between two series of one session.
 
     Only the brain votes (`brain`: the atlas brain carried into the fixed series, dilated), so scalp,
