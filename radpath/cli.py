@@ -6,6 +6,7 @@
 | synth | `radpath.synth.cli` | core |
 | prepare | `radpath.prepare.cli` | `radpath[prepare]` |
 | train, export, evaluate-model | `radpath.train.cli` | `radpath[train]` |
+| convert-weights | `radpath.train.pretrained_cli` | `radpath[train]` |
 | serve | `radpath.serving.cli` | `radpath[serve]` |
 | web, web-worker, users | `radpath.web.cli` | `radpath[web]` |
 
@@ -40,6 +41,7 @@ COMMANDS: dict[str, tuple[str, str | None]] = {
     "train": ("radpath.train.cli", "train"),
     "export": ("radpath.train.cli", "train"),
     "evaluate-model": ("radpath.train.cli", "train"),
+    "convert-weights": ("radpath.train.pretrained_cli", "train"),
     "serve": ("radpath.serving.cli", "serve"),
     "web": ("radpath.web.cli", "web"),
     "web-worker": ("radpath.web.cli", "web"),
@@ -50,6 +52,7 @@ EXTRA_OF_MODULE = {
     "jaxlib": "train",
     "flax": "train",
     "optax": "train",
+    "safetensors": "train",
     "matplotlib": "train",
     "tensorflow": "serve",
     "tensorflow_serving": "serve",

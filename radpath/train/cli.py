@@ -47,10 +47,15 @@ def resolve_config(args: argparse.Namespace) -> TrainConfig:
 def cmd_train(args: argparse.Namespace) -> int:
     from radpath.contract.errors import RadPathError
 
+    from .pretrained import check_fits, weights_meta
+
     try:
         config = resolve_config(args)
-    except ConfigError as exc:
+        meta = weights_meta(config.init_weights) if config.init_weights else {}
+    except (ConfigError, ValueError, FileNotFoundError) as exc:
         raise RadPathError(str(exc)) from None
+    if meta and config.resnet_variant == TRAIN_DEFAULTS.resnet_variant:  # converted ImageNet weights name theirs
+        config = config.replace(resnet_variant=meta["variant"])
     if args.show_config:
         print(config.to_json())
         return 0
@@ -62,6 +67,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     from .run import run_training
 
     try:
+        if config.init_weights:
+            check_fits(config.init_weights, config)  # before the cohort is read, not after
         report = run_training(
             args.cohort,
             args.out,
@@ -164,7 +171,9 @@ def add_parsers(sub) -> None:
     s.add_argument("--seed", type=int, help=f"default {d.seed}")
     s.add_argument("--use-age", action="store_true", default=None, help="feed age next to the image features")
     s.add_argument("--no-tta", action="store_true", default=None, help="no test-time averaging over slices and flips")
-    s.add_argument("--init-weights", help=".npz of ImageNet-style weights for the first layers")
+    s.add_argument(
+        "--init-weights", help="starting weights: .npz from `radpath convert-weights` (ImageNet; needs --width 64)"
+    )
     s.add_argument("--cache", help="example cache folder (default RUN_DIR/cache)")
     s.add_argument("--quiet", action="store_true")
     s.set_defaults(func=cmd_train)

@@ -19,6 +19,9 @@ from typing import Any
 
 RESNET50_STAGES = (3, 4, 6, 3)
 """Bottleneck blocks per stage of ResNet50 (the default; the model card names the real layout)."""
+RESNET_VARIANTS = ("flax", "torchvision", "keras")
+"""Layouts of the ResNet (see `train.resnet`): the last two match those frameworks' ResNet50 exactly."""
+COMPUTE_DTYPES = ("float32", "bfloat16")
 
 
 class ConfigError(ValueError):
@@ -54,7 +57,14 @@ class TrainConfig:
     noise_std: float = 0.08
     """Largest per-image noise level (drawn uniformly up to this), inside the brain only."""
     init_weights: str | None = None
-    """Optional .npz of ImageNet-style weights for the first layers (see `train.pretrained`)."""
+    """Optional .npz of starting weights in our names, e.g. from `radpath convert-weights` (`train.pretrained`)."""
+    compute_dtype: str = "float32"
+    """dtype of the ResNet's convolutions and matrix products in the training step: "float32" or "bfloat16"
+    (parameters, BatchNorm statistics, the loss and the optimizer stay float32; evaluation, calibration and
+    the exported model compute in float32)."""
+    resnet_variant: str = "flax"
+    """Layout of the ResNet: "flax" (the Flax ImageNet example), "torchvision" (v1.5) or "keras" (v1); weights
+    converted from torchvision or Keras need theirs (`radpath train --init-weights` takes it from the file)."""
     tta: bool = True
     """Test-time averaging over the neighbouring slices (-1, 0, +1) and left-right flips."""
     seg_weight: float = 0.0
@@ -83,6 +93,12 @@ class TrainConfig:
         for name in ("label_smoothing", "contrast_curve", "blur", "noise_std"):
             if not 0 <= getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be in [0, 1), got {getattr(self, name)}")
+        if self.resnet_variant not in RESNET_VARIANTS:
+            raise ConfigError(
+                f"resnet_variant must be one of {', '.join(RESNET_VARIANTS)}; got {self.resnet_variant!r}"
+            )
+        if self.compute_dtype not in COMPUTE_DTYPES:
+            raise ConfigError(f"compute_dtype must be one of {', '.join(COMPUTE_DTYPES)}; got {self.compute_dtype!r}")
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), indent=2)

@@ -69,6 +69,8 @@ def make_model(config: TrainConfig, bn_axis: str | None = None) -> ResNet:
         use_age=config.use_age,
         bn_axis=bn_axis,
         seg_classes=SEG_CLASSES if config.seg_weight > 0 else 0,
+        variant=config.resnet_variant,
+        dtype=jnp.dtype(config.compute_dtype) if bn_axis else jnp.float32,  # evaluation and export: float32
     )
 
 
@@ -337,9 +339,9 @@ def fit(
     model = make_model(config, bn_axis=AXIS)
     variables = init_variables(config)
     if config.init_weights:
-        from .pretrained import load_partial
+        from .pretrained import load_variables
 
-        variables["params"], _ = load_partial(variables["params"], config.init_weights)
+        variables, _ = load_variables(variables, config.init_weights, config)
     state = TrainState.create(
         apply_fn=model.apply,
         params=variables["params"],

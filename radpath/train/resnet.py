@@ -8,6 +8,29 @@ Optionally the patient's age enters next to the pooled image features (`use_age`
 auxiliary segmentation head (`seg_classes` > 0) reads the second stage's features (stride 8): trained
 on the synthetic cohort's tumour masks, it points the encoder at the tumour and its sub-regions. It
 is used in training only (`return_seg=True`); the exported model computes the class logits alone.
+
+`variant` picks the layout, so that converted ImageNet weights (`train.pretrained`) compute exactly
+what they computed in the framework that trained them; parameter names are the same in all three:
+- "flax" (default): ResNet v1.5 as in the Flax ImageNet example; stride on the 3x3 convolution and
+  "SAME" padding, so a stride-2 layer pads one pixel after the end only.
+- "torchvision": ResNet v1.5 as torchvision's `resnet50`: the stride-2 3x3 convolutions and the stem's
+  max pool pad one pixel on both sides.
+- "keras": ResNet v1 as `keras.applications.ResNet50`: stride on the first 1x1 convolution, every
+  convolution with a bias, BatchNorm epsilon 1.001e-5, max pool padded on both sides.
+The three differ in the first pixel rows a stride-2 window sees, not in capacity or cost.
+
+`dtype` is the compute dtype of convolutions and matrix products (parameters and BatchNorm
+statistics stay float32).
+
+Speed on a CPU: the gradient of a stride-2 convolution with respect to its input is a convolution over
+a zero-dilated input ("lhs dilation"), which XLA:CPU does not hand to its fast convolution library
+(YNNPACK) but runs as plain loops: in a ResNet50 training step the six of them took more time than all
+other convolutions together. The bottlenecks' stride-2 convolutions are therefore computed as
+equivalent stride-1 ones (`fast_conv`): a 1x1 one on every second pixel, a 3x3 one as a 2x2
+convolution over 2x2 pixel blocks (space-to-depth), whose gradients are ordinary convolutions. And
+1x1 convolutions, most of a bottleneck's work, run as matrix products over the channels: about twice
+as fast forward and backward on XLA:CPU as its convolution, whose weight gradient transposes the
+activations first. Same parameters, same results up to float rounding, on every backend.
 """
 
 from __future__ import annotations
@@ -18,10 +41,49 @@ from typing import Any
 
 import flax.linen as nn
 import jax.numpy as jnp
+from jax import lax
 
 from .config import RESNET50_STAGES as STAGES_RESNET50
+from .config import RESNET_VARIANTS
 
 AGE_CENTER_YEARS, AGE_SCALE_YEARS = 50.0, 15.0
+BOTH_SIDES = ((1, 1), (1, 1))
+"""Padding of one pixel on each side (PyTorch's and Keras' ZeroPadding2D(1) convention)."""
+
+
+def fast_conv(lhs, rhs, window_strides, padding, lhs_dilation=None, rhs_dilation=None, **kwargs):
+    """`lax.conv_general_dilated` (NHWC, HWIO) in forms whose gradients XLA:CPU computes fast.
+
+    - stride 2: a 1x1 kernel reads every second pixel; a k x k kernel becomes a ceil(k/2)^2 kernel over
+      2x2 pixel blocks (space-to-depth; taps placed by row and column parity, zeros where k is odd);
+    - 1x1: a matrix product over the channels (no layout transposes for its weight gradient).
+    Dilated or grouped convolutions pass through unchanged.
+    """
+    undilated = all(d == 1 for d in (lhs_dilation or (1, 1))) and all(d == 1 for d in (rhs_dilation or (1, 1)))
+    if not undilated or kwargs.get("feature_group_count", 1) != 1 or tuple(window_strides) not in ((1, 1), (2, 2)):
+        return lax.conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation, rhs_dilation, **kwargs)
+    kh, kw = rhs.shape[:2]
+    precision = kwargs.get("precision")
+    if tuple(window_strides) == (1, 1):
+        if kh == kw == 1 and padding in ("SAME", "VALID", ((0, 0), (0, 0)), [(0, 0), (0, 0)]):
+            return lax.dot_general(lhs, rhs[0, 0], (((3,), (0,)), ((), ())), precision=precision)
+        return lax.conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation, rhs_dilation, **kwargs)
+    pads = lax.padtype_to_pads(lhs.shape[1:3], (kh, kw), (2, 2), padding) if isinstance(padding, str) else padding
+    out = [(n + lo + hi - k) // 2 + 1 for n, (lo, hi), k in zip(lhs.shape[1:3], pads, (kh, kw), strict=True)]
+    blocks = [o + (k + 1) // 2 - 1 for o, k in zip(out, (kh, kw), strict=True)]  # 2x2 blocks each output reads
+    # pad (or crop) so that the padded input is exactly 2 * blocks pixels: rows past that are never read
+    ends = [2 * b - n - lo for b, n, (lo, _) in zip(blocks, lhs.shape[1:3], pads, strict=True)]
+    x = lax.pad(
+        lhs, jnp.zeros((), lhs.dtype), [(0, 0, 0), (pads[0][0], ends[0], 0), (pads[1][0], ends[1], 0), (0, 0, 0)]
+    )
+    if kh == kw == 1:
+        return lax.dot_general(x[:, ::2, ::2], rhs[0, 0], (((3,), (0,)), ((), ())), precision=precision)
+    n, c = x.shape[0], x.shape[3]
+    x = x.reshape(n, blocks[0], 2, blocks[1], 2, c).transpose(0, 1, 3, 2, 4, 5).reshape(n, blocks[0], blocks[1], 4 * c)
+    kb = ((kh + 1) // 2, (kw + 1) // 2)
+    k = jnp.pad(rhs, [(0, 2 * kb[0] - kh), (0, 2 * kb[1] - kw), (0, 0), (0, 0)])
+    k = k.reshape(kb[0], 2, kb[1], 2, c, -1).transpose(0, 2, 1, 3, 4, 5).reshape(kb[0], kb[1], 4 * c, -1)
+    return lax.conv_general_dilated(x, k, (1, 1), "VALID", **kwargs)
 
 
 class Bottleneck(nn.Module):
@@ -29,12 +91,15 @@ class Bottleneck(nn.Module):
     conv: Callable[..., Any]
     norm: Callable[..., Any]
     strides: tuple[int, int] = (1, 1)
+    variant: str = "flax"
 
     @nn.compact
     def __call__(self, x):
         residual = x
-        y = nn.relu(self.norm()(self.conv(self.filters, (1, 1))(x)))
-        y = nn.relu(self.norm()(self.conv(self.filters, (3, 3), self.strides)(y)))
+        first_strides, mid_strides = (self.strides, (1, 1)) if self.variant == "keras" else ((1, 1), self.strides)
+        mid_padding = "SAME" if self.variant == "flax" else BOTH_SIDES
+        y = nn.relu(self.norm()(self.conv(self.filters, (1, 1), first_strides)(x)))
+        y = nn.relu(self.norm()(self.conv(self.filters, (3, 3), mid_strides, padding=mid_padding)(y)))
         y = self.norm(scale_init=nn.initializers.zeros_init())(self.conv(self.filters * 4, (1, 1))(y))
         if residual.shape != y.shape:
             residual = self.conv(self.filters * 4, (1, 1), self.strides, name="conv_proj")(residual)
@@ -43,7 +108,11 @@ class Bottleneck(nn.Module):
 
 
 class ResNet(nn.Module):
-    """Logits [N, num_classes] from images [N, H, W, C] (and age in days [N] when `use_age`)."""
+    """Logits [N, num_classes] from images [N, H, W, C] (and age in days [N] when `use_age`).
+
+    The pooled image features [N, 4 * 8 * width] are sown as ("intermediates", "features") for
+    callers that ask for them (`mutable=["intermediates"]`), e.g. to compare with another framework.
+    """
 
     stages: Sequence[int] = STAGES_RESNET50
     width: int = 64
@@ -52,34 +121,40 @@ class ResNet(nn.Module):
     bn_axis: str | None = None
     seg_classes: int = 0
     dtype: Any = jnp.float32
+    variant: str = "flax"
 
     @nn.compact
     def __call__(self, x, age_days=None, train: bool = False, return_seg: bool = False):
-        conv = partial(nn.Conv, use_bias=False, dtype=self.dtype)
+        if self.variant not in RESNET_VARIANTS:
+            raise ValueError(f"ResNet variant {self.variant!r}: expected one of {RESNET_VARIANTS}")
+        keras = self.variant == "keras"
+        stem_conv = partial(nn.Conv, use_bias=keras, dtype=self.dtype)
+        conv = partial(stem_conv, conv_general_dilated=fast_conv)
         norm = partial(
             nn.BatchNorm,
             use_running_average=not train,
             momentum=0.9,
-            epsilon=1e-5,
+            epsilon=1.001e-5 if keras else 1e-5,
             dtype=self.dtype,
             axis_name=self.bn_axis if train else None,
         )
-        x = conv(self.width, (7, 7), (2, 2), padding=[(3, 3), (3, 3)], name="conv_init")(x)
+        x = stem_conv(self.width, (7, 7), (2, 2), padding=[(3, 3), (3, 3)], name="conv_init")(x)  # no input gradient
         x = nn.relu(norm(name="bn_init")(x))
-        x = nn.max_pool(x, (3, 3), strides=(2, 2), padding="SAME")
+        x = nn.max_pool(x, (3, 3), strides=(2, 2), padding="SAME" if self.variant == "flax" else BOTH_SIDES)
         seg = None
         for i, size in enumerate(self.stages):
             for j in range(size):
                 strides = (2, 2) if i > 0 and j == 0 else (1, 1)
-                x = Bottleneck(self.width * 2**i, conv=conv, norm=norm, strides=strides)(x)
+                x = Bottleneck(self.width * 2**i, conv=conv, norm=norm, strides=strides, variant=self.variant)(x)
             if i == 1 and return_seg and self.seg_classes:
                 y = nn.relu(norm(name="seg_bn")(conv(self.width * 4, (3, 3), name="seg_conv")(x)))
-                seg = nn.Conv(self.seg_classes, (1, 1), dtype=self.dtype, name="seg_head")(y)
-        x = jnp.mean(x, axis=(1, 2))
+                seg = nn.Conv(self.seg_classes, (1, 1), dtype=self.dtype, name="seg_head")(y).astype(jnp.float32)
+        x = jnp.mean(x.astype(jnp.float32), axis=(1, 2))
+        self.sow("intermediates", "features", x)
         if self.use_age:
             if age_days is None:
                 raise ValueError("this model uses age: pass age_days")
             age = (age_days.astype(jnp.float32) / 365.25 - AGE_CENTER_YEARS) / AGE_SCALE_YEARS
             x = jnp.concatenate([x, age[:, None]], axis=-1)
-        logits = nn.Dense(self.num_classes, dtype=self.dtype, name="head")(x)
+        logits = nn.Dense(self.num_classes, dtype=self.dtype, name="head")(x).astype(jnp.float32)
         return (logits, seg) if return_seg else logits

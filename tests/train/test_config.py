@@ -28,6 +28,9 @@ def test_set_reaches_every_field_with_its_type():
         elif name == "init_weights":
             assert base.with_settings(["init_weights=w.npz"]).init_weights == "w.npz"
             assert base.with_settings(["init_weights=none"]).init_weights is None
+        elif tp is str:  # settings with a fixed set of choices
+            choice = {"resnet_variant": "torchvision", "compute_dtype": "bfloat16"}[name]
+            assert getattr(base.with_settings([f"{name}={choice}"]), name) == choice
         else:
             value = base.with_settings([f"{name}={text[tp]}"])
             assert getattr(value, name) == tp(json.loads(text[tp])) and type(getattr(value, name)) is tp, name
@@ -43,6 +46,8 @@ def test_set_reaches_every_field_with_its_type():
         ("epochs=0", "epochs must be at least 1"),
         ("label_smoothing=1.5", "label_smoothing must be in [0, 1)"),
         ("stages=3,0,6,3", "stages must be positive"),
+        ("resnet_variant=resnet", "resnet_variant must be one of flax, torchvision, keras"),
+        ("compute_dtype=float16", "compute_dtype must be one of float32, bfloat16"),
     ],
 )
 def test_bad_settings_are_refused_in_one_line(pair, message):
