@@ -67,8 +67,11 @@ def to_proto(array: np.ndarray) -> tensor_pb2.TensorProto:
     return fill_tensor(tensor_pb2.TensorProto(), array)
 
 
-def from_proto(proto: tensor_pb2.TensorProto, max_elements: int | None = None) -> np.ndarray:
-    """numpy array from a TensorProto (any class with TensorFlow's fields).
+def from_proto(
+    proto: tensor_pb2.TensorProto, max_elements: int | None = None, content: bytes | memoryview | None = None
+) -> np.ndarray:
+    """numpy array from a TensorProto (any class with TensorFlow's fields). `content`: its
+    tensor_content, where the caller cut it out of the wire bytes (no copy; a read-only result).
 
     Raises TensorCodecError for an unknown dtype, a value count that fits neither the shape nor
     TensorFlow's one-value broadcast, or more than `max_elements` elements."""
@@ -88,13 +91,14 @@ def from_proto(proto: tensor_pb2.TensorProto, max_elements: int | None = None) -
     if proto.dtype not in _DTYPES:
         raise TensorCodecError(f"unsupported tensor dtype {proto.dtype} (DataType enum value)")
     dtype, field = _DTYPES[proto.dtype]
-    if proto.tensor_content:
-        if len(proto.tensor_content) != count * dtype.itemsize:
+    if content is None:
+        content = proto.tensor_content  # read once: each read of a bytes field copies it (upb)
+    if content:
+        if len(content) != count * dtype.itemsize:
             raise TensorCodecError(
-                f"tensor_content holds {len(proto.tensor_content)} bytes; shape {shape} of "
-                f"{dtype} needs {count * dtype.itemsize}"
+                f"tensor_content holds {len(content)} bytes; shape {shape} of {dtype} needs {count * dtype.itemsize}"
             )
-        return np.frombuffer(proto.tensor_content, dtype.newbyteorder("<")).astype(dtype, copy=False).reshape(shape)
+        return np.frombuffer(content, dtype.newbyteorder("<")).astype(dtype, copy=False).reshape(shape)
     raw = getattr(proto, field)
     if field == "half_val":
         data = np.array(raw, np.uint16).view(np.float16)

@@ -68,7 +68,7 @@ def add_parsers(sub) -> None:
         "--explain-max-rows",
         type=_at_least_one,
         default=1,
-        help="rows one 'explain' request may carry (built-in server; default 1: it costs ~40 Predicts a row)",
+        help="rows one 'explain' request may carry (built-in server; default 1: a row costs tens of Predicts)",
     )
     s.add_argument(
         "--explain-concurrency",

@@ -39,12 +39,19 @@ from .error_answer import error_answer
 from .explain_queue import ExplainQueue, PredictGate
 from .model_config import ModelEntry
 from .model_registry import DEFAULT_MAX_ROWS, LoadedVersion, ModelRegistry, check_spec
+from .predict_wire import WireError, split_request
 from .protos import from_proto, pb, to_proto
 
 log = logging.getLogger(__name__)
 
+GRPC_SERVER_OPTIONS = [
+    ("grpc.max_send_message_length", GRPC_MAX_MESSAGE_BYTES),
+    ("grpc.max_receive_message_length", GRPC_MAX_MESSAGE_BYTES),
+    ("grpc.so_reuseport", 0),  # a second server on the same port must fail, not share it
+]
 
-def tensor_to_numpy(key: str, proto, spec, max_rows: int) -> np.ndarray:
+
+def tensor_to_numpy(key: str, proto, spec, max_rows: int, content=None) -> np.ndarray:
     """Decode one request TensorProto after checking, from its own fields, that it is what the
     signature takes: dtype, shape (a scalar or an empty batch is refused) and value count, so that
     decoding (which may broadcast a single value to the declared shape) allocates at most one
@@ -58,7 +65,7 @@ def tensor_to_numpy(key: str, proto, spec, max_rows: int) -> np.ndarray:
     shape = [int(d.size) for d in proto.tensor_shape.dim]
     check_spec(key, spec, spec.dtype.as_numpy_dtype, shape, max_rows)
     try:
-        return from_proto(proto, max_elements=int(np.prod(shape, dtype=np.int64)))
+        return from_proto(proto, max_elements=int(np.prod(shape, dtype=np.int64)), content=content)
     except Exception as exc:  # count/size mismatch, unsupported dtype
         raise InvalidArgument(f"malformed TensorProto for input '{key}' ({exc})") from None
 
@@ -201,21 +208,40 @@ def _check_port_free(host: str, port: int) -> None:
 
 # ---------------------------------------------------------------- gRPC
 def _make_grpc_server(server: Server):
+    from google.protobuf.message import DecodeError
     from tensorflow_serving.apis import (
+        classification_pb2,
         get_model_metadata_pb2,
         get_model_status_pb2,
+        inference_pb2,
         model_service_pb2_grpc,
         predict_pb2,
         prediction_service_pb2_grpc,
+        regression_pb2,
     )
 
-    def aborting(api: str):
+    def decode_predict(raw: bytes) -> tuple:
+        """(PredictRequest without tensor bytes, {input: its tensor_content, a view of `raw`})."""
+        try:
+            small, contents = split_request(raw)
+        except WireError:  # protobuf's own parser decides
+            small, contents = raw, {}
+        try:
+            return predict_pb2.PredictRequest.FromString(small), contents
+        except DecodeError as exc:
+            raise InvalidArgument(f"the request is not a PredictRequest ({exc})") from None
+
+    def aborting(api: str, decode=None):
         def wrap(fn):
             def handler(self, request, context):
                 t0 = time.perf_counter()
-                name = request.model_spec.name
+                name = ""
                 try:
-                    response = fn(self, request, context)
+                    extra = ()
+                    if decode is not None:
+                        request, *extra = decode(request)
+                    name = request.model_spec.name
+                    response = fn(self, request, context, *extra)
                     server.metrics.observe(api, name, "OK", time.perf_counter() - t0)
                     return response
                 except Exception as exc:  # answered from the one table (contract.errors)
@@ -231,8 +257,8 @@ def _make_grpc_server(server: Server):
         return spec.version.value if spec.HasField("version") else None
 
     class Prediction(prediction_service_pb2_grpc.PredictionServiceServicer):
-        @aborting("predict")
-        def Predict(self, request, context):
+        @aborting("predict", decode=decode_predict)
+        def Predict(self, request, context, contents=None):
             lv = server.registry.get(request.model_spec.name, version_of(request.model_spec))
             lv = lv.signature(request.model_spec.signature_name)
             given = set(request.inputs)
@@ -244,7 +270,10 @@ def _make_grpc_server(server: Server):
                     f"model {lv.name!r} version {lv.version} takes inputs {sorted(lv.inputs)}; "
                     f"missing {missing or 'none'}, unknown {unknown or 'none'}"
                 )
-            inputs = {k: tensor_to_numpy(k, request.inputs[k], spec, server.max_rows) for k, spec in lv.inputs.items()}
+            inputs = {
+                k: tensor_to_numpy(k, request.inputs[k], spec, server.max_rows, contents.get(k))
+                for k, spec in lv.inputs.items()
+            }
             outputs = server.run(lv, inputs)
             wanted = list(request.output_filter) or list(outputs)
             unknown = sorted(set(wanted) - set(outputs))
@@ -294,12 +323,28 @@ def _make_grpc_server(server: Server):
                 resp.model_version_status.add(version=v, state=get_model_status_pb2.ModelVersionStatus.AVAILABLE)
             return resp
 
-    options = [
-        ("grpc.max_send_message_length", GRPC_MAX_MESSAGE_BYTES),
-        ("grpc.max_receive_message_length", GRPC_MAX_MESSAGE_BYTES),
-        ("grpc.so_reuseport", 0),
-    ]  # a second server on the same port must fail, not share it
-    g = grpc.server(futures.ThreadPoolExecutor(max_workers=16), options=options)
-    prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(Prediction(), g)
+    g = grpc.server(futures.ThreadPoolExecutor(max_workers=16), options=GRPC_SERVER_OPTIONS)
+    prediction = Prediction()
+    handlers = {  # as prediction_service_pb2_grpc registers them, but Predict gets the raw bytes
+        method: grpc.unary_unary_rpc_method_handler(
+            getattr(prediction, method),
+            request_deserializer=None if method == "Predict" else request_type.FromString,
+            response_serializer=response_type.SerializeToString,
+        )
+        for method, request_type, response_type in [
+            ("Predict", predict_pb2.PredictRequest, predict_pb2.PredictResponse),
+            (
+                "GetModelMetadata",
+                get_model_metadata_pb2.GetModelMetadataRequest,
+                get_model_metadata_pb2.GetModelMetadataResponse,
+            ),
+            ("Classify", classification_pb2.ClassificationRequest, classification_pb2.ClassificationResponse),
+            ("Regress", regression_pb2.RegressionRequest, regression_pb2.RegressionResponse),
+            ("MultiInference", inference_pb2.MultiInferenceRequest, inference_pb2.MultiInferenceResponse),
+        ]
+    }
+    g.add_generic_rpc_handlers(
+        (grpc.method_handlers_generic_handler("tensorflow.serving.PredictionService", handlers),)
+    )
     model_service_pb2_grpc.add_ModelServiceServicer_to_server(Models(), g)
     return g

@@ -74,7 +74,7 @@ class LoadedVersion:
         for key, spec in self.inputs.items():
             arr = inputs[key]
             check_spec(key, spec, arr.dtype, list(arr.shape), max_rows)
-            if arr.dtype.kind == "f" and not np.isfinite(arr).all():
+            if arr.dtype.kind == "f" and not all_finite(arr):
                 bad = int(arr.size - np.count_nonzero(np.isfinite(arr)))
                 raise InvalidArgument(f"input '{key}' holds {bad} NaN or infinite values; a model input must be finite")
             rows.add(arr.shape[0])
@@ -111,6 +111,14 @@ class LoadedVersion:
             inputs = {k: pad_rows(v, size) for k, v in inputs.items()}
         out = {k: v.numpy() for k, v in self.fn(**{k: tf.constant(v) for k, v in inputs.items()}).items()}
         return {k: v[:rows] if v.ndim and len(v) == size else v for k, v in out.items()}
+
+
+def all_finite(array: np.ndarray) -> bool:
+    """Whether every value is finite, without a boolean array of the input's size: the float64 sum
+    of float16/32 values cannot overflow, and any NaN or inf makes it non-finite."""
+    if array.dtype.itemsize <= 4:
+        return bool(np.isfinite(array.sum(dtype=np.float64)))
+    return bool(np.isfinite(array).all())
 
 
 def pad_rows(array: np.ndarray, size: int) -> np.ndarray:

@@ -261,11 +261,22 @@ async def _post(server, request, path: str, run_in_threadpool, budget: ByteBudge
     try:
         declared = _declared_length(request)
         held = await budget.acquire(MAX_BODY_BYTES if declared is None else declared)
+        loop = asyncio.get_running_loop()
+
+        def give_back() -> None:  # on the event loop, once
+            nonlocal held
+            if held:
+                budget.release(held)
+                held = 0
+
+        def parsed() -> None:  # from the worker thread
+            loop.call_soon_threadsafe(give_back)
+
         try:
             body = await _read_body(request, declared)
-            return await run_in_threadpool(_predict, server, name, version, [body])
+            return await run_in_threadpool(_predict, server, name, version, [body], parsed)
         finally:
-            budget.release(held)
+            give_back()
     except Exception as exc:
         code = status_of(exc).grpc
         raise
@@ -273,10 +284,11 @@ async def _post(server, request, path: str, run_in_threadpool, budget: ByteBudge
         server.metrics.observe("rest_predict", name, code, time.perf_counter() - t0)
 
 
-def _predict(server, name: str, version: int | None, holder: list):
+def _predict(server, name: str, version: int | None, holder: list, parsed_callback=None):
     """Parse, validate and run one REST predict (in a worker thread: parsing megabytes of JSON
     must not stall the event loop). The body comes in a list so that it is freed as soon as it
-    is parsed, not held through inference."""
+    is parsed, not held through inference; `parsed_callback` runs once the JSON objects are gone
+    (the parse budget is given back then, not after inference)."""
     size = len(holder[0])
     parsed = parse_body(holder.pop())
     try:
@@ -290,6 +302,8 @@ def _predict(server, name: str, version: int | None, holder: list):
         del parsed
         if size >= TRIM_AFTER_BYTES:
             _trim_memory()
+        if parsed_callback is not None:
+            parsed_callback()
     outputs = server.run(lv, inputs)
     return _json(200, rest_outputs(outputs, row_format))
 

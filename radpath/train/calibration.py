@@ -89,6 +89,20 @@ def coverage_report(probs: np.ndarray, labels: np.ndarray, threshold: float) -> 
     }
 
 
+def ece_noise_floor(probs: np.ndarray, draws: int = 200, seed: int = 0) -> float:
+    """Mean ECE a perfectly calibrated model with these probabilities would show on this many cases
+    (labels drawn from its own probabilities): on a small split, the ECE that is sampling noise alone."""
+    if len(probs) == 0:
+        return 0.0
+    rng = np.random.default_rng(seed)
+    cum = np.cumsum(probs, axis=1)
+    out = []
+    for _ in range(draws):
+        labels = (rng.random((len(probs), 1)) > cum).sum(axis=1).clip(0, probs.shape[1] - 1)
+        out.append(expected_calibration_error(probs, labels))
+    return float(np.mean(out))
+
+
 def calibrate(logits: np.ndarray, labels: np.ndarray, max_error: float = REFER_MAX_ERROR, seed: int = 0) -> dict:
     """Temperature, refer threshold and their report on the held-out split; see the module docstring."""
     before = views_to_proba(logits, 1.0)
@@ -107,6 +121,7 @@ def calibrate(logits: np.ndarray, labels: np.ndarray, max_error: float = REFER_M
         "refer_max_error": max_error,
         "refer": {**coverage_report(after, labels, threshold), "assessed": assessed},
         "cross_fitted": cross_fitted(logits, labels, max_error, seed),
+        "ece_noise_floor": ece_noise_floor(after, seed=seed),
     }
     return report
 

@@ -31,6 +31,7 @@ from tqdm import tqdm
 from radpath.contract.errors import CaseError
 from radpath.contract.model_io import CLASSES, IMAGE_SHAPE, STORAGE_DTYPE
 from radpath.preprocess import PREPROCESSING_VERSION, find_tumor, load_case, model_inputs
+from radpath.preprocess.case import Case
 from radpath.preprocess.cohort import CohortEntry
 from radpath.preprocess.model_input import to_model_plane
 
@@ -80,7 +81,18 @@ def _fingerprint(entry: CohortEntry) -> str:
     return h.hexdigest()[:20]
 
 
-def case_example(entry: CohortEntry, offsets: Sequence[int], cache_dir: Path | None) -> np.ndarray:
+def _loaded(entry: CohortEntry, memo: dict | None) -> Case:
+    """The case, read once per `memo` (the image and the mask of one example share one read)."""
+    if memo is None:
+        return load_case(entry.case_dir, entry.case_id, entry.age_days, entry.label)
+    if "case" not in memo:
+        memo["case"] = load_case(entry.case_dir, entry.case_id, entry.age_days, entry.label)
+    return memo["case"]
+
+
+def case_example(
+    entry: CohortEntry, offsets: Sequence[int], cache_dir: Path | None, memo: dict | None = None
+) -> np.ndarray:
     """STORAGE_DTYPE [len(offsets), *IMAGE_SHAPE] for one case, from the cache when still valid."""
     path = None
     if cache_dir is not None:
@@ -88,7 +100,7 @@ def case_example(entry: CohortEntry, offsets: Sequence[int], cache_dir: Path | N
         path = cache_dir / f"v{PREPROCESSING_VERSION}" / f"{entry.case_id}-{key}.npy"
         if path.is_file():
             return np.load(path)
-    case = load_case(entry.case_dir, entry.case_id, entry.age_days, entry.label)
+    case = _loaded(entry, memo)
     if not find_tumor(case).found:
         tumor = find_tumor(case)
         where = "the candidate's slice" if tumor.possible else "the brain's largest slice"
@@ -107,7 +119,9 @@ def seg_path(entry: CohortEntry) -> Path:
     return entry.case_dir.parent.parent / "Segmentation" / f"{entry.case_id}_seg.nii.gz"
 
 
-def case_seg(entry: CohortEntry, offsets: Sequence[int], cache_dir: Path | None) -> np.ndarray | None:
+def case_seg(
+    entry: CohortEntry, offsets: Sequence[int], cache_dir: Path | None, memo: dict | None = None
+) -> np.ndarray | None:
     """uint8 [len(offsets), *IMAGE_SHAPE[:2]] ground-truth labels at the example's slices (None: no mask)."""
     import nibabel as nib
     from nibabel import orientations as orient
@@ -121,7 +135,7 @@ def case_seg(entry: CohortEntry, offsets: Sequence[int], cache_dir: Path | None)
         path = cache_dir / f"v{PREPROCESSING_VERSION}" / f"{entry.case_id}-{key.hexdigest()[:24]}-seg.npy"
         if path.is_file():
             return np.load(path)
-    case = load_case(entry.case_dir, entry.case_id, entry.age_days, entry.label)
+    case = _loaded(entry, memo)
     img = nib.load(str(source))
     ornt = orient.ornt_transform(orient.io_orientation(img.affine), orient.axcodes2ornt("RAS"))
     labels = orient.apply_orientation(np.asarray(img.dataobj), ornt)
@@ -161,8 +175,9 @@ def build_examples(
     segs: list[np.ndarray | None] = []
     for entry in tqdm(entries, desc="examples", unit="case", disable=not progress):
         try:
-            x = case_example(entry, offsets, cache)
-            m = case_seg(entry, offsets, cache) if with_seg else None
+            memo: dict = {}
+            x = case_example(entry, offsets, cache, memo)
+            m = case_seg(entry, offsets, cache, memo) if with_seg else None
         except CaseError as exc:
             log.warning("skipping %s: %s", entry.case_id, exc)
             failed.append((entry.case_id, str(exc)))

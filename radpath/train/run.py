@@ -363,6 +363,13 @@ def _calibration(report: dict) -> str:
         lines.append(
             f"| after, cross-fitted (fit on one half, measured on the other) | {x['ece']:.3f} | {x['nll']:.3f} |"
         )
+    if "ece_noise_floor" in c:
+        lines += [
+            "",
+            f"On {c['n']} cases a perfectly calibrated model with these probabilities would still show an ECE of "
+            f"about {c['ece_noise_floor']:.3f} (labels drawn from its own probabilities): differences below that "
+            "are sampling noise.",
+        ]
     if r.get("assessed", True):
         refer = (
             f"Refer threshold {r['threshold']:.3f} (top-class probability), chosen so that accepted cases err at "

@@ -1,6 +1,7 @@
 """Serving and client benchmarks (issue 4), ratios measured in one run; not collected by pytest.
 
     python tests/bench/bench_serving.py [--model-base DIR] [--cohort DIR] [--cases 16] [--repeats 20]
+                                        [--only 1,2,3,4,5] [--bodies 16] [--body-mb 60]
 
 1. gRPC Predict round trip through the built-in server (a separate `radpath serve` process) vs
    calling the same SavedModel in-process, batch 1 and 8 (target <= 1.2x).
@@ -9,6 +10,9 @@
    one (target <= 0.7x: the stages overlap).
 4. `radpath classify CASE` from process start to printed result vs preprocessing + inference of
    that case (target < 3x), and what dominates.
+5. REST memory (issue 19, item 15): `--bodies` concurrent JSON bodies of about `--body-mb` MB each
+   (under the 64 MB cap) to the server process; its peak RSS (VmHWM) and RSS afterwards against its
+   RSS before (target: < +1 GB, and handed back).
 Without --model-base a width-8 ResNet50 with random weights is exported (speed does not depend on
 the weights); without --cohort full-size synthetic cases are generated.
 """
@@ -36,7 +40,7 @@ def _port() -> int:
         return s.getsockname()[1]
 
 
-def start_server(model_base: Path, batching: bool) -> tuple[subprocess.Popen, str]:
+def start_server(model_base: Path, batching: bool, rest: bool = False) -> tuple[subprocess.Popen, str]:
     g, r = _port(), _port()
     cmd = [
         sys.executable,
@@ -57,7 +61,7 @@ def start_server(model_base: Path, batching: bool) -> tuple[subprocess.Popen, st
         try:
             with urllib.request.urlopen(f"http://127.0.0.1:{r}/v1/models/glioma", timeout=1) as resp:
                 if b"AVAILABLE" in resp.read():
-                    return proc, f"127.0.0.1:{g}"
+                    return proc, f"127.0.0.1:{r}" if rest else f"127.0.0.1:{g}"
         except OSError:
             time.sleep(0.5)
     proc.kill()
@@ -76,13 +80,66 @@ def paired_medians(a, b, repeats: int) -> tuple[float, float]:
     return statistics.median(ta), statistics.median(tb)
 
 
+def _status_mb(pid: int) -> dict[str, float]:
+    """VmRSS and VmHWM (peak RSS) of a process, in MB."""
+    out = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        key, _, value = line.partition(":")
+        if key in ("VmRSS", "VmHWM"):
+            out[key] = int(value.split()[0]) / 1024
+    return out
+
+
+def rest_memory(model_base: Path, bodies: int, body_mb: float) -> None:
+    """Section 5: concurrent large JSON bodies against a fresh server process."""
+    import http.client
+
+    proc, address = start_server(model_base, batching=True, rest=True)
+    host, port = address.split(":")
+    try:
+        rows = max(1, int(body_mb * 2**20 / (224 * 224 * 4 * 19.6)))  # json.dumps of a float64: ~19.6 bytes
+        x = np.random.default_rng(0).normal(size=(rows, 224, 224, 4))
+        body = json.dumps({"instances": x.tolist()}).encode()
+        del x
+        assert len(body) < 64 * 2**20, f"{len(body)} bytes: over the server's limit, lower --body-mb"
+
+        def post(_) -> int:
+            conn = http.client.HTTPConnection(host, int(port), timeout=600)
+            conn.request("POST", "/v1/models/glioma:predict", body, {"Content-Type": "application/json"})
+            status = conn.getresponse().status
+            conn.close()
+            return status
+
+        time.sleep(2)
+        before = _status_mb(proc.pid)
+        t0 = time.perf_counter()
+        with ThreadPoolExecutor(bodies) as pool:
+            codes = list(pool.map(post, range(bodies)))
+        seconds = time.perf_counter() - t0
+        time.sleep(2)
+        after = _status_mb(proc.pid)
+        print(
+            f"   {bodies} concurrent bodies of {len(body) / 2**20:.1f} MB ({rows} rows each), answers "
+            f"{sorted(set(codes))}, {seconds:.1f} s: server RSS {before['VmRSS']:.0f} MB before, "
+            f"peak {after['VmHWM']:.0f} MB (+{after['VmHWM'] - before['VmRSS']:.0f} MB, target < +1024), "
+            f"{after['VmRSS']:.0f} MB 2 s after"
+        )
+    finally:
+        proc.terminate()
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--model-base", type=Path)
     ap.add_argument("--cohort", type=Path)
     ap.add_argument("--cases", type=int, default=16)
     ap.add_argument("--repeats", type=int, default=20)
+    ap.add_argument("--only", default="1,2,3,4,5", help="sections to run, e.g. 1,5 (2, 3 and 4 run together)")
+    ap.add_argument("--bodies", type=int, default=16, help="section 5: concurrent bodies")
+    ap.add_argument("--body-mb", type=float, default=60.0, help="section 5: size of each body")
     args = ap.parse_args()
+    only = {int(x) for x in args.only.split(",")}
+    print(f"load: {Path('/proc/loadavg').read_text().split()[:3]} (1, 5, 15 min)")
     tmp = Path(tempfile.mkdtemp(prefix="bench-serving-"))
 
     model_base = args.model_base
@@ -96,8 +153,13 @@ def main() -> None:
         save_model(tmp / "run" / "model", init_variables(config), config)
         model_base = tmp / "models"
         export_run(tmp / "run", model_base)
+    if 5 in only:
+        print("5. REST memory")
+        rest_memory(model_base, args.bodies, args.body_mb)
+    if not only & {1, 2, 3, 4}:
+        return
     cohort = args.cohort
-    if cohort is None:
+    if cohort is None and only & {3, 4}:
         from radpath.synth.cohort import write_synthetic_cohort
 
         cohort = tmp / "cohort"
@@ -114,7 +176,7 @@ def main() -> None:
     try:
         client = GlioClient(target)
         print("1. serving overhead (medians of", args.repeats, "alternating calls)")
-        for b in (1, 8):
+        for b in (1, 8) if 1 in only else ():
             x = np.random.default_rng(b).normal(size=(b, 224, 224, 4)).astype(np.float32)
             local, remote = paired_medians(
                 lambda x=x: fn(image=tf.constant(x))["probabilities"].numpy(),
@@ -126,6 +188,8 @@ def main() -> None:
                 f"ratio {remote / local:.2f} (target <= 1.2)"
             )
 
+        if not only & {2, 3, 4}:
+            return
         print("2. server-side batching, 8 concurrent clients x 12 batch-1 requests")
         x1 = np.random.default_rng(0).normal(size=(1, 224, 224, 4)).astype(np.float32)
 

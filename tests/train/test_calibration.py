@@ -47,3 +47,13 @@ def test_refer_threshold_meets_target_error():
     accepted = probs.max(1) >= t
     assert (probs[accepted].argmax(1) != labels[accepted]).mean() <= 0.05
     assert refer_threshold(probs, np.ones(100, int), 0.05) == 1.0  # nothing achieves it: refer all
+
+
+def test_ece_noise_floor_is_what_a_calibrated_model_shows_on_few_cases():
+    from radpath.train.calibration import ece_noise_floor
+
+    rng = np.random.default_rng(0)
+    probs = rng.dirichlet([2, 2, 2], size=45)
+    small = ece_noise_floor(probs)
+    large = ece_noise_floor(np.repeat(probs, 40, axis=0))
+    assert 0.03 < small < 0.2 and large < small / 2

@@ -107,3 +107,22 @@ def test_calibration_and_explain_signature(tmp_path, tiny_config):
     np.testing.assert_allclose(ex["probabilities"].numpy(), out["probabilities"].numpy(), atol=1e-5)
     info = json.loads((tmp_path / "models" / "glioma" / "1" / "assets.extra" / "radpath.json").read_text())
     assert info["calibration"]["temperature"] == 2.0
+
+
+def test_segmentation_head_and_age_model_exports_with_the_age_input_only(tmp_path, tiny_config):
+    """A model trained with the auxiliary head serves the same signature (image + age_days); a run
+    without calibration exports its refer threshold as not assessed."""
+    import tensorflow as tf
+
+    from radpath.contract.refer import NOT_ASSESSED
+
+    config = tiny_config.replace(seg_weight=1.0, use_age=True, seed=11)
+    run, variables = _run_dir(tmp_path, "r", config)
+    assert "seg_head" in variables["params"]
+    summary = export_run(run, tmp_path / "models")
+    assert summary["parity_max_abs_diff"] <= 1e-5
+    fn = tf.saved_model.load(str(tmp_path / "models" / "glioma" / "1")).signatures["serving_default"]
+    assert set(fn.structured_input_signature[1]) == {"image", "age_days"}
+    out = fn(image=tf.zeros((2, 224, 224, 4)), age_days=tf.constant([9000.0, 25000.0]))
+    assert out["probabilities"].shape == (2, 3)
+    np.testing.assert_allclose(out["refer_threshold"].numpy(), [NOT_ASSESSED] * 2)
