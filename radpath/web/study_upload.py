@@ -35,8 +35,21 @@ def wants_prepare(files: dict, fields: dict) -> bool:
     return STUDY_FIELD in files or fields.get(PREPARE_FIELD, "") in ("on", "1", "true", "yes")
 
 
+def _require_prepare() -> None:
+    """A site installed without `radpath[prepare]` refuses clinical uploads in one line."""
+    import importlib.util
+
+    missing = [m for m in ("pydicom", "SimpleITK") if importlib.util.find_spec(m) is None]
+    if missing:
+        raise RadPathError(
+            "this site cannot prepare DICOM studies or native NIfTI (the prepare extra is not installed: "
+            f"{', '.join(missing)}); upload BraTS-preprocessed NIfTI, or ask IT to install radpath[prepare]"
+        )
+
+
 def check_upload(files: dict[str, Path], fields: dict[str, str]) -> str:
     """The upload-time checks (see the module docstring); returns what to mark; raises RadPathError."""
+    _require_prepare()
     from radpath.prepare.dicom_series import check_one_patient, scan_series
     from radpath.prepare.nifti_input import read_nifti
     from radpath.prepare.series_roles import assign
@@ -73,6 +86,7 @@ def needs_prepare(input_dir: Path) -> bool:
 
 def prepare_job(case_dir: Path, note: Callable[[str | None], None]) -> tuple[dict[str, Path], dict]:
     """Prepare the case's upload into `case_dir/prepared/`; its four files and what the result shows."""
+    _require_prepare()
     from radpath.prepare.pipeline import prepare_study
 
     inp = case_dir / "input"

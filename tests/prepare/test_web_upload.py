@@ -121,3 +121,14 @@ def test_four_native_nifti_need_the_prepare_box(client, settings, tmp_path):
     assert r.status_code == 303, r.text[-500:]
     case_id = r.headers["location"].rsplit("/", 1)[1]
     assert (settings.cases_dir() / case_id / "input" / "PREPARE").is_file()
+
+
+def test_a_site_without_the_prepare_extra_says_so(client, tmp_path, monkeypatch):
+    import importlib.util
+
+    from radpath.web import study_upload
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "pydicom" else real(name, *a))
+    with pytest.raises(Exception, match=r"install radpath\[prepare\]"):
+        study_upload.check_upload({"study": tmp_path / "x.zip"}, {})
