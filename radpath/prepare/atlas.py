@@ -32,11 +32,11 @@ BRATS_AFFINE = np.array([[-1.0, 0.0, 0.0, 0.0], [0.0, -1.0, 0.0, 239.0], [0.0, 0
 @cache
 def atlas_t1() -> Volume:
     """The atlas T1 with skull, float32 [240, 240, 155] on the release grid."""
-    img = nib.load(T1_FILE)
+    img = nib.nifti1.load(T1_FILE)
     return Volume("SRI24 atlas T1", np.asarray(img.dataobj, dtype=np.float32), BRATS_AFFINE.copy())
 
 
 @cache
 def atlas_brain_mask() -> np.ndarray:
     """bool [240, 240, 155]: the atlas brain (non-zero in the skull-stripped atlas)."""
-    return np.asarray(nib.load(MASK_FILE).dataobj) > 0
+    return np.asarray(nib.nifti1.load(MASK_FILE).dataobj) > 0

@@ -17,7 +17,7 @@ import numpy as np
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.encaps import encapsulate
 from pydicom.sequence import Sequence
-from pydicom.uid import ExplicitVRLittleEndian, RLELossless, generate_uid
+from pydicom.uid import UID, ExplicitVRLittleEndian, RLELossless, generate_uid
 
 from .dicom_series import ENHANCED_MR_IMAGE, MR_IMAGE
 from .volume import LPS_FROM_RAS
@@ -28,7 +28,7 @@ FAKE_PATIENT = {"PatientName": "Test^Phantom", "PatientID": "PHANTOM-0001", "Pat
 def _base(sop_class: str, series: dict, patient: dict, study_uid: str, series_uid: str, ts: str) -> Dataset:
     ds = Dataset()
     ds.file_meta = FileMetaDataset()
-    ds.file_meta.MediaStorageSOPClassUID = sop_class
+    ds.file_meta.MediaStorageSOPClassUID = UID(sop_class)
     ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
     ds.SOPClassUID = sop_class
     ds.Modality = "MR"
@@ -99,7 +99,7 @@ def write_series(
     paths = []
     for k in range(values.shape[2]):
         ds = _base(MR_IMAGE, series, patient, study_uid, series_uid, transfer_syntax)
-        ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID = generate_uid()
+        ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID = UID(generate_uid())
         ds.InstanceNumber = k + 1
         ds.ImagePositionPatient = positions[k]
         ds.ImageOrientationPatient = iop
@@ -113,7 +113,7 @@ def write_series(
             ds.compress(RLELossless, np.ascontiguousarray(values[:, :, k].T))
         elif transfer_syntax != ExplicitVRLittleEndian:
             # a stand-in for a codec pydicom cannot write: the right transfer syntax, undecodable frames
-            ds.file_meta.TransferSyntaxUID = transfer_syntax
+            ds.file_meta.TransferSyntaxUID = UID(transfer_syntax)
             ds.PixelData = encapsulate([ds.PixelData])
         path = out_dir / names.format(k + 1)
         ds.save_as(path, enforce_file_format=True)
@@ -123,7 +123,7 @@ def write_series(
 
 def _write_enhanced(values, positions, iop, pixel_spacing, dz, out_dir, series, patient, study_uid, series_uid, names):
     ds = _base(ENHANCED_MR_IMAGE, series, patient, study_uid, series_uid, ExplicitVRLittleEndian)
-    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID = generate_uid()
+    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID = UID(generate_uid())
     ds.InstanceNumber = 1
     ds.NumberOfFrames = values.shape[2]
     ds.Rows, ds.Columns = values.shape[1], values.shape[0]

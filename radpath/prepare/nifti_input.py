@@ -92,11 +92,7 @@ def assign_nifti(series: list[Series], overrides: dict[str, str]) -> tuple[dict[
     for seq, key in overrides.items():
         hit = [s for s in series if key and (s.uid == key or Path(s.uid).name == key)]
         by_file[seq] = hit[0].uid if len(hit) == 1 else key
-    choices, aside = assign(series, by_file)
-    for c in choices.values():
-        if c.series.facts.get("words_from") == "file name" and not c.reason.startswith("chosen by"):
-            choices[c.sequence] = Choice(c.sequence, c.series, f"file name {Path(c.series.uid).name}: {c.reason}")
-    return choices, aside
+    return assign(series, by_file)
 
 
 def read_nifti(s: Series) -> Volume:
@@ -105,7 +101,7 @@ def read_nifti(s: Series) -> Volume:
     if path.stat().st_size > MAX_NIFTI_MB * 2**20:
         raise StudyError(f"{path.name}: larger than {MAX_NIFTI_MB} MB; refused")
     try:
-        img = nib.load(path)
+        img = nib.nifti1.load(path)
         data = np.asarray(img.dataobj, dtype=np.float32)
     except Exception as exc:  # nibabel raises many kinds for broken files
         raise UnsupportedSeriesError(f"{path.name}: not a readable NIfTI file ({exc})") from None

@@ -4,8 +4,8 @@ Stages (each timed in the report, each announced to `progress`):
   read      find the series (DICOM tags) or the NIfTI files; refuse two patients
   assign    FLAIR / T1 / T1ce / T2, each with its reason (flags override)
   convert   each chosen series -> voxels + geometry (`dicom_volume`, `nifti_input`)
-  coregister  FLAIR, T1ce, T2 onto T1 (rigid, same session)
   atlas     T1 onto the SRI24 atlas (affine), so all four land on the BraTS grid
+  coregister  FLAIR, T1ce, T2 onto T1 (rigid, same session; judged inside the atlas brain)
   skull     brain mask: the atlas brain carried onto this head (`skull_strip`)
   write     resample each sequence once onto the 240 x 240 x 155 grid, mask, write NIfTI
   qc        the QC picture and the JSON report
@@ -50,7 +50,7 @@ PREPARE_VERSION = "1"
 REFERENCE = "t1"
 """The sequence the others are co-registered to and that is registered to the atlas: the atlas is a
 T1, so this pair is the like-for-like one."""
-STAGES = ("read", "assign", "convert", "coregister", "atlas", "skull", "write", "qc")
+STAGES = ("read", "assign", "convert", "atlas", "coregister", "skull", "write", "qc")
 CASE_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$")
 Progress = Callable[[str, int, int], None]
 
@@ -150,14 +150,20 @@ def prepare_study(
     integer = all(np.allclose(v.data[::7, ::7], np.round(v.data[::7, ::7])) for v in native.values())
     images = {q: to_sitk(v) for q, v in native.items()}
 
-    stage("coregister")
-    fits = {q: register.coregister(images[REFERENCE], images[q]) for q in SEQUENCES if q != REFERENCE}
-    done("coregister")
     stage("atlas")
     atlas = atlas_t1()
     atlas_img = to_sitk(atlas)
     to_atlas = register.register_to_atlas(atlas_img, images[REFERENCE])
     done("atlas")
+    stage("coregister")
+    atlas_brain = sitk.Cast(
+        to_sitk(Volume("atlas brain", atlas_brain_mask().astype(np.float32), atlas.affine)), sitk.sitkUInt8
+    )
+    brain = register.brain_in(images[REFERENCE], atlas_brain, to_atlas)
+    fits: dict[str, register.Fit] = {}
+    for q in ("t1ce", "flair", "t2"):  # each starts also from the others' transforms (see coregister)
+        fits[q] = register.coregister(images[REFERENCE], images[q], brain, [f.transform for f in fits.values()])
+    done("coregister")
     stage("skull")
     t1_grid = register.to_grid(images[REFERENCE], atlas_img, to_atlas.transform)
     mask, mask_info = brain_mask(t1_grid, atlas_img, atlas_brain_mask(), atlas.affine)

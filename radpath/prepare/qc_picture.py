@@ -46,7 +46,9 @@ def _panel(img: np.ndarray, mask: np.ndarray, atlas_mask: np.ndarray, lo: float,
     rgb[_outline(mask)] = MASK_RGB
     pic = Image.fromarray(rgb)
     scale = PANEL / max(pic.size)
-    return pic.resize((max(1, round(pic.size[0] * scale)), max(1, round(pic.size[1] * scale))), Image.NEAREST)
+    return pic.resize(
+        (max(1, round(pic.size[0] * scale)), max(1, round(pic.size[1] * scale))), Image.Resampling.NEAREST
+    )
 
 
 def qc_picture(

@@ -15,7 +15,9 @@ the moving one, so `to_grid` pulls each native voxel onto the atlas grid in one 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import SimpleITK as sitk
@@ -28,7 +30,8 @@ BINS = 32
 class Fit:
     """A registration's result and how well it went (for the report)."""
 
-    transform: sitk.Transform
+    transform: Any
+    """A rigid (Euler3D), affine or B-spline transform."""
     metric: float
     """Final Mattes MI (negative; lower is a better fit)."""
     stop: str
@@ -78,36 +81,87 @@ def _head_mask(img: sitk.Image) -> sitk.Image:
     return sitk.OtsuThreshold(img, 0, 1, 128)
 
 
-def coregister(fixed: sitk.Image, moving: sitk.Image) -> Fit:
-    """Rigid transform (fixed -> moving points) between two series of one session."""
-    tx = sitk.Euler3DTransform()
+def brain_mi(fixed: sitk.Image, moving: sitk.Image, mask: sitk.Image, tx: sitk.Transform) -> float:
+    """Mattes MI over every voxel of `mask` (no sampling): the judge between candidate transforms."""
+    r = sitk.ImageRegistrationMethod()
+    r.SetMetricAsMattesMutualInformation(numberOfHistogramBins=BINS)
+    r.SetMetricSamplingStrategy(r.NONE)
+    r.SetMetricFixedMask(mask)
+    r.SetInterpolator(sitk.sitkLinear)
+    r.SetInitialTransform(tx)
+    return float(r.MetricEvaluate(fixed, moving))
+
+
+def coregister(
+    fixed: sitk.Image, moving: sitk.Image, brain: sitk.Image, starts: Sequence[sitk.Euler3DTransform] = ()
+) -> Fit:
+    """Rigid transform (fixed -> moving points) between two series of one session.
+
+    Only the brain votes (`brain`: the atlas brain carried into the fixed series, dilated), so scalp,
+    neck and the edges of a 5 mm slab do not. Scanner coordinates are usually right but not always
+    (patients move; converted headers lie), and mutual information between a T1 and a T2 at 5 mm has
+    false minima, so the optimiser starts from the identity and from each transform already found for
+    another series of the study (series planned together move together), and the start whose result
+    fits the brain best wins (full-brain MI). On TCGA_FG_6692 the T2 from the identity stopped 18 mm
+    off (QC picture), while started from the FLAIR's transform it lands with the others."""
     centre = fixed.TransformContinuousIndexToPhysicalPoint([(s - 1) / 2 for s in fixed.GetSize()])
-    tx.SetCenter(centre)
-    r = _method([4, 2, 1], [2.0, 1.0, 0.0], 0.15, 200)
-    r.SetMetricFixedMask(_head_mask(fixed))
-    r.SetInitialTransform(tx, inPlace=True)
-    metric = r.Execute(fixed, moving)
-    del metric
-    return Fit(tx, float(r.GetMetricValue()), r.GetOptimizerStopConditionDescription())
+    best: Fit | None = None
+    for start in [None, *starts]:
+        tx = sitk.Euler3DTransform()
+        tx.SetCenter(centre)
+        if start is not None:
+            tx.SetMatrix(start.GetMatrix())
+            tx.SetTranslation(
+                np.array(start.GetTranslation())
+                + np.array(start.GetCenter())
+                - centre
+                - (np.array(start.GetMatrix()).reshape(3, 3) @ (np.array(start.GetCenter()) - centre))
+            )
+        r = _method([2, 1], [1.0, 0.0], 0.15, 100)
+        r.SetOptimizerAsRegularStepGradientDescent(
+            learningRate=0.3, minStep=1e-4, numberOfIterations=100, relaxationFactor=0.6
+        )
+        r.SetOptimizerScalesFromPhysicalShift()
+        r.SetMetricFixedMask(brain)
+        r.SetInitialTransform(tx, inPlace=True)
+        r.Execute(fixed, moving)
+        fit = Fit(tx, brain_mi(fixed, moving, brain, tx), r.GetOptimizerStopConditionDescription())
+        if best is None or fit.metric < best.metric:
+            best = fit
+    assert best is not None
+    return best
 
 
 def register_to_atlas(atlas: sitk.Image, moving: sitk.Image) -> Fit:
-    """Affine transform (atlas -> native points): centres of mass, then rigid, then affine."""
+    """Affine transform (atlas -> native points): centres of mass, then rigid, then affine.
+
+    On the atlas at 2 mm (the native series have 5 mm slices: a 1 mm level adds time, not
+    information); 8 -> 4 -> 2 mm rigid, 4 -> 2 mm affine."""
+    atlas2 = sitk.BinShrink(atlas, [2, 2, 2])
     init = sitk.CenteredTransformInitializer(
-        atlas, moving, sitk.Euler3DTransform(), sitk.CenteredTransformInitializerFilter.MOMENTS
+        atlas2, moving, sitk.Euler3DTransform(), sitk.CenteredTransformInitializerFilter.MOMENTS
     )
     rigid = sitk.Euler3DTransform(init)
-    r = _method([8, 4, 2], [4.0, 2.0, 1.0], 0.05, 300)
+    r = _method([4, 2, 1], [4.0, 2.0, 1.0], 0.1, 200)
     r.SetInitialTransform(rigid, inPlace=True)
-    r.Execute(atlas, moving)
+    r.Execute(atlas2, moving)
     affine = sitk.AffineTransform(3)
     affine.SetMatrix(rigid.GetMatrix())
     affine.SetTranslation(rigid.GetTranslation())
     affine.SetCenter(rigid.GetCenter())
-    r = _method([4, 2, 1], [2.0, 1.0, 0.0], 0.05, 300)
+    r = _method([2, 1], [2.0, 1.0], 0.1, 200)
     r.SetInitialTransform(affine, inPlace=True)
-    r.Execute(atlas, moving)
+    r.Execute(atlas2, moving)
     return Fit(affine, float(r.GetMetricValue()), r.GetOptimizerStopConditionDescription())
+
+
+def brain_in(native: sitk.Image, atlas_brain: sitk.Image, to_atlas: Fit) -> sitk.Image:
+    """The atlas brain carried into a native series (nearest neighbour), dilated by ~3 mm: the region
+    whose fit co-registration judges."""
+    inverse = to_atlas.transform.GetInverse()
+    mask = sitk.Resample(atlas_brain, native, inverse, sitk.sitkNearestNeighbor, 0, sitk.sitkUInt8)
+    radius = [max(1, round(3.0 / s)) for s in native.GetSpacing()]
+    return sitk.BinaryDilate(mask, radius)
 
 
 def to_grid(moving: sitk.Image, reference: sitk.Image, *transforms: sitk.Transform) -> sitk.Image:

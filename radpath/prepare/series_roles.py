@@ -29,6 +29,7 @@ MIN_SLICES = 3
 _FLAIR_WORDS = {"flair", "fla", "tirm", "darkfluid", "dark_fluid", "t2flair", "t2_flair"}
 _T2_WORDS = {"t2", "t2w", "tse2d1", "t2_tse", "t2tse"}
 _T1_WORDS = {"t1", "t1w", "mprage", "mp_rage", "spgr", "bravo", "tfl3d", "se2d1", "t1_se", "t1_mprage", "fspgr"}
+_T1_WORDS |= {"t1c", "t1ce", "t1gd", "t1post"}  # T1 words that also say contrast (below)
 _CONTRAST_WORDS = {
     "post",
     "gad",
@@ -131,14 +132,20 @@ def _by_physics(s: Series) -> tuple[str | None, str]:
 def classify(s: Series) -> tuple[str | None, str]:
     """(slot or None, reason) for one candidate series."""
     words = _tokens(s.description, s.protocol, s.facts.get("sequence_name", ""))
-    said = f'"{s.description or s.protocol}"'
+    from_name = s.facts.get("words_from") == "file name"
+    said = "the file name" if from_name else f'"{s.description or s.protocol}"'
+
+    def says(found: set[str], what: str) -> str:
+        # a file name may carry more than words (IDs, dates): quote only the words that decided
+        return f"{said} has {', '.join(repr(w) for w in sorted(found))}" if from_name else f"{said} says {what}"
+
     kind, why = None, ""
     if words & _FLAIR_WORDS:
-        kind, why = "flair", f"{said} says FLAIR"
+        kind, why = "flair", says(words & _FLAIR_WORDS, "FLAIR")
     elif words & _T2_WORDS and not words & _T1_WORDS:
-        kind, why = "t2", f"{said} says T2"
+        kind, why = "t2", says(words & _T2_WORDS, "T2")
     elif words & _T1_WORDS:
-        kind, why = "t1", f"{said} says T1"
+        kind, why = "t1", says(words & _T1_WORDS, "T1")
     else:
         kind, why = _by_physics(s)
         why = f"no sequence named in {said}; {why}"
@@ -148,8 +155,11 @@ def classify(s: Series) -> tuple[str | None, str]:
         if agent:
             return "t1ce", f"{why}, Contrast/Bolus Agent tag set"
         if hits:
-            return "t1ce", f"{why}, with contrast ({', '.join(sorted(hits))} in its description)"
-        return "t1", f"{why}, no contrast agent in tags or description"
+            return (
+                "t1ce",
+                f"{why}, with contrast ({', '.join(sorted(hits))} in {'it' if from_name else 'its description'})",
+            )
+        return "t1", f"{why}, no contrast agent in {'it' if from_name else 'tags or description'}"
     return kind, why
 
 

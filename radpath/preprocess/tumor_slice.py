@@ -20,7 +20,8 @@ tissue, and what this detector uses (classic methods only, on the coarse grid):
 - **T2**: tumour and oedema are T2-bright; CSF is T2-bright but FLAIR-dark and drops out on FLAIR;
   the T2 excess adds to the evidence;
 - **a per-case threshold**: evidence is measured in units of the robust spread of its depth shell in
-  this brain (how much normal anatomy and noise vary here), then grown by hysteresis from seeds
+  this brain (how much normal anatomy and noise vary here; taken from the shell's darker half, which
+  a large bright lesion filling part of the shell leaves alone), then grown by hysteresis from seeds
   (`SEED_SPREADS`) down to `GROW_SPREADS`; seeds must lie off the brain's rim, where FLAIR is
   often artificially bright;
 - **a component score**: the candidate with the largest integrated evidence wins; it counts as

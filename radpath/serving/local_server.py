@@ -210,14 +210,11 @@ def _check_port_free(host: str, port: int) -> None:
 def _make_grpc_server(server: Server):
     from google.protobuf.message import DecodeError
     from tensorflow_serving.apis import (
-        classification_pb2,
         get_model_metadata_pb2,
         get_model_status_pb2,
-        inference_pb2,
         model_service_pb2_grpc,
         predict_pb2,
         prediction_service_pb2_grpc,
-        regression_pb2,
     )
 
     def decode_predict(raw: bytes) -> tuple:
@@ -323,8 +320,22 @@ def _make_grpc_server(server: Server):
                 resp.model_version_status.add(version=v, state=get_model_status_pb2.ModelVersionStatus.AVAILABLE)
             return resp
 
+    return _grpc_server_for(Prediction(), Models())
+
+
+def _grpc_server_for(prediction, models):
+    """A gRPC server with TF Serving's two services; Predict gets the raw request bytes (its tensor
+    contents are read in place, `predict_wire`), the other methods their parsed messages."""
+    from tensorflow_serving.apis import (
+        classification_pb2,
+        get_model_metadata_pb2,
+        inference_pb2,
+        model_service_pb2_grpc,
+        predict_pb2,
+        regression_pb2,
+    )
+
     g = grpc.server(futures.ThreadPoolExecutor(max_workers=16), options=GRPC_SERVER_OPTIONS)
-    prediction = Prediction()
     handlers = {  # as prediction_service_pb2_grpc registers them, but Predict gets the raw bytes
         method: grpc.unary_unary_rpc_method_handler(
             getattr(prediction, method),
@@ -346,5 +357,5 @@ def _make_grpc_server(server: Server):
     g.add_generic_rpc_handlers(
         (grpc.method_handlers_generic_handler("tensorflow.serving.PredictionService", handlers),)
     )
-    model_service_pb2_grpc.add_ModelServiceServicer_to_server(Models(), g)
+    model_service_pb2_grpc.add_ModelServiceServicer_to_server(models, g)
     return g

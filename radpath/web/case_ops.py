@@ -13,7 +13,7 @@ from fastapi import Request
 
 from radpath.contract.model_io import CLASS_NAMES
 
-from . import audit, auth, jobs, uploads
+from . import audit, auth, jobs, study_upload, uploads
 from .deps import CSRF_MESSAGE, Problem, client_of, engine_of, settings_of
 from .settings import Settings
 from .upload_check import check_isolated
@@ -82,6 +82,9 @@ def case_file(settings: Settings, case: dict, name: str) -> Path:
     result = case.get("result") or {}
     folder = settings.cases_dir() / case["id"]
     if name == "flair-volume":
+        prepared = study_upload.prepared_flair(folder)  # a clinical upload: the FLAIR on the BraTS grid
+        if prepared is not None:
+            return prepared
         for suffix in (".nii.gz", ".nii"):
             if (folder / "input" / f"flair{suffix}").is_file():
                 return folder / "input" / f"flair{suffix}"

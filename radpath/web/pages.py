@@ -157,7 +157,7 @@ async def result_page(request: Request, case: OwnedCase, s: Session) -> Response
 
 @router.get("/cases/{case_id}/images/{seq}.png")
 async def slice_png(request: Request, case: OwnedCase, seq: str) -> Response:
-    if seq not in (*CHANNELS, "explanation"):
+    if seq not in (*CHANNELS, "explanation", "prepare_qc"):  # prepare_qc: a clinical upload's QC picture
         raise Problem(404, "no such image")
     path = await asyncio.to_thread(case_file, settings_of(request), case, seq)
     return FileResponse(path, media_type="image/png")

@@ -24,6 +24,7 @@ from python_multipart.multipart import MultipartParser, parse_options_header
 from radpath.contract.errors import CaseError, RadPathError
 from radpath.preprocess import SEQUENCES, load_case
 
+from . import study_upload
 from .safe_text import visible_text
 from .settings import Settings, private_dir
 
@@ -33,7 +34,7 @@ MAX_FIELD_BYTES = 1024
 MAX_PARTS = 12
 MAX_DECLARED_BYTES_PER_FILE = 256 * 1024 * 1024
 """Site limit on one volume's decoded size, from its header (full-size BraTS int16: 18 MB)."""
-TEXT_FIELDS = ("csrf_token", "age_days")
+TEXT_FIELDS = ("csrf_token", "age_days", study_upload.PREPARE_FIELD)
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
@@ -99,30 +100,37 @@ class _Receiver:
         _, params = parse_options_header(self.headers.get(b"content-disposition", b""))
         self.name = params.get(b"name", b"").decode("utf-8", "replace")
         filename = params.get(b"filename")
-        if self.name in SEQUENCES and filename is not None:
-            if self.name in self.staged.files:
-                raise UploadError(f"{self.name}: sent twice; send each sequence once")
-            raw = filename.decode("utf-8", "replace")
-            shown = display_name(raw)
-            if _CONTROL.search(raw) or "/" in raw or "\\" in raw or len(filename) > 255:
-                raise UploadError(
-                    f"{self.name}: file name not accepted ({shown[:60]!r}…): a browser sends a plain "
-                    "name of at most 255 bytes, without folders or control characters"
-                )
-            if not shown:
-                self.kind = "skip"  # empty file input: reported as missing below
-                return
-            if not shown.lower().endswith((".nii", ".nii.gz")):
-                raise UploadError(f"{self.name}: expected a NIfTI file (.nii or .nii.gz), got {shown!r}", 415)
-            self.staged.names[self.name] = shown
-            self.kind = "file"
-            path = self.staged.folder / f"{self.name}.part"
-            self.staged.files[self.name] = path
-            self.fh = os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb")
+        if self.name == study_upload.STUDY_FIELD and filename is not None:
+            self._begin_file(filename, study=True)
+        elif self.name in SEQUENCES and filename is not None:
+            self._begin_file(filename, study=False)
         elif self.name in TEXT_FIELDS and filename is None:
             self.kind = "text"
         else:
             self.kind = "skip"
+
+    def _begin_file(self, filename: bytes, study: bool) -> None:
+        if self.name in self.staged.files:
+            raise UploadError(f"{self.name}: sent twice; send each sequence once")
+        raw = filename.decode("utf-8", "replace")
+        shown = display_name(raw)
+        if _CONTROL.search(raw) or "/" in raw or "\\" in raw or len(filename) > 255:
+            raise UploadError(
+                f"{self.name}: file name not accepted ({shown[:60]!r}…): a browser sends a plain "
+                "name of at most 255 bytes, without folders or control characters"
+            )
+        if not shown:
+            self.kind = "skip"  # empty file input: reported as missing below
+            return
+        if study and not study_upload.is_study_field(self.name, shown):
+            raise UploadError(f"{self.name}: expected one DICOM study as a .zip, got {shown!r}", 415)
+        if not study and not shown.lower().endswith((".nii", ".nii.gz")):
+            raise UploadError(f"{self.name}: expected a NIfTI file (.nii or .nii.gz), got {shown!r}", 415)
+        self.staged.names[self.name] = shown
+        self.kind = "file"
+        path = self.staged.folder / f"{self.name}.part"
+        self.staged.files[self.name] = path
+        self.fh = os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb")
 
     def on_part_data(self, data: bytes, start: int, end: int) -> None:
         chunk = data[start:end]
@@ -142,7 +150,10 @@ class _Receiver:
             part = self.staged.files[self.name]
             if part.stat().st_size == 0:
                 raise UploadError(f"{self.name}: the file {self.staged.names[self.name]!r} is empty")
-            final = part.with_name(self.name + (".nii.gz" if self.first == b"\x1f\x8b" else ".nii"))
+            if self.name == study_upload.STUDY_FIELD:
+                final = part.with_name(self.name + ".zip")
+            else:
+                final = part.with_name(self.name + (".nii.gz" if self.first == b"\x1f\x8b" else ".nii"))
             os.replace(part, final)
             self.staged.files[self.name] = final
         elif self.kind == "text":
@@ -223,7 +234,14 @@ def parse_age(raw: str | None) -> float | None:
 
 
 def check(staged: Staged) -> None:
-    """The preprocess checks of the CLI (load_case), with messages that name the form field."""
+    """The preprocess checks of the CLI (load_case), with messages that name the form field; for a
+    clinical upload (a DICOM zip, or native NIfTI marked "prepare"), `study_upload.check_upload`."""
+    if study_upload.wants_prepare(staged.files, staged.fields):
+        try:
+            study_upload.check_upload(staged.files, staged.fields)
+        except RadPathError as exc:
+            raise UploadError(str(exc), 422) from None
+        return
     missing = [s for s in SEQUENCES if s not in staged.files]
     if missing:
         raise UploadError(f"missing {', '.join(missing)}: upload all four sequences ({', '.join(SEQUENCES)})")
@@ -253,6 +271,7 @@ def commit(staged: Staged, settings: Settings, case_id: str) -> Path:
     folder = private_dir(settings.cases_dir()) / case_id
     folder.mkdir(mode=0o700)
     os.rename(staged.folder, folder / "input")
+    study_upload.mark(folder, staged.fields, staged.files)
     return folder
 
 

@@ -28,7 +28,7 @@ import sqlalchemy as sa
 from radpath.contract.errors import RadPathError
 from radpath.preprocess import SEQUENCES, load_case
 
-from . import audit, jobs
+from . import audit, jobs, study_upload
 from .db import engine_for
 from .settings import Settings
 
@@ -61,6 +61,10 @@ def _transient_errors() -> tuple[type[Exception], ...]:
 
 def _direct(call):
     return call()
+
+
+def _no_note(text: str | None) -> None:
+    return None
 
 
 def server_waiter(engine: sa.Engine, settings: Settings, job: jobs.Claim, abandon: threading.Event):
@@ -106,16 +110,19 @@ def server_waiter(engine: sa.Engine, settings: Settings, job: jobs.Claim, abando
     return served
 
 
-def classify_job(settings: Settings, job: jobs.Claim, client, served=_direct) -> dict:
+def classify_job(settings: Settings, job: jobs.Claim, client, served=_direct, note=None) -> dict:
     """Load, classify and draw one case; returns the result dict stored on the job row.
-    `served(call)` makes each model-server call (see `server_waiter`)."""
+    `served(call)` makes each model-server call (see `server_waiter`); `note(text)` tells the case's
+    page what runs (a clinical upload is prepared first: `study_upload`)."""
     from radpath.preprocess import case_warnings, find_tumor, tumor_mask
 
     from .artefacts import write_artefacts
     from .model_card import describe_model
 
     t0 = time.perf_counter()
-    files = input_files(settings, job.case_id)
+    files, prepared = input_files(settings, job.case_id), None
+    if study_upload.needs_prepare(settings.cases_dir() / job.case_id / "input"):
+        files, prepared = study_upload.prepare_job(settings.cases_dir() / job.case_id, note or _no_note)
     case = load_case(files, case_id=job.case_id, age_days=job.age_days)
     result = served(lambda: client.classify_case(case))
     tumor = find_tumor(case)
@@ -139,8 +146,12 @@ def classify_job(settings: Settings, job: jobs.Claim, client, served=_direct) ->
         explanation = served(lambda: write_explanation(client, case, out / "explanation.png"))
         images["explanation"] = "explanation.png"
         explanation["path"] = "explanation.png"
+    if prepared:
+        shutil.copy(settings.cases_dir() / job.case_id / prepared.pop("qc"), out / "prepare_qc.png")
+        images[study_upload.QC_IMAGE] = "prepare_qc.png"
     d = result.as_dict()
     d.pop("case_id", None)
+    d["prepared"] = prepared
     d.update(
         warnings=warnings,
         images=images,
@@ -183,7 +194,15 @@ def run_one(settings: Settings, engine: sa.Engine, owner: str, client, stop: thr
     outcome: dict = {}
     work = threading.Thread(
         target=_classify,
-        args=(settings, job, client, server_waiter(engine, settings, job, abandon), outcome, done),
+        args=(
+            settings,
+            job,
+            client,
+            server_waiter(engine, settings, job, abandon),
+            outcome,
+            done,
+            lambda text: jobs.set_note(engine, job, text),
+        ),
         daemon=True,
     )
     work.start()
@@ -217,10 +236,12 @@ def run_one(settings: Settings, engine: sa.Engine, owner: str, client, stop: thr
     return True
 
 
-def _classify(settings: Settings, job: jobs.Claim, client, served, outcome: dict, done: threading.Event) -> None:
+def _classify(
+    settings: Settings, job: jobs.Claim, client, served, outcome: dict, done: threading.Event, note=None
+) -> None:
     """The job thread of `run_one`: fills `outcome` with result, reason or abandoned."""
     try:
-        outcome["result"] = classify_job(settings, job, client, served)
+        outcome["result"] = classify_job(settings, job, client, served, note)
         private_tree(settings.cases_dir() / job.case_id / outcome["result"]["artefacts"])
     except Abandoned:
         outcome["abandoned"] = True

@@ -16,7 +16,8 @@ the folder; `zip` the same folder zipped. For each it prints, voxel for voxel on
 - per sequence, the correlation with the reference inside the reference brain (registration check);
 - the max-tumour slice found by `radpath.preprocess` on the prepared case, its rank among the
   reference mask's axial slices by tumour area and its area relative to the largest (target: among
-  the largest), next to the same on the reference case itself;
+  the largest), next to the same on the reference case itself; the tumour that preprocessing finds
+  on the prepared case against the reference mask (Dice, centroid distance in mm);
 - time per stage and in total (target <= 300 s on 2 cores; run under flock /tmp/radpath-cpu.lock).
 """
 
@@ -40,7 +41,7 @@ sys.path.insert(0, str(ROOT))
 from radpath.prepare import prepare_study  # noqa: E402
 from radpath.prepare.atlas import atlas_brain_mask  # noqa: E402
 from radpath.prepare.dicom_write import write_series  # noqa: E402
-from radpath.preprocess import load_case, max_tumor_slice  # noqa: E402
+from radpath.preprocess import load_case, max_tumor_slice, tumor_mask  # noqa: E402
 
 # what the scanner called each series (the raw file names carry these descriptions)
 DICOM_TAGS = {
@@ -102,6 +103,8 @@ def measure(case_dir: Path, case_id: str, ref_dir: Path, seg: np.ndarray) -> dic
     brain = np.any([v != 0 for v in got.values()], axis=0)
     case = load_case(case_dir, case_id=case_id)
     k = max_tumor_slice(case)
+    found = tumor_mask(case)  # RAS voxel order, as the reference mask is compared below
+    seg_ras = seg[::-1, ::-1, :] if np.allclose(ref_aff[:3, :3], np.diag([-1, -1, 1])) else None
     # load_case reorients to RAS; the release grid is x- and y-flipped against RAS, z is the same
     return {
         "affine_matches_release": bool(np.allclose(aff, ref_aff, atol=1e-3)),
@@ -111,6 +114,12 @@ def measure(case_dir: Path, case_id: str, ref_dir: Path, seg: np.ndarray) -> dic
             q: round(float(np.corrcoef(got[q][ref_brain], ref[q][ref_brain])[0, 1]), 3) for q in ref
         },
         "tumour_slice": slice_rank(seg, int(k)),
+        "tumour_dice": round(dice(found, seg_ras), 3) if seg_ras is not None else None,
+        "tumour_centroid_offset_mm": (
+            round(float(np.linalg.norm(np.argwhere(found).mean(0) - np.argwhere(seg_ras).mean(0))), 1)
+            if seg_ras is not None and found.any()
+            else None
+        ),
     }
 
 
@@ -125,7 +134,13 @@ def main() -> int:
     out = args.out or Path(tempfile.mkdtemp(prefix="bench-prepare-"))
     seg = np.asarray(nib.load(args.seg).dataobj) > 0
     ref_case = load_case(args.reference)
-    results = {"reference_case": {"tumour_slice": slice_rank(seg, int(max_tumor_slice(ref_case)))}}
+    ref_found = tumor_mask(ref_case)
+    results = {
+        "reference_case": {
+            "tumour_slice": slice_rank(seg, int(max_tumor_slice(ref_case))),
+            "tumour_dice": round(dice(ref_found, seg[::-1, ::-1, :]), 3),
+        }
+    }
     work = Path(tempfile.mkdtemp(prefix="bench-prepare-dicom-"))
     try:
         for path in args.paths.split(","):

@@ -32,7 +32,7 @@ JAX_STEP = textwrap.dedent("""
     settings = json.loads(sys.argv[5])
     os.environ["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={n_dev}"
     import jax, numpy as np
-    if settings.pop("before", False):  # stride-2 convolutions as plain lax ones (before fast_conv)
+    if settings.pop("before", False):  # every convolution a plain lax one (before fast_conv)
         import radpath.train.resnet
         radpath.train.resnet.fast_conv = jax.lax.conv_general_dilated
     from radpath.train.config import TrainConfig
@@ -79,7 +79,7 @@ KERAS_STEP = textwrap.dedent("""
 """)
 
 FLAX_SETUPS = {
-    "before (stride-2 convs as lax), 2 devices, float32": (2, {"before": True}),
+    "before fast_conv (every conv a lax conv), 2 devices, float32": (2, {"before": True}),
     "2 devices, float32 (the default)": (2, {}),
     "1 device, float32": (1, {}),
     "2 devices, compute_dtype bfloat16": (2, {"compute_dtype": "bfloat16"}),

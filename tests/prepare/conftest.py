@@ -184,3 +184,9 @@ def all_output_bytes(case_dir: Path) -> bytes:
 
             out += gzip.decompress(data)
     return out
+
+
+# the web app's and the browser's fixtures, for test_web_upload.py and test_web_browser.py
+from tests.serving.conftest import model_base  # noqa: E402, F401
+from tests.web.conftest import client, demo_dir, model_server, settings, users, web_model_base  # noqa: E402, F401
+from tests.web.test_browser import browser, page, site  # noqa: E402, F401

@@ -15,11 +15,10 @@ from radpath.prepare import pipeline
 from radpath.serving.local_server import Server
 from radpath.serving.model_config import ModelEntry
 from tests.prepare.conftest import PHI, all_output_bytes, atlas_study, write_study
-from tests.serving.conftest import model_base  # noqa: F401  (shared session fixture)
 
 
 @pytest.fixture(scope="module")
-def server(model_base):  # noqa: F811
+def server(model_base):
     s = Server([ModelEntry("glioma", model_base / "glioma", "latest", 2)], 0, 0, host="127.0.0.1").start()
     yield f"127.0.0.1:{s.grpc_port}"
     s.stop()

@@ -81,7 +81,7 @@ def test_native_nifti_are_assigned_by_the_words_of_their_names(tmp_path):
         "t1ce": "T1_AX_POST_GAD_13_t1c.nii.gz",
         "t2": "T2_AX_2.nii.gz",
     }
-    assert choices["t1ce"].reason.startswith("file name T1_AX_POST_GAD_13_t1c.nii.gz:")
+    assert choices["t1ce"].reason == "the file name has 't1', 't1c', with contrast (gad, post, t1c in it)"
     vol = read_nifti(choices["t1"].series)
     assert vol.data.shape == (32, 36, 10) and np.allclose(vol.affine, oblique_affine())
 
@@ -97,3 +97,9 @@ def test_a_dcm2niix_sidecar_beats_the_file_name_and_flags_name_files(tmp_path):
     assert "long TR and TE" in choices["t2"].reason
     choices, _ = assign_nifti(nifti_series(root, list_files(root)), {"t1": "c_t1_gad.nii.gz", "t1ce": "b_t1.nii.gz"})
     assert choices["t1"].series.uid == "c_t1_gad.nii.gz" and choices["t1"].reason == "chosen by --t1 c_t1_gad.nii.gz"
+
+
+def test_release_style_names_are_understood(tmp_path):
+    root = _nifti_study(tmp_path / "n", {q: f"{q}.nii.gz" for q in ("flair", "t1", "t1ce", "t2")})
+    choices, _ = assign_nifti(nifti_series(root, list_files(root)), {})
+    assert {q: c.series.uid for q, c in choices.items()} == {q: f"{q}.nii.gz" for q in choices}

@@ -128,7 +128,7 @@ def test_on_stop_a_case_is_finished_within_the_grace_period_or_put_back(queued, 
     settings, engine, owner, case_id = queued
     settings = replace(settings, shutdown_grace_seconds=6.0)  # 1 s for the case after the 5 s margin
 
-    def slow_classify(settings, job, client, served):
+    def slow_classify(settings, job, client, served, note=None):
         time.sleep(work_s)
         return {"class": "A", "artefacts": "result-1"}
 
