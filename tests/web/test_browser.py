@@ -6,6 +6,7 @@ are kept in test-artifacts/web/ (CI artefacts)."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import socket
@@ -51,10 +52,9 @@ class Site:
         self.url, self.data, self.env = url, data, env
 
 
-@pytest.fixture(scope="module")
-def site(tmp_path_factory, demo_dir):
-    """`radpath web` on a free port, without workers (the upload test starts one)."""
-    data = tmp_path_factory.mktemp("site") / "data"
+@contextlib.contextmanager
+def running_site(data: Path, demo_dir: Path, *args: str, stop_timeout: float = 20):
+    """`radpath web` on a free port over a fresh data folder with user alice, until the block ends."""
     shutil.copytree(demo_dir, data / "demo")
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     subprocess.run(
@@ -67,9 +67,7 @@ def site(tmp_path_factory, demo_dir):
         capture_output=True,
     )
     port = _free_port()
-    proc = subprocess.Popen(
-        CLI + ["web", "--port", str(port), "--data", str(data), "--workers", "0"], env=env, cwd=ROOT
-    )
+    proc = subprocess.Popen(CLI + ["web", "--port", str(port), "--data", str(data), *args], env=env, cwd=ROOT)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60
     while True:
@@ -81,9 +79,18 @@ def site(tmp_path_factory, demo_dir):
                 proc.kill()
                 raise RuntimeError("the site did not start") from None
             time.sleep(0.3)
-    yield Site(url, data, env)
-    proc.terminate()
-    proc.wait(20)
+    try:
+        yield Site(url, data, env)
+    finally:
+        proc.terminate()
+        proc.wait(stop_timeout)
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory, demo_dir):
+    """`radpath web` on a free port, without workers (the upload test starts one)."""
+    with running_site(tmp_path_factory.mktemp("site") / "data", demo_dir, "--workers", "0") as s:
+        yield s
 
 
 @pytest.fixture

@@ -6,17 +6,13 @@ test-artifacts/web/websec-waiting-bidi.png."""
 from __future__ import annotations
 
 import os
-import shutil
-import subprocess
-import time
-import urllib.request
 
 import pytest
 
 from radpath.web.safe_text import has_invisible
 from tests.web import test_browser
 from tests.web.conftest import PASSWORD, multipart_body
-from tests.web.test_browser import ARTIFACTS, CHROMIUM, CLI, ROOT, _free_port
+from tests.web.test_browser import ARTIFACTS, CHROMIUM, running_site
 
 browser, page = test_browser.browser, test_browser.page  # the same Chromium fixtures
 
@@ -26,38 +22,10 @@ RLO = "\u202e"
 
 @pytest.fixture
 def site_without_model_server(tmp_path, demo_dir):
-    data = tmp_path / "data"
-    shutil.copytree(demo_dir, data / "demo")
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    subprocess.run(
-        CLI + ["users", "add", "alice", "--password-stdin", "--data", str(data)],
-        input=PASSWORD + "\n",
-        text=True,
-        check=True,
-        env=env,
-        cwd=ROOT,
-        capture_output=True,
-    )
-    port = _free_port()
-    proc = subprocess.Popen(
-        CLI + ["web", "--port", str(port), "--data", str(data), "--workers", "1", "--server", "127.0.0.1:9"],
-        env=env,
-        cwd=ROOT,
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            urllib.request.urlopen(url + "/healthz", timeout=2)
-            break
-        except OSError:
-            if time.monotonic() > deadline or proc.poll() is not None:
-                proc.kill()
-                raise RuntimeError("the site did not start") from None
-            time.sleep(0.3)
-    yield url
-    proc.terminate()
-    proc.wait(30)
+    """The site with one worker whose model server never answers (port 9: discard)."""
+    args = ("--workers", "1", "--server", "127.0.0.1:9")
+    with running_site(tmp_path / "data", demo_dir, *args, stop_timeout=30) as s:
+        yield s.url
 
 
 def test_waiting_for_the_model_server_and_a_bidi_file_name_on_the_result_page(
