@@ -52,6 +52,8 @@ class Series:
     @property
     def label(self) -> str:
         """How messages name it: `series 5 "MRHR FLAIR AX"`."""
+        if self.patient_key == "nifti":  # a file: its name may carry the patient's ID, so only its end
+            return f"file ...{self.uid[-12:]}"
         num = f"series {self.number}" if self.number is not None else f"series {self.uid[-12:]}"
         desc = self.description or self.protocol or "(no description)"
         return f'{num} "{desc}"'
