@@ -62,26 +62,18 @@ def _blocks() -> list[tuple[str, str, str]]:
     return out
 
 
-def _layers() -> list[tuple[str, str, str, str]]:
-    """(our conv name, our norm name, torchvision conv, torchvision BatchNorm) of every such pair."""
-    pairs = [("conv_init", "bn_init", "conv1", "bn1")]
-    for ours, tv, _ in _blocks():
-        for i in range(3):
-            pairs.append((f"{ours}/Conv_{i}", f"{ours}/BatchNorm_{i}", f"{tv}.conv{i + 1}", f"{tv}.bn{i + 1}"))
-        if tv.endswith(".0"):
-            pairs.append((f"{ours}/conv_proj", f"{ours}/norm_proj", f"{tv}.downsample.0", f"{tv}.downsample.1"))
-    return pairs
-
-
-def _keras_layers() -> list[tuple[str, str, str, str]]:
-    """(our conv name, our norm name, Keras conv layer, Keras BN layer), the same order as `_layers`."""
-    pairs = [("conv_init", "bn_init", "conv1_conv", "conv1_bn")]
+def _layers() -> list[tuple[str, str, str, str, str, str]]:
+    """(our conv, our norm, torchvision conv, torchvision BatchNorm, Keras conv, Keras BatchNorm) of every
+    convolution + batch-norm pair, in order: one table, so both formats map the same layers."""
+    rows = [("conv_init", "bn_init", "conv1", "bn1", "conv1_conv", "conv1_bn")]
     for ours, tv, ke in _blocks():
         for i in range(3):
-            pairs.append((f"{ours}/Conv_{i}", f"{ours}/BatchNorm_{i}", f"{ke}_{i + 1}_conv", f"{ke}_{i + 1}_bn"))
+            names = (f"{tv}.conv{i + 1}", f"{tv}.bn{i + 1}", f"{ke}_{i + 1}_conv", f"{ke}_{i + 1}_bn")
+            rows.append((f"{ours}/Conv_{i}", f"{ours}/BatchNorm_{i}", *names))
         if tv.endswith(".0"):
-            pairs.append((f"{ours}/conv_proj", f"{ours}/norm_proj", f"{ke}_0_conv", f"{ke}_0_bn"))
-    return pairs
+            names = (f"{tv}.downsample.0", f"{tv}.downsample.1", f"{ke}_0_conv", f"{ke}_0_bn")
+            rows.append((f"{ours}/conv_proj", f"{ours}/norm_proj", *names))
+    return rows
 
 
 # ------------------------------------------------------------------ reading the published formats
@@ -135,7 +127,7 @@ def from_torchvision(sd: dict[str, np.ndarray], source: str = "state dict") -> d
     """Our flat names (`params/...`, `batch_stats/...`) from a torchvision ResNet50 state dict."""
     out: dict[str, np.ndarray] = {}
     missing = []
-    for conv, norm, tv_conv, tv_bn in _layers():
+    for conv, norm, tv_conv, tv_bn, _, _ in _layers():
         key = f"{tv_conv}.weight"
         if key not in sd:
             missing.append(key)
@@ -159,7 +151,7 @@ def from_keras(layers: dict[str, list[np.ndarray]], source: str = "Keras weights
     [gamma, beta, moving mean, moving variance]); the first kernel is scaled for z-scored inputs."""
     out: dict[str, np.ndarray] = {}
     missing = []
-    for conv, norm, k_conv, k_bn in _keras_layers():
+    for conv, norm, _, _, k_conv, k_bn in _layers():
         if len(layers.get(k_conv, [])) != 2 or len(layers.get(k_bn, [])) != 4:
             missing.append(k_conv if len(layers.get(k_conv, [])) != 2 else k_bn)
             continue
