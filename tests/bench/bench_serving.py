@@ -98,7 +98,7 @@ def rest_memory(model_base: Path, bodies: int, body_mb: float) -> None:
     host, port = address.split(":")
     try:
         rows = max(1, int(body_mb * 2**20 / (224 * 224 * 4 * 19.6)))  # json.dumps of a float64: ~19.6 bytes
-        x = np.random.default_rng(0).normal(size=(rows, 224, 224, 4))
+        x = np.random.default_rng(0).normal(size=(rows, 224, 224, 8))
         body = json.dumps({"instances": x.tolist()}).encode()
         del x
         assert len(body) < 64 * 2**20, f"{len(body)} bytes: over the server's limit, lower --body-mb"
@@ -177,7 +177,7 @@ def main() -> None:
         client = GlioClient(target)
         print("1. serving overhead (medians of", args.repeats, "alternating calls)")
         for b in (1, 8) if 1 in only else ():
-            x = np.random.default_rng(b).normal(size=(b, 224, 224, 4)).astype(np.float32)
+            x = np.random.default_rng(b).normal(size=(b, 224, 224, 8)).astype(np.float32)
             local, remote = paired_medians(
                 lambda x=x: fn(image=tf.constant(x))["probabilities"].numpy(),
                 lambda x=x: client.predict(x),
@@ -191,7 +191,7 @@ def main() -> None:
         if not only & {2, 3, 4}:
             return
         print("2. server-side batching, 8 concurrent clients x 12 batch-1 requests")
-        x1 = np.random.default_rng(0).normal(size=(1, 224, 224, 4)).astype(np.float32)
+        x1 = np.random.default_rng(0).normal(size=(1, 224, 224, 8)).astype(np.float32)
 
         def load(t: str) -> float:
             c = GlioClient(t)
