@@ -11,8 +11,8 @@ from radpath.preprocess.model_input import (
     tumour_square,
     view_to_brain_view,
 )
-from radpath.preprocess.tumor_slice import tumor_mask
 from radpath.preprocess.normalize import CLIP
+from radpath.preprocess.tumor_slice import tumor_mask
 
 
 def test_contract(case_dir):

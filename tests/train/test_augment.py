@@ -8,7 +8,6 @@ from radpath.contract.model_io import CHANNELS, IMAGE_SHAPE, VIEWS, view_channel
 from radpath.train.config import TrainConfig
 from radpath.train.loop import augment, intensity_augment
 
-
 C = IMAGE_SHAPE[-1]
 
 
