@@ -78,7 +78,7 @@ def _tumour_square(case: Case) -> Square:
     bx0, by0, bside = brain_square(case)
     tumor = find_tumor(case)
     if tumor.box_mask.any():
-        footprint = tumor.box_mask.any(axis=2)
+        footprint: np.ndarray = np.any(tumor.box_mask, axis=2)
         xs = np.nonzero(footprint.any(axis=1))[0] + tumor.box[0].start
         ys = np.nonzero(footprint.any(axis=0))[0] + tumor.box[1].start
         cx, cy = (xs[0] + xs[-1] + 1) / 2, (ys[0] + ys[-1] + 1) / 2
