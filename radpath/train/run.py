@@ -423,7 +423,7 @@ def _architecture(cfg: dict) -> str:
     stages = tuple(cfg["stages"])
     name = "ResNet50" if stages == RESNET50_STAGES else f"a reduced ResNet ({sum(stages)} bottleneck blocks)"
     init = (
-        f"first layers initialised from `{cfg['init_weights']}` (ImageNet-style, RGB conv adapted to 4 channels), "
+        f"first layers initialised from `{cfg['init_weights']}` (ImageNet-style, RGB conv adapted to 8 channels), "
         "the rest from scratch"
         if cfg.get("init_weights")
         else "trained from scratch"

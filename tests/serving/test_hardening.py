@@ -302,7 +302,7 @@ REST_PROBES = {
     "unknown_input": (b'{"inputs": {"nope": [1]}}', 400, r"unknown input 'nope'"),
     "nan_literal": (
         json.dumps(
-            {"inputs": np.where(np.arange(224 * 224 * 4) == 7, np.nan, 0.0).reshape(1, *IMAGE).tolist()}
+            {"inputs": np.where(np.arange(224 * 224 * 8) == 7, np.nan, 0.0).reshape(1, *IMAGE).tolist()}
         ).encode(),
         400,
         r"NaN or infinite",

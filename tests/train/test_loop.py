@@ -131,8 +131,8 @@ def test_auxiliary_segmentation_head_trains_and_is_left_out_of_the_served_model(
     from tests.train.conftest import fake_examples
 
     ex = fake_examples(12)
-    ex.seg = np.zeros((12, 3, 224, 224), np.uint8)
-    ex.seg[:, :, 80:140, 90:150] = (ex.labels % 3 + 1)[:, None, None, None]
+    ex.seg = np.zeros((12, 3, 224, 224, 2), np.uint8)  # [cases, offsets, H, W, views]
+    ex.seg[:, :, 80:140, 90:150] = (ex.labels % 3 + 1)[:, None, None, None, None]
     cfg = tiny_config.replace(seg_weight=1.0)
     result = fit(ex, cfg, devices=2, progress=False)
     assert result.completed and all(np.isfinite(h["loss"]) for h in result.history)
