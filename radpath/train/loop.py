@@ -69,6 +69,7 @@ def make_model(config: TrainConfig, bn_axis: str | None = None) -> ResNet:
         use_age=config.use_age,
         bn_axis=bn_axis,
         seg_classes=len(VIEWS) * SEG_CLASSES if config.seg_weight > 0 else 0,
+        region_views=len(VIEWS) if config.region_pool else 0,
         variant=config.resnet_variant,
         dtype=jnp.dtype(config.compute_dtype) if bn_axis else jnp.float32,  # evaluation and export: float32
     )

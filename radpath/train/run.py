@@ -429,9 +429,15 @@ def _architecture(cfg: dict) -> str:
         else "trained from scratch"
     )
     seg = (
-        f"; during training only, an auxiliary segmentation head (stride 8, loss weight {cfg['seg_weight']}) "
-        "learnt the ground-truth necrosis, oedema and enhancing masks of the training cohort, to point the "
-        "encoder at the tumour; the served model computes the class alone"
+        f"; an auxiliary segmentation head (stride 8, loss weight {cfg['seg_weight']}) learnt the "
+        "ground-truth necrosis, oedema and enhancing masks of the training cohort in both views, to point the "
+        "encoder at the tumour"
+        + (
+            "; the class head also reads the image's statistics inside the parts it predicts (mean and spread "
+            "per sequence and view, each part's share), so the served model runs it too"
+            if cfg.get("region_pool")
+            else "; the served model computes the class alone"
+        )
         if cfg.get("seg_weight")
         else ""
     )
