@@ -25,6 +25,19 @@ from radpath.preprocess.tumor_slice import tumor_mask
 from .picture import explanation_figure, png_bytes
 
 
+def brain_view_attribution(case: Case, maps: np.ndarray) -> np.ndarray:
+    """float32 [H, W] in [0, 1]: every view's attribution map ([H, W, len(VIEWS)], as served) in the
+    brain view's plane: the brain view's own plus each other view's drawn where it lies, times the
+    area of a brain-view pixel over one of that view's (a zoomed view's pixels are smaller)."""
+    brain_side = view_square(case, "brain")[2]
+    combined = np.asarray(maps[..., VIEWS.index("brain")], np.float32).copy()
+    for v, view in enumerate(VIEWS):
+        if view != "brain":
+            area = (brain_side / view_square(case, view)[2]) ** 2
+            combined += area * view_to_brain_view(case, maps[..., v], view)
+    return combined / max(float(combined.max()), 1e-12)
+
+
 def explain_case(client, case: Case) -> dict:
     """{image [H, W, C], attribution [H, W, len(VIEWS)] (the brain view's column holding every view's
     share), tumour [H, W, len(VIEWS)] bool, probabilities, peak_in_tumour}."""
@@ -34,14 +47,8 @@ def explain_case(client, case: Case) -> dict:
     probs, maps = client.explain(x, ages)
     plane = tumor_mask(case)[:, :, tumor.index]
     mask = np.stack([to_model_plane(case, plane, order=0, view=v) for v in VIEWS], axis=-1).astype(bool)
-    brain_side = view_square(case, "brain")[2]
-    combined = maps[0, ..., VIEWS.index("brain")].astype(np.float32)
-    for v, view in enumerate(VIEWS):
-        if view != "brain":
-            area = (brain_side / view_square(case, view)[2]) ** 2  # brain-view pixels are this much larger
-            combined = combined + area * view_to_brain_view(case, maps[0, ..., v], view)
     attribution = np.asarray(maps[0], np.float32).copy()
-    attribution[..., VIEWS.index("brain")] = combined / max(float(combined.max()), 1e-12)
+    attribution[..., VIEWS.index("brain")] = brain_view_attribution(case, maps[0])
     brain = attribution[..., VIEWS.index("brain")]
     in_brain = mask[..., VIEWS.index("brain")]
     peak = np.unravel_index(int(np.argmax(brain)), brain.shape)
