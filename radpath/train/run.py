@@ -463,8 +463,9 @@ def model_card(report: dict) -> str:
 - {data["description"]}
 - Cohort: `{data["cohort"]}`; cases used: {data["cases_used"]}; class counts: {data["class_counts"]}
 - Cases not used: {len(data["cases_not_used"])} (listed in metrics.json with the reason)
-- Input: the four MRI sequences at the max-tumour axial slice (and neighbours), preprocessing
-  version {report["preprocessing_version"]}. The case ID is never a feature.{age_note}
+- Input: the four MRI sequences at the max-tumour axial slice (and neighbours) in two views, the
+  whole brain and zoomed onto the found tumour (8 channels), preprocessing version
+  {report["preprocessing_version"]}. The case ID is never a feature.{age_note}
 
 ## Model
 {_architecture(cfg)} with AdamW
