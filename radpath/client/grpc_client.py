@@ -30,7 +30,7 @@ from radpath.contract.errors import (
     ServingError,
 )
 from radpath.contract.model_io import CLASSES, TTA_OFFSETS, check_input, fill_ages, round_input, tta_views
-from radpath.contract.refer import refer_reasons
+from radpath.contract.refer import refer_reasons, threshold_assessed
 from radpath.contract.signature import (
     AGE_INPUT,
     ATTRIBUTION_OUTPUT,
@@ -99,7 +99,8 @@ class Classification:
     age_used: bool = False
     """Whether the model took the case's age (False for a model trained without age)."""
     refer_threshold: float | None = None
-    """The model's refer threshold (None: a model exported without one)."""
+    """The model's refer threshold as served (None: a model exported without one; NOT_ASSESSED or
+    0.0: one whose confidence was never assessed, see `contract.refer.threshold_assessed`)."""
     refer_reasons: list[str] = field(default_factory=list)
     """Why to refer (`contract.refer`); empty when the answer stands."""
 
@@ -107,14 +108,23 @@ class Classification:
     def refer(self) -> bool:
         return bool(self.refer_reasons)
 
+    @property
+    def threshold_assessed(self) -> bool:
+        """Whether the model's refer threshold was fitted on enough held-out cases."""
+        return threshold_assessed(self.refer_threshold)
+
     def as_dict(self) -> dict:
+        """The result as the CLI's JSON and the web's stored result: `refer_threshold` is null when the
+        threshold was not assessed (its served stand-in, NOT_ASSESSED = 2.0, is a marker, not a
+        probability anyone should read), and `threshold_assessed` says so."""
         return {
             "case_id": self.case_id,
             "class": self.label,
             "probabilities": self.probabilities,
             "refer": self.refer,
             "refer_reasons": self.refer_reasons,
-            "refer_threshold": self.refer_threshold,
+            "refer_threshold": self.refer_threshold if self.threshold_assessed else None,
+            "threshold_assessed": self.threshold_assessed,
             "slice_index": self.slice_index,
             "tumor_found": self.tumor_found,
             "warnings": self.warnings,
