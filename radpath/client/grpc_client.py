@@ -166,6 +166,7 @@ class GlioClient:
         )
         self._models = services.ModelServiceStub(self._channel)
         self._signatures = None
+        self._served: tuple[bool, bool] | None = None  # (takes age, serves the refer threshold)
 
     def close(self) -> None:
         self._channel.close()
@@ -232,9 +233,17 @@ class GlioClient:
             self._signatures = sig_map.signature_def
         return self._signatures
 
+    def _serving(self) -> tuple[bool, bool]:
+        """(whether the served signature takes age, whether it outputs the refer threshold), read
+        from the signatures once rather than looked up in the SignatureDefMap on every Predict."""
+        if self._served is None:
+            default = self.signatures()[SIGNATURE_NAME]
+            self._served = (AGE_INPUT in default.inputs, REFER_THRESHOLD_OUTPUT in default.outputs)
+        return self._served
+
     def wants_age(self) -> bool:
         """Whether the served signature has the age input (GetModelMetadata)."""
-        return AGE_INPUT in self.signatures()[SIGNATURE_NAME].inputs
+        return self._serving()[0]
 
     def can_explain(self) -> bool:
         """Whether the served model has the `explain` signature (models exported since calibration)."""
@@ -277,7 +286,7 @@ class GlioClient:
     ) -> tuple[np.ndarray, float | None, int]:
         """(probabilities [n, len(CLASSES)], the model's refer threshold or None, model version)."""
         req, images = self._request(SIGNATURE_NAME, images, ages_days)
-        has_threshold = REFER_THRESHOLD_OUTPUT in self.signatures()[SIGNATURE_NAME].outputs
+        has_threshold = self._serving()[1]
         req.output_filter.append(PROBABILITIES_OUTPUT)
         if has_threshold:
             req.output_filter.append(REFER_THRESHOLD_OUTPUT)
