@@ -1,12 +1,13 @@
 """Bounds on the memory the gRPC front end spends on incoming requests (issue 19; REST's are in `rest`).
 
-gRPC reads a request's message only when one of its `GRPC_WORKERS` threads takes the call (the
-others wait unread, held back by HTTP/2 flow control), and refuses a message over the server's
-receive limit without handing it to Python. So at most `GRPC_WORKERS` messages of at most
-`max_request_bytes` are held at once. That limit is what the largest valid request needs (the
-client's 64 MB cap is for any server, this one knows its batch limit): `max_rows` images, one more
-so that a batch one row too large is still answered with the INVALID_ARGUMENT that names the
-limit, and 1 MiB for everything else in the message.
+gRPC's sync server reads a request's message into Python only when one of its `GRPC_WORKERS`
+threads takes the call, and refuses a message over the server's receive limit without handing it
+to Python. So at most `GRPC_WORKERS` messages of at most `max_request_bytes` are held by Python at
+once; calls waiting for a worker hold at most their HTTP/2 flow-control window in gRPC's core, and
+beyond `MAX_CONCURRENT_RPCS` calls in all a new call is refused at once (RESOURCE_EXHAUSTED). The
+receive limit is what the largest valid request needs (the client's 64 MB cap is for any server,
+this one knows its batch limit): `max_rows` images, one more so that a batch one row too large is
+still answered with the INVALID_ARGUMENT that names the limit, and 1 MiB for the rest of the message.
 
 Past reading, a request's bytes are copied (the model's input tensor, a merged batch, padding), so
 decoding and running hold a `RequestBudget` share of the request's size: at most
@@ -29,6 +30,8 @@ from . import GRPC_MAX_MESSAGE_BYTES
 
 GRPC_WORKERS = 16
 """Threads of the gRPC server: calls handled (and messages held) at once."""
+MAX_CONCURRENT_RPCS = 64
+"""Calls running or waiting for a worker; more are refused at once with RESOURCE_EXHAUSTED."""
 BUDGET_REQUESTS = 4
 """Largest-size requests decoded or run at once (the rest wait their turn, already read)."""
 BUDGET_WAIT_S = 60.0

@@ -37,7 +37,7 @@ from . import GRPC_MAX_MESSAGE_BYTES
 from .batcher import Batcher, check_parameters
 from .error_answer import error_answer
 from .explain_queue import ExplainQueue, PredictGate
-from .grpc_limits import BUDGET_REQUESTS, GRPC_WORKERS, RequestBudget, max_request_bytes
+from .grpc_limits import BUDGET_REQUESTS, GRPC_WORKERS, MAX_CONCURRENT_RPCS, RequestBudget, max_request_bytes
 from .model_config import ModelEntry
 from .model_registry import DEFAULT_MAX_ROWS, LoadedVersion, ModelRegistry, check_spec
 from .predict_wire import WireError, split_request
@@ -347,7 +347,11 @@ def _grpc_server_for(prediction, models, options):
         regression_pb2,
     )
 
-    g = grpc.server(futures.ThreadPoolExecutor(max_workers=GRPC_WORKERS), options=options)
+    g = grpc.server(
+        futures.ThreadPoolExecutor(max_workers=GRPC_WORKERS),
+        options=options,
+        maximum_concurrent_rpcs=MAX_CONCURRENT_RPCS,
+    )
     handlers = {  # as prediction_service_pb2_grpc registers them, but Predict gets the raw bytes
         method: grpc.unary_unary_rpc_method_handler(
             getattr(prediction, method),

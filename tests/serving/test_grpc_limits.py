@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 import radpath.serving.local_server as local_server
+import radpath.serving.rest as rest
 from radpath.client.grpc_client import predict_request_bytes
 from radpath.contract.errors import Unavailable
 from radpath.contract.tfs_api import serving_apis_pb2 as apis
@@ -36,6 +37,7 @@ def server(model_base):
         ).start()
     yield s
     s.stop()
+    rest._trim_memory()  # hand the tests' large requests back to the OS: later tests measure RSS growth
 
 
 def _predict_raw(server, rows: int) -> tuple[str, str]:
