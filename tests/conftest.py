@@ -9,7 +9,9 @@ from __future__ import annotations
 import os
 
 # two CPU devices for pmap tests; must be set before anything imports jax
-os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=2")
+os.environ.setdefault(
+    "XLA_FLAGS", "--xla_force_host_platform_device_count=2 --xla_cpu_collective_call_terminate_timeout_seconds=900"
+)  # a busy CI machine can starve one device past the 40 s default
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from pathlib import Path

@@ -1,9 +1,13 @@
 """`radpath classify --explain OUT.png`: where the model looked, computed by the model server.
 
 The `explain` signature (integrated gradients of the predicted class, see `train.explain`) runs on
-the server; this module asks it for the centre view of the case, maps the detected tumour onto the
-model input's plane with the same crop and zoom as the input itself (`preprocess.model_input`),
+the server; this module asks it for the centre slice of the case, maps the detected tumour onto each
+view of the model input with the same crop and zoom as the input itself (`preprocess.model_input`),
 draws both (`client.picture`), and says whether the map's peak falls inside the tumour outline.
+
+The brain view's picture carries all the attribution: its own map plus the tumour view's map drawn
+where that view lies in it (`view_to_brain_view`), weighted by the area a tumour-view pixel covers
+(its pixels are smaller), so the two views' shares add up as the model used them.
 """
 
 from __future__ import annotations
@@ -12,29 +16,48 @@ from pathlib import Path
 
 import numpy as np
 
-from radpath.contract.model_io import round_input
+from radpath.contract.model_io import VIEWS, round_input, view_channels
 from radpath.preprocess import find_tumor, model_input
 from radpath.preprocess.case import Case
-from radpath.preprocess.model_input import to_model_plane
+from radpath.preprocess.model_input import to_model_plane, view_square, view_to_brain_view
 from radpath.preprocess.tumor_slice import tumor_mask
 
 from .picture import explanation_figure, png_bytes
 
 
+def brain_view_attribution(case: Case, maps: np.ndarray) -> np.ndarray:
+    """float32 [H, W] in [0, 1]: every view's attribution map ([H, W, len(VIEWS)], as served) in the
+    brain view's plane: the brain view's own plus each other view's drawn where it lies, times the
+    area of a brain-view pixel over one of that view's (a zoomed view's pixels are smaller)."""
+    brain_side = view_square(case, "brain")[2]
+    combined = np.asarray(maps[..., VIEWS.index("brain")], np.float32).copy()
+    for v, view in enumerate(VIEWS):
+        if view != "brain":
+            area = (brain_side / view_square(case, view)[2]) ** 2
+            combined += area * view_to_brain_view(case, maps[..., v], view)
+    return combined / max(float(combined.max()), 1e-12)
+
+
 def explain_case(client, case: Case) -> dict:
-    """{image [H, W, 4], attribution [H, W], tumour [H, W] bool, probabilities, peak_in_tumour}."""
+    """{image [H, W, C], attribution [H, W, len(VIEWS)] (the brain view's column holding every view's
+    share), tumour [H, W, len(VIEWS)] bool, probabilities, peak_in_tumour}."""
     tumor = find_tumor(case)
     x = round_input(model_input(case, tumor.index))[None]
     ages = None if case.age_days is None else np.full(1, case.age_days)
     probs, maps = client.explain(x, ages)
-    mask = to_model_plane(case, tumor_mask(case)[:, :, tumor.index], order=0).astype(bool)
-    peak = np.unravel_index(int(np.argmax(maps[0])), maps[0].shape)
+    plane = tumor_mask(case)[:, :, tumor.index]
+    mask = np.stack([to_model_plane(case, plane, order=0, view=v) for v in VIEWS], axis=-1).astype(bool)
+    attribution = np.asarray(maps[0], np.float32).copy()
+    attribution[..., VIEWS.index("brain")] = brain_view_attribution(case, maps[0])
+    brain = attribution[..., VIEWS.index("brain")]
+    in_brain = mask[..., VIEWS.index("brain")]
+    peak = np.unravel_index(int(np.argmax(brain)), brain.shape)
     return {
         "image": x[0],
-        "attribution": maps[0],
+        "attribution": attribution,
         "tumour": mask,
         "probabilities": probs[0],
-        "peak_in_tumour": bool(mask[peak]) if tumor.found else None,
+        "peak_in_tumour": bool(in_brain[peak]) if tumor.found else None,
     }
 
 
@@ -43,9 +66,13 @@ def write_explanation(client, case: Case, out: str | Path) -> dict:
     e = explain_case(client, case)
     out = Path(out)
     out.write_bytes(png_bytes(explanation_figure(e["image"], e["attribution"], e["tumour"])))
+    b = VIEWS.index("brain")
+    brain, tumour = e["attribution"][..., b], e["tumour"][..., b]
     return {
         "path": str(out),
         "peak_in_tumour": e["peak_in_tumour"],
-        "attribution_in_tumour": float(e["attribution"][e["tumour"]].sum() / max(e["attribution"].sum(), 1e-12)),
-        "tumour_share_of_brain": float(e["tumour"].sum() / max((e["image"] != 0).any(-1).sum(), 1)),
+        "attribution_in_tumour": float(brain[tumour].sum() / max(brain.sum(), 1e-12)),
+        "tumour_share_of_brain": float(
+            tumour.sum() / max((e["image"][..., view_channels("brain")] != 0).any(-1).sum(), 1)
+        ),
     }

@@ -29,7 +29,7 @@ from radpath.contract.errors import (
     ServerUnavailableError,
     ServingError,
 )
-from radpath.contract.model_io import CLASSES, TTA_OFFSETS, check_input, fill_ages, round_input, tta_views
+from radpath.contract.model_io import CLASSES, TTA_OFFSETS, VIEWS, check_input, fill_ages, round_input, tta_views
 from radpath.contract.refer import refer_reasons, threshold_assessed
 from radpath.contract.signature import (
     AGE_INPUT,
@@ -303,7 +303,7 @@ class GlioClient:
         return probs, version
 
     def explain(self, images: np.ndarray, ages_days: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """(probabilities [n, 3], attribution maps [n, H, W] in [0, 1]) from the `explain` signature,
+        """(probabilities [n, 3], attribution maps [n, H, W, len(VIEWS)] in [0, 1]) from the `explain` signature,
         one row per request (servers cap explain rows: each costs tens of Predicts)."""
         if not self.can_explain():
             raise ServingError(
@@ -317,7 +317,7 @@ class GlioClient:
             req, row = self._request(EXPLAIN_SIGNATURE, images[i : i + 1], None if ages is None else ages[i : i + 1])
             resp = self._send(req, row, "explain")
             probs.append(self._output(resp, PROBABILITIES_OUTPUT, (1, len(CLASSES))))
-            maps.append(self._output(resp, ATTRIBUTION_OUTPUT, (1, *images.shape[1:3])))
+            maps.append(self._output(resp, ATTRIBUTION_OUTPUT, (1, *images.shape[1:3], len(VIEWS))))
         if not probs:
             raise InvalidInputError("explain needs at least one image")
         return np.concatenate(probs), np.concatenate(maps)

@@ -1,9 +1,10 @@
 """Pictures for people, without an imaging library: PNG encoding and the explanation figure.
 
 `radpath classify --explain OUT.png` and the web result page show the model input (the four
-sequences at the max-tumour slice, as the model saw them) with the attribution map of the
-predicted class over it and the tumour outline found by preprocessing, so a reader can tell at a
-glance whether the model looked at the lesion. Only numpy and zlib: the light client stays light.
+sequences at the max-tumour slice, as the model saw them, one row per view: the whole brain, then
+zoomed onto the tumour) with the attribution map of the predicted class over it and the tumour
+outline found by preprocessing, so a reader can tell at a glance whether the model looked at the
+lesion. Only numpy and zlib: the light client stays light.
 
 One left/right convention for every picture the project draws (this figure, the web app's slice
 panel): radiological, as a PACS shows it: patient's right on the image's left, anterior up, each
@@ -18,6 +19,7 @@ import zlib
 import numpy as np
 
 from radpath.contract.model_io import CHANNELS as SEQUENCE_ORDER
+from radpath.contract.model_io import VIEWS, split_views
 
 OUTLINE_RGB = np.array([0, 255, 255], np.uint8)
 Z_WINDOW = (-3.0, 6.0)
@@ -100,29 +102,42 @@ def _outline(mask: np.ndarray) -> np.ndarray:
 def explanation_figure(
     image: np.ndarray, attribution: np.ndarray | None = None, tumour: np.ndarray | None = None, alpha: float = 0.55
 ) -> np.ndarray:
-    """uint8 [448, 448, 3]: 2 x 2 panels (FLAIR, T1 / T1ce, T2) of the model input `image`
-    float32 [224, 224, 4], the attribution map [224, 224] in [0, 1] blended as a heat map where it is
-    strong, and the tumour mask [224, 224] drawn as a cyan outline. The model input is already
-    radiological (patient's right on the left); each panel is labelled R / L."""
+    """uint8 [224 * len(VIEWS), 896, 3]: one row per view of the model input `image` float32
+    [224, 224, len(VIEWS) * 4] (the whole brain, then zoomed onto the tumour), one panel per sequence
+    (FLAIR, T1, T1ce, T2); the attribution maps [224, 224, len(VIEWS)] in [0, 1] blended as a heat map
+    where they are strong, and the tumour masks [224, 224, len(VIEWS)] drawn as a cyan outline. The
+    model input is already radiological (patient's right on the left); each panel is labelled R / L."""
     image = np.asarray(image, np.float32)
-    if image.ndim != 3 or image.shape[-1] != len(SEQUENCE_ORDER):
-        raise ValueError(f"image must be [H, W, 4], got {list(image.shape)}")
+    n_views, n_seq = len(VIEWS), len(SEQUENCE_ORDER)
+    if image.ndim != 3 or image.shape[-1] != n_views * n_seq:
+        raise ValueError(
+            f"image must be [H, W, {n_views * n_seq}] ({n_views} views x {n_seq} sequences), got {list(image.shape)}"
+        )
+    for name, extra in (("attribution", attribution), ("tumour", tumour)):
+        if extra is not None and np.shape(extra) != (*image.shape[:2], n_views):
+            raise ValueError(f"{name} must be [H, W, {n_views}] (one map per view), got {list(np.shape(extra))}")
     lo, hi = Z_WINDOW
-    outside = (image == 0).all(axis=-1)  # the model input's background is exactly 0: show it black
-    panels = []
-    for c in range(len(SEQUENCE_ORDER)):
-        grey = np.where(outside, 0.0, np.clip((image[..., c] - lo) / (hi - lo), 0, 1))
-        rgb = np.repeat(grey[..., None], 3, axis=-1)
-        if attribution is not None:
-            a = np.clip(np.asarray(attribution, np.float32), 0, 1)
-            weight = (alpha * np.clip(a / 0.25, 0, 1))[..., None]  # faint attributions stay transparent
-            rgb = (1 - weight) * rgb + weight * _heat(a)
-        out = (rgb * 255).astype(np.uint8)
-        if tumour is not None:
-            out[_outline(np.asarray(tumour, bool))] = OUTLINE_RGB
-        panels.append(label_sides(out))
-    fig = np.concatenate([np.concatenate(panels[:2], axis=1), np.concatenate(panels[2:], axis=1)], axis=0)
+    views = split_views(image)  # [H, W, V, C]
+    rows = []
+    for v in range(n_views):
+        outside = (views[:, :, v] == 0).all(axis=-1)  # the model input's background is exactly 0: show it black
+        panels = []
+        for c in range(n_seq):
+            grey = np.where(outside, 0.0, np.clip((views[:, :, v, c] - lo) / (hi - lo), 0, 1))
+            rgb = np.repeat(grey[..., None], 3, axis=-1)
+            if attribution is not None:
+                a = np.clip(np.asarray(attribution[..., v], np.float32), 0, 1)
+                weight = (alpha * np.clip(a / 0.25, 0, 1))[..., None]  # faint attributions stay transparent
+                rgb = (1 - weight) * rgb + weight * _heat(a)
+            out = (rgb * 255).astype(np.uint8)
+            if tumour is not None:
+                out[_outline(np.asarray(tumour[..., v], bool))] = OUTLINE_RGB
+            panels.append(label_sides(out))
+        rows.append(np.concatenate(panels, axis=1))
+    fig = np.concatenate(rows, axis=0)
     h, w = image.shape[:2]
-    fig[h - 1 : h + 1, :] = SEAM_GREY  # a thin line between the panels, so each panel's "L" and its
-    fig[:, w - 1 : w + 1] = SEAM_GREY  # neighbour's "R" do not read as one label
+    for k in range(1, n_views):  # a thin line between the panels, so each panel's "L" and its
+        fig[k * h - 1 : k * h + 1, :] = SEAM_GREY
+    for k in range(1, n_seq):  # neighbour's "R" do not read as one label
+        fig[:, k * w - 1 : k * w + 1] = SEAM_GREY
     return fig

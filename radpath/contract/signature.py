@@ -10,8 +10,9 @@
     signature "explain"
       inputs:  as serving_default
       outputs: "probabilities"  as serving_default
-               "attribution"    float32 [batch, IMAGE_SIZE, IMAGE_SIZE] in [0, 1]: integrated
-                                gradients of the predicted class (train.explain)
+               "attribution"    float32 [batch, IMAGE_SIZE, IMAGE_SIZE, len(VIEWS)] in [0, 1]:
+                                integrated gradients of the predicted class, one map per view of
+                                the model input (train.explain)
 
 Probabilities are calibrated (softmax(logits / T), T fitted on the run's held-out split). A client
 averages them over the test-time views and answers "refer" when the top probability is below

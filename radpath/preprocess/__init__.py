@@ -18,7 +18,7 @@ from .read_case import load_case
 from .sanity import detection_warnings
 from .tumor_slice import NoTumorFoundError, TumorSlice, find_tumor, max_tumor_slice, tumor_mask
 
-PREPROCESSING_VERSION = "3"
+PREPROCESSING_VERSION = "4"
 
 __all__ = [
     "CLASSES",

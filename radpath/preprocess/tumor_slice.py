@@ -131,7 +131,8 @@ class TumorSlice:
     """Tumour voxels / brain voxels."""
     possible: bool = False
     """Not found, but a sub-threshold candidate (score between `SEED_SPREADS` and `FOUND_SPREADS`)
-    gave the slice: the most suspicious region beats the brain's centre as the model's view."""
+    gave the slice: the most suspicious region beats the brain's centre as the model's view. Its `box`
+    and `box_mask` are kept (the model's tumour view centres on them); `mask()` stays empty."""
 
     def mask(self, case: Case) -> np.ndarray:
         """bool [x, y, z]: the tumour at full resolution (all False when none was found)."""
@@ -390,7 +391,7 @@ def _find(case: Case) -> TumorSlice:
             100 * MIN_TUMOR_FRACTION,
             index,
         )
-        return TumorSlice(index=index, voxels=0, found=False, score=peak, possible=True)
+        return TumorSlice(index=index, voxels=0, found=False, score=peak, box=box, box_mask=mask, possible=True)
     fraction = float(mask.sum()) / (brain_voxels * step**3)
     if fraction > MOST_OF_BRAIN_REFUSE:
         raise CaseError(

@@ -12,7 +12,7 @@ still answered with the INVALID_ARGUMENT that names the limit, and 1 MiB for the
 Past reading, a request's bytes are copied (the model's input tensor, a merged batch, padding), so
 decoding and running hold a `RequestBudget` share of the request's size: at most
 `BUDGET_REQUESTS` largest-size requests are decoded or run at once, first come first served; small
-requests (a batch-1 image is 0.8 MB) rarely wait.
+requests (a batch-1 input is 1.6 MB) rarely wait.
 """
 
 from __future__ import annotations

@@ -19,11 +19,21 @@ TRAIN_DEFAULTS = TrainConfig()
 """Defaults shown in --help (train.config imports no jax)."""
 
 
+CPU_COLLECTIVE_TIMEOUT_S = 900
+"""How long a CPU device waits for the others at a pmap all-reduce before XLA aborts the process. XLA's
+default (40 s) killed a training run on a busy 2-core machine (one device's thread starved by other
+jobs: "Termination timeout for all reduce ... Exiting"); a slow step is not a hung one."""
+
+
 def want_devices(n: int | None) -> None:
-    """On a CPU, N virtual devices need XLA_FLAGS before jax is imported (GPUs are unaffected)."""
+    """On a CPU, N virtual devices need XLA_FLAGS before jax is imported (GPUs are unaffected); with
+    them a patient all-reduce timeout (CPU_COLLECTIVE_TIMEOUT_S)."""
     flags = os.environ.get("XLA_FLAGS", "")
     if n and n > 1 and "xla_force_host_platform_device_count" not in flags:
-        os.environ["XLA_FLAGS"] = f"{flags} --xla_force_host_platform_device_count={n}".strip()
+        flags = f"{flags} --xla_force_host_platform_device_count={n}"
+    if "xla_cpu_collective_call_terminate_timeout_seconds" not in flags:
+        flags = f"{flags} --xla_cpu_collective_call_terminate_timeout_seconds={CPU_COLLECTIVE_TIMEOUT_S}"
+    os.environ["XLA_FLAGS"] = flags.strip()
 
 
 def resolve_config(args: argparse.Namespace) -> TrainConfig:

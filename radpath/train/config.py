@@ -71,6 +71,11 @@ class TrainConfig:
     """Weight of an auxiliary segmentation loss (necrosis, oedema, enhancing at stride 8) on the
     cohort's ground-truth masks (`Segmentation/<ID>_seg.nii.gz`, BraTS labels; synthetic cohorts
     have them); 0 = none. Training only: the exported model and its signature are unchanged."""
+    region_pool: bool = False
+    """With the segmentation head (seg_weight > 0): the class head also reads the image's statistics inside
+    the head's predicted tumour parts (per view and sequence: mean and spread of the robust z-scores in
+    necrosis, oedema, enhancing and normal brain, and each part's share of the view), what a radiomics
+    model reads, next to the pooled features. The head then runs at inference too (same signature)."""
 
     def __post_init__(self) -> None:
         for name in ("width", "epochs", "batch_size"):
@@ -97,6 +102,8 @@ class TrainConfig:
             raise ConfigError(
                 f"resnet_variant must be one of {', '.join(RESNET_VARIANTS)}; got {self.resnet_variant!r}"
             )
+        if self.region_pool and self.seg_weight <= 0:
+            raise ConfigError("region_pool needs the segmentation head: set seg_weight > 0 (and a cohort with masks)")
         if self.compute_dtype not in COMPUTE_DTYPES:
             raise ConfigError(f"compute_dtype must be one of {', '.join(COMPUTE_DTYPES)}; got {self.compute_dtype!r}")
 

@@ -11,9 +11,9 @@ bookkeeping only; it never reaches the model.
 
 With `with_seg`, each example also carries the ground-truth tumour labels of a synthetic cohort
 (`Segmentation/<ID>_seg.nii.gz`, BraTS labels 1 necrosis, 2 oedema, 4 enhancing) at the same slices,
-cropped and zoomed exactly as the image (`preprocess.model_input.to_model_plane`, nearest
-neighbour), as uint8 [n_offsets, H, W] with SEG_CLASSES indices: the target of the auxiliary
-segmentation head. Training only; a cohort without masks trains without it.
+cropped and zoomed exactly as the image in each of its views (`preprocess.model_input.to_model_plane`,
+nearest neighbour), as uint8 [n_offsets, H, W, len(VIEWS)] with SEG_CLASSES indices: the target of
+the auxiliary segmentation head. Training only; a cohort without masks trains without it.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ import numpy as np
 from tqdm import tqdm
 
 from radpath.contract.errors import CaseError
-from radpath.contract.model_io import CLASSES, IMAGE_SHAPE, STORAGE_DTYPE
+from radpath.contract.model_io import CLASSES, IMAGE_SHAPE, STORAGE_DTYPE, VIEWS
 from radpath.preprocess import PREPROCESSING_VERSION, find_tumor, load_case, model_inputs
 from radpath.preprocess.case import Case
 from radpath.preprocess.cohort import CohortEntry
@@ -54,7 +54,7 @@ class Examples:
     ages_days: np.ndarray  # float32 [n], NaN if unknown
     offsets: tuple[int, ...]
     failed: list[tuple[str, str]]
-    seg: np.ndarray | None = None  # uint8 [n, n_offsets, H, W] SEG_CLASSES indices, or None
+    seg: np.ndarray | None = None  # uint8 [n, n_offsets, H, W, len(VIEWS)] SEG_CLASSES indices, or None
 
     def subset(self, idx: Sequence[int]) -> Examples:
         idx = np.asarray(idx, dtype=np.int64)
@@ -122,7 +122,8 @@ def seg_path(entry: CohortEntry) -> Path:
 def case_seg(
     entry: CohortEntry, offsets: Sequence[int], cache_dir: Path | None, memo: dict | None = None
 ) -> np.ndarray | None:
-    """uint8 [len(offsets), *IMAGE_SHAPE[:2]] ground-truth labels at the example's slices (None: no mask)."""
+    """uint8 [len(offsets), *IMAGE_SHAPE[:2], len(VIEWS)] ground-truth labels at the example's slices,
+    in each view (None: no mask)."""
     import nibabel as nib
     from nibabel import orientations as orient
 
@@ -152,7 +153,12 @@ def case_seg(
     index[list(BRATS_LABELS)] = np.arange(SEG_CLASSES)
     k0, nz = find_tumor(case).index, case.shape[2]
     planes = [labels[:, :, min(max(k0 + o, 0), nz - 1)].astype(np.int64) for o in offsets]
-    out = np.stack([to_model_plane(case, index[np.clip(p, 0, 255)], order=0) for p in planes]).astype(np.uint8)
+    out = np.stack(
+        [
+            np.stack([to_model_plane(case, index[np.clip(p, 0, 255)], order=0, view=v) for v in VIEWS], axis=-1)
+            for p in planes
+        ]
+    ).astype(np.uint8)
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".tmp.npy")

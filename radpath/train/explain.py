@@ -5,7 +5,10 @@ model server — TF Serving or the built-in one — computes the map next to the
 light client needs no framework. Integrated gradients (Sundararajan et al. 2017) with the all-zero
 image as baseline: zero is exactly the background of the model input (robust z-scores, background
 0), so the path runs from "no brain" to the case, and attributions sum to the change of the class
-score. The map is |attribution| summed over the four channels, scaled to [0, 1] per image.
+score. The map is |attribution| summed over each view's four channels ([b, H, W, len(VIEWS)], one
+map per view of the model input), scaled to [0, 1] per image (one scale for all its views). The
+client draws each view's map over it and adds the tumour view's map into the brain view's plane
+(`client.explain`).
 """
 
 from __future__ import annotations
@@ -15,6 +18,8 @@ from collections.abc import Callable
 import jax
 import jax.numpy as jnp
 
+from radpath.contract.model_io import CHANNELS, VIEWS
+
 IG_STEPS = 16
 """Riemann steps along the path (midpoint rule); 16 keeps the map stable at 16 forward+backward passes."""
 
@@ -22,7 +27,7 @@ IG_STEPS = 16
 def integrated_gradients(
     logits_fn: Callable[[jax.Array], jax.Array], images: jax.Array, temperature: float = 1.0, steps: int = IG_STEPS
 ) -> tuple[jax.Array, jax.Array]:
-    """(probabilities [b, 3], attribution map [b, H, W] in [0, 1]) for `images` [b, H, W, C].
+    """(probabilities [b, 3], attribution maps [b, H, W, len(VIEWS)] in [0, 1]) for `images` [b, H, W, C].
 
     `logits_fn(x)` returns logits [b, 3]; the target of each image is its predicted class.
     """
@@ -40,8 +45,9 @@ def integrated_gradients(
         return acc + grad(alpha * images)
 
     total = jax.lax.fori_loop(0, steps, body, jnp.zeros_like(images))
-    attribution = jnp.abs(images * total / steps).sum(axis=-1)
-    peak = jnp.max(attribution, axis=(1, 2), keepdims=True)
+    b, h, w, _ = images.shape
+    attribution = jnp.abs(images * total / steps).reshape(b, h, w, len(VIEWS), len(CHANNELS)).sum(axis=-1)
+    peak = jnp.max(attribution, axis=(1, 2, 3), keepdims=True)
     return probs, attribution / jnp.maximum(peak, 1e-12)
 
 

@@ -37,7 +37,7 @@ from flax.training import train_state
 from jax import lax
 from tqdm import tqdm
 
-from radpath.contract.model_io import IMAGE_SHAPE, NUM_CLASSES, fill_ages, tta_offsets, tta_views
+from radpath.contract.model_io import CHANNELS, IMAGE_SHAPE, NUM_CLASSES, VIEWS, fill_ages, tta_offsets, tta_views
 
 from .config import TrainConfig
 from .examples import SEG_CLASSES, Examples
@@ -68,7 +68,8 @@ def make_model(config: TrainConfig, bn_axis: str | None = None) -> ResNet:
         num_classes=NUM_CLASSES,
         use_age=config.use_age,
         bn_axis=bn_axis,
-        seg_classes=SEG_CLASSES if config.seg_weight > 0 else 0,
+        seg_classes=len(VIEWS) * SEG_CLASSES if config.seg_weight > 0 else 0,
+        region_views=len(VIEWS) if config.region_pool else 0,
         variant=config.resnet_variant,
         dtype=jnp.dtype(config.compute_dtype) if bn_axis else jnp.float32,  # evaluation and export: float32
     )
@@ -125,8 +126,11 @@ def augment(rng: jax.Array, x: jax.Array, config: TrainConfig) -> jax.Array:
 def augment_pair(
     rng: jax.Array, x: jax.Array, seg: jax.Array | None, config: TrainConfig
 ) -> tuple[jax.Array, jax.Array | None]:
-    """`augment`, with an optional segmentation target seg float32 [b, H, W, K] (one-hot) moved by the
-    same flip, rotation and scale (bilinear: soft labels at the edges)."""
+    """`augment`, with an optional segmentation target seg float32 [b, H, W, V * K] (one-hot per view)
+    moved by the same flip, rotation and scale (bilinear: soft labels at the edges).
+
+    Every view is centred in the image, so one flip, rotation and zoom about the centre moves each view
+    about its own centre: the views stay one consistent picture of the slice."""
     b, h, w, c = x.shape
     k_flip, k_rot, k_scale, k_gain = jax.random.split(rng, 4)
     flip = jax.random.bernoulli(k_flip, 0.5, (b,))
@@ -152,9 +156,13 @@ def augment_pair(
     x = jax.vmap(warp)(x, angle, scale)
     if seg is not None:
         seg = jax.vmap(warp)(seg, angle, scale)
-        seg = seg.at[..., 0].add(1.0 - seg.sum(axis=-1))  # outside the source grid: background
-    x = jnp.where(jnp.any(x != 0, axis=-1, keepdims=True), intensity_augment(k_gain, x, config), 0.0)
-    return x, seg
+        per_view = seg.reshape(*seg.shape[:3], len(VIEWS), -1)
+        per_view = per_view.at[..., 0].add(1.0 - per_view.sum(axis=-1))  # outside the source grid: background
+        seg = per_view.reshape(seg.shape)
+    views = x.reshape(b, h, w, len(VIEWS), len(CHANNELS))
+    inside = jnp.any(views != 0, axis=-1, keepdims=True)  # each view's own brain
+    changed = intensity_augment(k_gain, x, config).reshape(views.shape)
+    return jnp.where(inside, changed, 0.0).reshape(x.shape), seg
 
 
 def _gaussian_blur(x: jax.Array, sigma: float = 1.2) -> jax.Array:
@@ -171,7 +179,8 @@ def _gaussian_blur(x: jax.Array, sigma: float = 1.2) -> jax.Array:
 
 
 def intensity_augment(rng: jax.Array, x: jax.Array, config: TrainConfig) -> jax.Array:
-    """Domain randomisation of intensities, per image and channel (x [b, H, W, C], robust z-scores).
+    """Domain randomisation of intensities, per image and sequence (x [b, H, W, C], robust z-scores;
+    a sequence gets the same curve, gain and offset in every view).
 
     Real scans differ from any training set in contrast mapping, conspicuity, resolution and noise:
     a random monotone curve (keeps "brighter than brain" brighter, changes how much), gain and
@@ -179,11 +188,18 @@ def intensity_augment(rng: jax.Array, x: jax.Array, config: TrainConfig) -> jax.
     """
     b, h, w, c = x.shape
     k_curve, k_gain, k_bias, k_blur, k_level, k_noise = jax.random.split(rng, 6)
-    curve = config.contrast_curve * jax.random.uniform(k_curve, (b, 1, 1, c), minval=-1, maxval=1)
+    per_seq = (b, 1, 1, 1, len(CHANNELS))  # one draw per sequence, the same in every view (one scan)
+
+    def draw(key):
+        return jnp.broadcast_to(
+            jax.random.uniform(key, per_seq, minval=-1, maxval=1), (b, 1, 1, c // len(CHANNELS), len(CHANNELS))
+        ).reshape(b, 1, 1, c)
+
+    curve = config.contrast_curve * draw(k_curve)
     x = x + curve * 2.0 * jnp.tanh(x / 2.0)  # monotone for |curve| < 1
     j = config.intensity_jitter
-    gain = 1 + j * jax.random.uniform(k_gain, (b, 1, 1, c), minval=-1, maxval=1)
-    bias = j * jax.random.uniform(k_bias, (b, 1, 1, c), minval=-1, maxval=1)
+    gain = 1 + j * draw(k_gain)
+    bias = j * draw(k_bias)
     x = x * gain + bias
     if config.blur > 0:
         mix = config.blur * jax.random.uniform(k_blur, (b, 1, 1, 1))
@@ -203,7 +219,9 @@ def _make_train_step(config: TrainConfig):
     with_seg = config.seg_weight > 0
 
     def step(state: TrainState, images, labels, ages, seg, rng):
-        onehot = jax.nn.one_hot(seg, SEG_CLASSES, dtype=jnp.float32) if with_seg else None
+        onehot = None
+        if with_seg:  # [b, H, W, V] labels -> [b, H, W, V * K] one-hot, moved with the image
+            onehot = jax.nn.one_hot(seg, SEG_CLASSES, dtype=jnp.float32).reshape(*seg.shape[:3], -1)
         images, seg_soft = augment_pair(rng, images.astype(jnp.float32), onehot, config)
 
         def loss_fn(params):
@@ -235,12 +253,13 @@ def _make_train_step(config: TrainConfig):
 
 
 def seg_loss(seg_logits: jax.Array, target: jax.Array) -> jax.Array:
-    """Soft-label cross-entropy of the segmentation head [b, h, w, K] against the one-hot target
-    [b, H, W, K] averaged down to the head's grid (the share of each label in each cell)."""
+    """Soft-label cross-entropy of the segmentation head [b, h, w, V * K] against the one-hot target
+    [b, H, W, V * K] averaged down to the head's grid (the share of each label in each cell), per view."""
     b, h, w, k = seg_logits.shape
     fy, fx = target.shape[1] // h, target.shape[2] // w
     pooled = target[:, : h * fy, : w * fx].reshape(b, h, fy, w, fx, k).mean(axis=(2, 4))
-    return optax.softmax_cross_entropy(seg_logits, pooled).mean()
+    per_view = (b, h, w, len(VIEWS), k // len(VIEWS))  # one softmax per view
+    return optax.softmax_cross_entropy(seg_logits.reshape(per_view), pooled.reshape(per_view)).mean()
 
 
 def _as_pmap_output(state: TrainState, devices: list) -> TrainState:
@@ -286,7 +305,7 @@ def epoch_batches(train: Examples, config: TrainConfig, epoch: int, n_devices: i
         ages = fill_ages(train.ages_days[idx[sl]], len(idx[sl])).reshape(n_devices, per_dev)
         seg = None
         if config.seg_weight > 0:
-            seg = train.seg[idx[sl], offset[sl]].reshape((n_devices, per_dev) + IMAGE_SHAPE[:2])
+            seg = train.seg[idx[sl], offset[sl]].reshape((n_devices, per_dev, *IMAGE_SHAPE[:2], len(VIEWS)))
         yield images, labels, ages, seg
 
 

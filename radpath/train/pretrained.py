@@ -18,9 +18,10 @@ Inputs: ours are z-scored per channel, as torchvision's normalised inputs are; K
 "caffe" inputs (BGR, mean subtracted, not divided by the standard deviation), so its first kernel is
 multiplied by ImageNet's per-channel pixel standard deviation: it then sees z-scores the way it saw pixels.
 
-Stem: ImageNet's first convolution reads 3 channels (RGB), ours 4 (T1, T1c, T2, FLAIR). Loading gives
-each of our channels the mean of the RGB kernels times 3/4: a grey image (the same values in every
-channel) yields exactly the activations the RGB network gives for that grey image in R, G and B.
+Stem: ImageNet's first convolution reads 3 channels (RGB), ours C = 8 (FLAIR, T1, T1ce, T2 in each of
+the model input's two views). Loading gives each of our channels the mean of the RGB kernels times
+3/C: a grey image (the same values in every channel) yields exactly the activations the RGB network
+gives for that grey image in R, G and B.
 
 The file keeps the exact 3-channel kernel and records its variant and width (`meta/...`); loading it
 into a model of another width or stage layout is refused in one line (ImageNet's ResNet50 has width

@@ -7,7 +7,8 @@ are averaged in training (None outside pmap, e.g. for export, where running aver
 Optionally the patient's age enters next to the pooled image features (`use_age`), and an
 auxiliary segmentation head (`seg_classes` > 0) reads the second stage's features (stride 8): trained
 on the synthetic cohort's tumour masks, it points the encoder at the tumour and its sub-regions. It
-is used in training only (`return_seg=True`); the exported model computes the class logits alone.
+is used in training only (`return_seg=True`) unless `region_views` > 0: then the class head also
+reads the input's statistics inside the head's predicted parts (`region_statistics`), at inference too.
 
 `variant` picks the layout, so that converted ImageNet weights (`train.pretrained`) compute exactly
 what they computed in the framework that trained them; parameter names are the same in all three:
@@ -40,6 +41,7 @@ from functools import partial
 from typing import Any
 
 import flax.linen as nn
+import jax
 import jax.numpy as jnp
 from jax import lax
 
@@ -107,6 +109,27 @@ class Bottleneck(nn.Module):
         return nn.relu(residual + y)
 
 
+def region_statistics(image: jax.Array, seg_logits: jax.Array, views: int) -> jax.Array:
+    """[b, views * parts * (2 * sequences + 1)] statistics of `image` [b, H, W, views * sequences] inside
+    the parts the segmentation head predicts (`seg_logits` [b, h, w, views * parts], a coarser grid):
+    per view, part and sequence the mean and standard deviation of the robust z-scores weighted by the
+    part's probability, and per view and part its share of the view. The image is averaged down to
+    the head's grid first (its statistics at that grid: what the head's cells see)."""
+    b, h, w, _ = seg_logits.shape
+    fy, fx = image.shape[1] // h, image.shape[2] // w
+    seqs = image.shape[-1] // views
+    small = image[:, : h * fy, : w * fx].reshape(b, h, fy, w, fx, views, seqs)
+    mean_px, sq_px = small.mean(axis=(2, 4)), (small * small).mean(axis=(2, 4))  # [b, h, w, V, S]
+    p = jax.nn.softmax(seg_logits.reshape(b, h, w, views, -1), axis=-1)  # [b, h, w, V, K]
+    mass = p.sum(axis=(1, 2))  # [b, V, K]
+    denom = mass[..., None] + 1.0  # one pseudo-pixel: an absent part has statistics near 0, not NaN
+    mean = jnp.einsum("bhwvk,bhwvs->bvks", p, mean_px) / denom
+    sq = jnp.einsum("bhwvk,bhwvs->bvks", p, sq_px) / denom
+    std = jnp.sqrt(jnp.maximum(sq - mean * mean, 0.0) + 1e-6)
+    share = mass / (h * w)
+    return jnp.concatenate([mean.reshape(b, -1), std.reshape(b, -1), share.reshape(b, -1)], axis=-1)
+
+
 class ResNet(nn.Module):
     """Logits [N, num_classes] from images [N, H, W, C] (and age in days [N] when `use_age`).
 
@@ -120,6 +143,8 @@ class ResNet(nn.Module):
     use_age: bool = False
     bn_axis: str | None = None
     seg_classes: int = 0
+    region_views: int = 0
+    """> 0: the seg head's classes are this many views x parts, and the class head reads `region_statistics`."""
     dtype: Any = jnp.float32
     variant: str = "flax"
 
@@ -138,6 +163,7 @@ class ResNet(nn.Module):
             dtype=self.dtype,
             axis_name=self.bn_axis if train else None,
         )
+        image = x
         x = stem_conv(self.width, (7, 7), (2, 2), padding=[(3, 3), (3, 3)], name="conv_init")(x)  # no input gradient
         x = nn.relu(norm(name="bn_init")(x))
         x = nn.max_pool(x, (3, 3), strides=(2, 2), padding="SAME" if self.variant == "flax" else BOTH_SIDES)
@@ -146,11 +172,16 @@ class ResNet(nn.Module):
             for j in range(size):
                 strides = (2, 2) if i > 0 and j == 0 else (1, 1)
                 x = Bottleneck(self.width * 2**i, conv=conv, norm=norm, strides=strides, variant=self.variant)(x)
-            if i == 1 and return_seg and self.seg_classes:
+            if i == 1 and self.seg_classes and (return_seg or self.region_views):
                 y = nn.relu(norm(name="seg_bn")(conv(self.width * 4, (3, 3), name="seg_conv")(x)))
                 seg = nn.Conv(self.seg_classes, (1, 1), dtype=self.dtype, name="seg_head")(y).astype(jnp.float32)
         x = jnp.mean(x.astype(jnp.float32), axis=(1, 2))
         self.sow("intermediates", "features", x)
+        if self.region_views:
+            if seg is None:
+                raise ValueError("region_views needs the segmentation head (seg_classes > 0)")
+            stats = region_statistics(image.astype(jnp.float32), seg, self.region_views)
+            x = jnp.concatenate([x, norm(name="region_bn")(stats).astype(jnp.float32)], axis=-1)
         if self.use_age:
             if age_days is None:
                 raise ValueError("this model uses age: pass age_days")

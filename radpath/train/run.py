@@ -423,15 +423,21 @@ def _architecture(cfg: dict) -> str:
     stages = tuple(cfg["stages"])
     name = "ResNet50" if stages == RESNET50_STAGES else f"a reduced ResNet ({sum(stages)} bottleneck blocks)"
     init = (
-        f"first layers initialised from `{cfg['init_weights']}` (ImageNet-style, RGB conv adapted to 4 channels), "
+        f"first layers initialised from `{cfg['init_weights']}` (ImageNet-style, RGB conv adapted to 8 channels), "
         "the rest from scratch"
         if cfg.get("init_weights")
         else "trained from scratch"
     )
     seg = (
-        f"; during training only, an auxiliary segmentation head (stride 8, loss weight {cfg['seg_weight']}) "
-        "learnt the ground-truth necrosis, oedema and enhancing masks of the training cohort, to point the "
-        "encoder at the tumour; the served model computes the class alone"
+        f"; an auxiliary segmentation head (stride 8, loss weight {cfg['seg_weight']}) learnt the "
+        "ground-truth necrosis, oedema and enhancing masks of the training cohort in both views, to point the "
+        "encoder at the tumour"
+        + (
+            "; the class head also reads the image's statistics inside the parts it predicts (mean and spread "
+            "per sequence and view, each part's share), so the served model runs it too"
+            if cfg.get("region_pool")
+            else "; the served model computes the class alone"
+        )
         if cfg.get("seg_weight")
         else ""
     )
@@ -457,8 +463,9 @@ def model_card(report: dict) -> str:
 - {data["description"]}
 - Cohort: `{data["cohort"]}`; cases used: {data["cases_used"]}; class counts: {data["class_counts"]}
 - Cases not used: {len(data["cases_not_used"])} (listed in metrics.json with the reason)
-- Input: the four MRI sequences at the max-tumour axial slice (and neighbours), preprocessing
-  version {report["preprocessing_version"]}. The case ID is never a feature.{age_note}
+- Input: the four MRI sequences at the max-tumour axial slice (and neighbours) in two views, the
+  whole brain and zoomed onto the found tumour (8 channels), preprocessing version
+  {report["preprocessing_version"]}. The case ID is never a feature.{age_note}
 
 ## Model
 {_architecture(cfg)} with AdamW

@@ -25,7 +25,8 @@ import jax
 import nibabel as nib
 import numpy as np
 
-from radpath.contract.model_io import fill_ages, round_input
+from radpath.client.explain import brain_view_attribution
+from radpath.contract.model_io import fill_ages, round_input, view_channels
 from radpath.preprocess import find_tumor, load_case, model_input
 from radpath.preprocess.cohort import read_cohort
 from radpath.preprocess.model_input import to_model_plane
@@ -57,9 +58,9 @@ def main() -> int:
         k = find_tumor(case).index
         x = round_input(model_input(case, k))[None]
         _, maps = fn(variables, x, fill_ages(None, 1))
-        m = np.asarray(maps[0])
+        m = brain_view_attribution(case, np.asarray(maps[0]))  # every view's share, as the client draws it
         gt = to_model_plane(case, ground_truth(cohort, case)[:, :, k], order=0) > 0.5
-        brain = (x[0] != 0).any(-1)
+        brain = (x[0][..., view_channels("brain")] != 0).any(-1)
         if not gt.any():
             continue
         peaks.append(bool(gt[np.unravel_index(int(m.argmax()), m.shape)]))

@@ -127,7 +127,7 @@ def rest_memory(model_base: Path, bodies: int, body_mb: float) -> None:
     host, port = address.split(":")
     try:
         rows = max(1, int(body_mb * 2**20 / (224 * 224 * 4 * 19.6)))  # json.dumps of a float64: ~19.6 bytes
-        x = np.random.default_rng(0).normal(size=(rows, 224, 224, 4))
+        x = np.random.default_rng(0).normal(size=(rows, 224, 224, 8))
         body = json.dumps({"instances": x.tolist()}).encode()
         del x
         assert len(body) < 64 * 2**20, f"{len(body)} bytes: over the server's limit, lower --body-mb"
@@ -197,6 +197,7 @@ def main() -> None:
     import tensorflow as tf
 
     from radpath.client.grpc_client import GlioClient, predict_request_bytes
+    from radpath.contract.model_io import IMAGE_SHAPE
     from radpath.contract.signature import IMAGE_INPUT, SIGNATURE_NAME
     from radpath.preprocess import find_tumor, load_case, model_input
 
@@ -209,7 +210,7 @@ def main() -> None:
         print("1. serving overhead (medians of", args.repeats, "alternating calls)")
         echo = GlioClient(echo_target)._channel.unary_unary("/tensorflow.serving.PredictionService/Predict")
         for b in (1, 8) if 1 in only else ():
-            x = np.random.default_rng(b).normal(size=(b, 224, 224, 4)).astype(np.float32)
+            x = np.random.default_rng(b).normal(size=(b, *IMAGE_SHAPE)).astype(np.float32)
             raw = predict_request_bytes(client._request(SIGNATURE_NAME, x, None)[0], IMAGE_INPUT, x)
             local, remote, floor = paired_medians(
                 lambda x=x: fn(image=tf.constant(x))["probabilities"].numpy(),
@@ -227,7 +228,7 @@ def main() -> None:
         if not only & {2, 3, 4}:
             return
         print("2. server-side batching, 8 concurrent clients x 12 batch-1 requests")
-        x1 = np.random.default_rng(0).normal(size=(1, 224, 224, 4)).astype(np.float32)
+        x1 = np.random.default_rng(0).normal(size=(1, 224, 224, 8)).astype(np.float32)
 
         def load(t: str) -> float:
             c = GlioClient(t)

@@ -6,7 +6,7 @@
 
 throughput: images/s of the Flax ResNet50 pmap train step (augmentation included) in several settings
   (`FLAX_SETUPS`: before the stride-2 rewrite, 2 or 1 host devices, bfloat16) vs a TensorFlow Keras
-  ResNet50 (weights=None) with the same input [224, 224, 4], 3 classes and global batch, each in its
+  ResNet50 (weights=None) with the same input [224, 224, 8], 3 classes and global batch, each in its
   own process on this machine, one after the other, from the median step time. Target: ratio >= 1.
   Run it under the CPU lock on an otherwise idle machine; repeat it and take medians.
 memory: peak RSS of a small-configuration training run (`radpath train`, 2 epochs, 2 folds). Target < 4 GB.
@@ -46,7 +46,7 @@ JAX_STEP = textwrap.dedent("""
                               tx=make_optimizer(cfg, steps), batch_stats=v["batch_stats"])
     state = _as_pmap_output(state, devs)
     rng = np.random.default_rng(0)
-    ex = Examples(["x"] * batch, rng.normal(size=(batch, 1, 224, 224, 4)).astype(np.float16),
+    ex = Examples(["x"] * batch, rng.normal(size=(batch, 1, 224, 224, 8)).astype(np.float16),
                   np.arange(batch) % 3, np.full(batch, 2e4, np.float32), (0,), [])
     step = _pmapped_train_step(cfg, tuple(devs))
     b = next(epoch_batches(ex, cfg, 0, len(devs)))
@@ -65,9 +65,9 @@ KERAS_STEP = textwrap.dedent("""
     import sys, time, json
     import numpy as np, tensorflow as tf
     batch, steps = int(sys.argv[1]), int(sys.argv[2])
-    model = tf.keras.applications.ResNet50(weights=None, input_shape=(224, 224, 4), classes=3)
+    model = tf.keras.applications.ResNet50(weights=None, input_shape=(224, 224, 8), classes=3)
     model.compile(optimizer=tf.keras.optimizers.AdamW(1e-3), loss="sparse_categorical_crossentropy", jit_compile=False)
-    x = np.random.default_rng(0).normal(size=(batch, 224, 224, 4)).astype(np.float32)
+    x = np.random.default_rng(0).normal(size=(batch, 224, 224, 8)).astype(np.float32)
     y = np.arange(batch) % 3
     model.train_on_batch(x, y)
     times = []
@@ -98,7 +98,7 @@ def throughput(args) -> None:
     """Each setting in its own process, one after the other; images/s from the median step time."""
     keras = _run(KERAS_STEP, str(args.batch), str(args.steps))["images_per_s"]
     print(
-        f"train step, ResNet50 width 64, [224, 224, 4], 3 classes, global batch {args.batch}, median of {args.steps}:"
+        f"train step, ResNet50 width 64, [224, 224, 8], 3 classes, global batch {args.batch}, median of {args.steps}:"
     )
     print(f"  TensorFlow Keras ResNet50 (float32):   {keras:.2f} images/s")
     for name, (n_dev, settings) in FLAX_SETUPS.items():

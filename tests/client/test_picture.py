@@ -5,6 +5,7 @@ import struct
 import zlib
 
 import numpy as np
+import pytest
 
 from radpath.client.picture import explanation_figure, png_bytes
 
@@ -30,17 +31,34 @@ def test_png_roundtrip():
 
 
 def test_figure_shows_heat_and_outline():
-    img = np.zeros((224, 224, 4), np.float32)
+    img = np.zeros((224, 224, 8), np.float32)
     img[40:180, 40:180] = 0.5
-    att = np.zeros((224, 224), np.float32)
+    att = np.zeros((224, 224, 2), np.float32)
     att[100:120, 100:120] = 1.0
-    mask = np.zeros((224, 224), bool)
+    mask = np.zeros((224, 224, 2), bool)
     mask[60:90, 60:90] = True
     fig = _decode(png_bytes(explanation_figure(img, att, mask)))
-    assert fig.shape == (448, 448, 3)
-    for r0, c0 in ((0, 0), (0, 224), (224, 0), (224, 224)):
-        panel = fig[r0 : r0 + 224, c0 : c0 + 224].astype(int)
-        assert panel[110, 110, 0] > panel[110, 110, 2] + 50  # heat: red over blue
-        assert tuple(panel[60, 75]) == (0, 255, 255)  # outline on the mask's edge
-        assert tuple(panel[75, 75]) != (0, 255, 255)  # not inside it
-        assert panel[150, 150, 0] == panel[150, 150, 2]  # grey where no attribution
+    assert fig.shape == (448, 896, 3)  # one row per view, one column per sequence
+    for r0 in (0, 224):
+        for c0 in (0, 224, 448, 672):
+            panel = fig[r0 : r0 + 224, c0 : c0 + 224].astype(int)
+            assert panel[110, 110, 0] > panel[110, 110, 2] + 50  # heat: red over blue
+            assert tuple(panel[60, 75]) == (0, 255, 255)  # outline on the mask's edge
+            assert tuple(panel[75, 75]) != (0, 255, 255)  # not inside it
+            assert panel[150, 150, 0] == panel[150, 150, 2]  # grey where no attribution
+
+
+def test_each_view_row_gets_its_own_map_and_outline():
+    img = np.full((224, 224, 8), 0.5, np.float32)
+    att = np.zeros((224, 224, 2), np.float32)
+    att[100:120, 100:120, 1] = 1.0  # only the tumour view's map
+    mask = np.zeros((224, 224, 2), bool)
+    mask[60:90, 60:90, 0] = True  # only the brain view's outline
+    fig = _decode(png_bytes(explanation_figure(img, att, mask))).astype(int)
+    assert fig[110, 110, 0] == fig[110, 110, 2] and fig[224 + 110, 110, 0] > fig[224 + 110, 110, 2] + 50
+    assert tuple(fig[60, 75]) == (0, 255, 255) and tuple(fig[224 + 60, 75]) != (0, 255, 255)
+
+
+def test_figure_refuses_maps_without_a_view_axis():
+    with pytest.raises(ValueError, match="one map per view"):
+        explanation_figure(np.zeros((224, 224, 8), np.float32), np.zeros((224, 224), np.float32))

@@ -37,7 +37,7 @@ def test_new_version_picked_up_and_old_one_still_answerable(tmp_path, caplog):
     ).start()
     try:
         client = GlioClient(f"127.0.0.1:{server.grpc_port}")
-        x = np.random.default_rng(0).normal(size=(1, 224, 224, 4)).astype(np.float32)
+        x = np.random.default_rng(0).normal(size=(1, 224, 224, 8)).astype(np.float32)
         p1, v = client.predict(x)
         assert v == 1
         export_tiny(base, seed=2)
@@ -74,7 +74,7 @@ def test_concurrent_requests_are_batched(model_base):
     ).start()
     try:
         client = GlioClient(f"127.0.0.1:{server.grpc_port}")
-        xs = [np.random.default_rng(i).normal(size=(1, 224, 224, 4)).astype(np.float32) for i in range(8)]
+        xs = [np.random.default_rng(i).normal(size=(1, 224, 224, 8)).astype(np.float32) for i in range(8)]
         alone = [client.predict(x)[0] for x in xs]
         with ThreadPoolExecutor(8) as pool:
             together = list(pool.map(lambda x: client.predict(x)[0], xs))

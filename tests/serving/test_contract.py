@@ -32,7 +32,7 @@ def test_status(backend):
 @pytest.mark.parametrize("batch", [1, 8])
 def test_predict_matches_in_process_savedmodel(backend, model_base, batch):
     """Batch 8 is 6.4 MB, over gRPC's 4 MB default: both sides raise the limit."""
-    x = np.random.default_rng(batch).normal(size=(batch, 224, 224, 4)).astype(np.float32)
+    x = np.random.default_rng(batch).normal(size=(batch, 224, 224, 8)).astype(np.float32)
     with GlioClient(backend.grpc_target) as c:
         probs, version = c.predict(x)
     assert version == 1
@@ -40,7 +40,7 @@ def test_predict_matches_in_process_savedmodel(backend, model_base, batch):
 
 
 def test_rest_predict(backend, model_base):
-    x = np.random.default_rng(0).normal(size=(2, 224, 224, 4)).astype(np.float32)
+    x = np.random.default_rng(0).normal(size=(2, 224, 224, 8)).astype(np.float32)
     code, body = _rest(f"{backend.rest_url}/v1/models/glioma:predict", {"instances": x.tolist()})
     assert code == 200
     probs = np.array([p["probabilities"] for p in body["predictions"]])
@@ -54,7 +54,7 @@ def test_unknown_model_and_version(backend):
             c.status()
     with GlioClient(backend.grpc_target, version=99, retries=0) as c:
         with pytest.raises(ModelNotFoundError):
-            c.predict(np.zeros((1, 224, 224, 4), np.float32))
+            c.predict(np.zeros((1, 224, 224, 8), np.float32))
     assert _rest(f"{backend.rest_url}/v1/models/nope")[0] == 404
     assert _rest(f"{backend.rest_url}/v1/models/glioma/versions/99:predict", {"instances": [[0]]})[0] == 404
 

@@ -27,7 +27,7 @@ from radpath.serving.local_server import Server
 from radpath.serving.model_config import ModelEntry
 from radpath.serving.protos import pb, to_proto
 
-IMAGE = (224, 224, 4)
+IMAGE = (224, 224, 8)
 
 
 @pytest.fixture(scope="module")
@@ -116,7 +116,7 @@ def test_real_errors_get_the_same_answer_on_both(server, stub):
     code, details = _grpc(stub, image=np.zeros((1, 100, 100, 4), np.float32))
     http, error = _rest(server, body=json.dumps({"instances": [[[[0.0] * 4] * 100] * 100]}).encode())
     assert (code, http) == (grpc.StatusCode.INVALID_ARGUMENT, 400)
-    assert "must have shape [None, 224, 224, 4]" in details and "must have shape [None, 224, 224, 4]" in error
+    assert "must have shape [None, 224, 224, 8]" in details and "must have shape [None, 224, 224, 8]" in error
     # an explain request over the row cap
     two = np.zeros((2, *IMAGE), np.float32)
     code, details = _grpc(stub, image=two, signature="explain")

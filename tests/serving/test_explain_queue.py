@@ -19,7 +19,7 @@ from radpath.serving.local_server import Server
 from radpath.serving.model_config import ModelEntry
 from radpath.serving.protos import pb, to_proto
 
-IMAGE = (224, 224, 4)
+IMAGE = (224, 224, 8)
 
 
 def _request(rows: int, signature: str = ""):

@@ -1,5 +1,5 @@
 """The second signature and the refer threshold through every serving backend: GetModelMetadata lists
-`explain`, a Predict on it returns a [b, 224, 224] map in [0, 1], the default signature serves the
+`explain`, a Predict on it returns a [b, 224, 224, 2] map (one per view) in [0, 1], the default signature serves the
 refer threshold, and a classification carries refer/refer_reasons."""
 
 import json
@@ -16,10 +16,12 @@ def test_metadata_lists_both_signatures_and_explain_works(backend):
     with GlioClient(backend.grpc_target, timeout=60) as client:
         assert set(client.signatures()) >= {"serving_default", "explain"}
         assert client.can_explain()
-        x = np.random.default_rng(0).normal(size=(2, 224, 224, 4)).astype(np.float32)
+        x = np.random.default_rng(0).normal(size=(2, 224, 224, 8)).astype(np.float32)
         probs, maps = client.explain(x)
         assert probs.shape == (2, 3) and np.allclose(probs.sum(1), 1, atol=1e-5)
-        assert maps.shape == (2, 224, 224) and maps.min() >= 0 and np.allclose(maps.max(axis=(1, 2)), 1, atol=1e-5)
+        assert (
+            maps.shape == (2, 224, 224, 2) and maps.min() >= 0 and np.allclose(maps.max(axis=(1, 2, 3)), 1, atol=1e-5)
+        )
         ref, threshold, _ = client.predict_full(x)
         np.testing.assert_allclose(ref, probs, atol=1e-5)  # the same calibrated probabilities
         assert threshold is not None and (0 <= threshold <= 1 or threshold == NOT_ASSESSED)  # tiny model: no split
@@ -36,7 +38,7 @@ def test_unknown_signature_is_invalid_argument(backend):
     req = apis.PredictRequest()
     req.model_spec.name = "glioma"
     req.model_spec.signature_name = "nope"
-    fill_tensor(req.inputs["image"], np.zeros((1, 224, 224, 4), np.float32))
+    fill_tensor(req.inputs["image"], np.zeros((1, 224, 224, 8), np.float32))
     with pytest.raises(grpc.RpcError) as info:
         services.PredictionServiceStub(channel).Predict(req, timeout=60)
     assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "nope" in info.value.details()
@@ -44,7 +46,7 @@ def test_unknown_signature_is_invalid_argument(backend):
 
 
 def test_rest_explain(backend):
-    body = json.dumps({"signature_name": "explain", "instances": np.zeros((1, 224, 224, 4)).tolist()}).encode()
+    body = json.dumps({"signature_name": "explain", "instances": np.zeros((1, 224, 224, 8)).tolist()}).encode()
     req = urllib.request.Request(f"{backend.rest_url}/v1/models/glioma:predict", data=body, method="POST")
     with urllib.request.urlopen(req, timeout=120) as resp:
         out = json.loads(resp.read())["predictions"][0]

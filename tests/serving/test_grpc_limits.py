@@ -16,12 +16,13 @@ import radpath.serving.local_server as local_server
 import radpath.serving.rest as rest
 from radpath.client.grpc_client import predict_request_bytes
 from radpath.contract.errors import Unavailable
+from radpath.contract.model_io import IMAGE_SHAPE
 from radpath.contract.tfs_api import serving_apis_pb2 as apis
 from radpath.serving import GRPC_MAX_MESSAGE_BYTES
 from radpath.serving.grpc_limits import RequestBudget, max_request_bytes
 from radpath.serving.model_config import ModelEntry
 
-ROW_BYTES = 224 * 224 * 4 * 4
+ROW_BYTES = int(np.prod(IMAGE_SHAPE)) * 4  # one float32 model input: 1.6 MB
 
 
 @pytest.fixture(scope="module")
@@ -43,7 +44,7 @@ def server(model_base):
 def _predict_raw(server, rows: int) -> tuple[str, str]:
     req = apis.PredictRequest()
     req.model_spec.name = "glioma"
-    x = np.random.default_rng(rows).normal(size=(rows, 224, 224, 4)).astype(np.float32)
+    x = np.random.default_rng(rows).normal(size=(rows, *IMAGE_SHAPE)).astype(np.float32)
     raw = predict_request_bytes(req, "image", x)
     options = [("grpc.max_send_message_length", GRPC_MAX_MESSAGE_BYTES)]
     with grpc.insecure_channel(f"127.0.0.1:{server.grpc_port}", options=options) as channel:
@@ -59,13 +60,13 @@ def _predicts_seen(server) -> int:
 
 
 def test_receive_limit_is_the_largest_valid_request():
-    assert max_request_bytes(16) == 17 * ROW_BYTES + 2**20  # 14.7 MB, not the client's 64 MB
+    assert max_request_bytes(16) == 17 * ROW_BYTES + 2**20  # 28.3 MB, not the client's 64 MB
     assert max_request_bytes(1000) == GRPC_MAX_MESSAGE_BYTES  # never over the client's cap
 
 
 def test_a_message_over_the_limit_is_refused_before_python_reads_it(server):
     seen = _predicts_seen(server)
-    code, details = _predict_raw(server, 19)  # 15.3 MB: over 14.7 MB, under the client's 64 MB
+    code, details = _predict_raw(server, 19)  # 30.5 MB: over 28.3 MB, under the client's 64 MB
     assert code == "RESOURCE_EXHAUSTED" and "larger than max" in details, details
     assert _predicts_seen(server) == seen  # the handler never ran: no Python copy of the message
     code, details = _predict_raw(server, 17)  # one row over: still read, and told the limit
@@ -74,14 +75,14 @@ def test_a_message_over_the_limit_is_refused_before_python_reads_it(server):
 
 
 def test_concurrent_large_requests_are_decoded_one_budget_at_a_time(server):
-    """Six 16-row requests (12.8 MB each) at once with a budget of one largest request: all are
+    """Four 16-row requests (25.7 MB each) at once with a budget of one largest request: all are
     answered, and never more than one request's bytes were being decoded or run at once."""
     budget = server.request_budget
     assert budget.limit == max_request_bytes(16)
     budget.peak = 0
-    with ThreadPoolExecutor(6) as pool:
-        codes = list(pool.map(lambda _: _predict_raw(server, 16)[0], range(6)))
-    assert codes == ["OK"] * 6
+    with ThreadPoolExecutor(4) as pool:
+        codes = list(pool.map(lambda _: _predict_raw(server, 16)[0], range(4)))
+    assert codes == ["OK"] * 4
     assert 16 * ROW_BYTES < budget.peak <= budget.limit < 2 * 16 * ROW_BYTES, budget.peak
     assert budget.used == 0  # all given back
 

@@ -26,7 +26,7 @@ from radpath.serving.local_server import Server
 from radpath.serving.model_config import ModelEntry
 from radpath.serving.protos import pb, to_proto
 
-IMAGE = (224, 224, 4)
+IMAGE = (224, 224, 8)
 MAX_SECONDS = 5.0
 MAX_GROWTH_MB = 500.0
 
@@ -109,7 +109,7 @@ GRPC_PROBES = {
         r"must be float32",
     ),
     "wrong_shape": (lambda: _request(image=np.zeros((1, 100, 100, 4), np.float32)), r"must have shape"),
-    "rank_3": (lambda: _request(image=np.zeros((224, 224, 4), np.float32)), r"must have shape"),
+    "rank_3": (lambda: _request(image=np.zeros((224, 224, 8), np.float32)), r"must have shape"),
     "unknown_input": (lambda: _request(image=_image(1), nope=np.zeros((1,), np.float32)), r"unknown \['nope'\]"),
     "missing_image": (lambda: _request(nope=np.zeros((1,), np.float32)), r"missing \['image'\]"),
     "broadcast_to_huge_shape": (
@@ -296,13 +296,13 @@ REST_PROBES = {
     "not_json": (b"{nope", 400, r"not JSON"),
     "ragged": (b'{"inputs": [[[[1, 2]]], [[[3]]]]}', 400, r"rectangular"),
     "strings": (b'{"inputs": [[[["a"]]]]}', 400, r"rectangular"),
-    "no_batch_axis": (json.dumps({"instances": [[[0.0] * 4] * 224] * 224}).encode(), 400, r"got \[224, 224, 4\]"),
+    "no_batch_axis": (json.dumps({"instances": [[[0.0] * 8] * 224] * 224}).encode(), 400, r"got \[224, 224, 8\]"),
     "huge_int": (b'{"inputs": [' + b"9" * 400 + b"]}", 400, r"rectangular|shape"),
     "wrong_shape": (b'{"instances": [[1, 2, 3]]}', 400, r"must have shape"),
     "unknown_input": (b'{"inputs": {"nope": [1]}}', 400, r"unknown input 'nope'"),
     "nan_literal": (
         json.dumps(
-            {"inputs": np.where(np.arange(224 * 224 * 4) == 7, np.nan, 0.0).reshape(1, *IMAGE).tolist()}
+            {"inputs": np.where(np.arange(224 * 224 * 8) == 7, np.nan, 0.0).reshape(1, *IMAGE).tolist()}
         ).encode(),
         400,
         r"NaN or infinite",

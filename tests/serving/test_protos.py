@@ -8,7 +8,7 @@ from radpath.serving.protos import from_proto, to_proto
 
 
 def test_float_proto_is_byte_identical_to_tensorflow():
-    x = np.random.default_rng(0).normal(size=(2, 224, 224, 4)).astype(np.float32)
+    x = np.random.default_rng(0).normal(size=(2, 224, 224, 8)).astype(np.float32)
     assert to_proto(x).SerializeToString() == tf.make_tensor_proto(x).SerializeToString()
     np.testing.assert_array_equal(from_proto(tf.make_tensor_proto(x)), x)
 

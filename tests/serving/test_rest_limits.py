@@ -175,7 +175,7 @@ def test_concurrent_large_bodies_stay_within_the_parse_budget(model_base, concur
     sends). Each costs ~20 MB while parsed; with a budget of one body at a time the server's RSS
     grows by about one parse, not six. The same burst against a budget that admits all six at
     once shows the difference the budget makes (measured in the same process, same bodies)."""
-    x = np.random.default_rng(0).normal(size=(1, 224, 224, 4)).astype(np.float32)
+    x = np.random.default_rng(0).normal(size=(1, 224, 224, 8)).astype(np.float32)
     body = json.dumps({"instances": x.astype(np.float64).tolist()}).encode()
     del x
     size_mb = len(body) / 2**20
@@ -238,8 +238,8 @@ def test_byte_budget_is_first_come_first_served():
 @pytest.mark.parametrize(
     "body, expected",
     [
-        ({"instances": np.zeros((224, 224, 4)).tolist()}, "got [224, 224, 4] (no batch axis? wrap it in a list)"),
-        ({"inputs": np.zeros((224, 224, 4)).tolist()}, "got [224, 224, 4] (no batch axis? wrap it in a list)"),
+        ({"instances": np.zeros((224, 224, 8)).tolist()}, "got [224, 224, 8] (no batch axis? wrap it in a list)"),
+        ({"inputs": np.zeros((224, 224, 8)).tolist()}, "got [224, 224, 8] (no batch axis? wrap it in a list)"),
         ({"inputs": [[0.0] * 4] * 3}, "got [3, 4]"),
     ],
 )
@@ -255,7 +255,7 @@ def test_rest_input_of_the_wrong_rank_names_its_shape(model_base, body, expected
         with pytest.raises(urllib.error.HTTPError) as info:
             urllib.request.urlopen(req, timeout=60)
         error = json.loads(info.value.read())["error"]
-        assert info.value.code == 400 and "must have shape [None, 224, 224, 4]" in error and expected in error, error
+        assert info.value.code == 400 and "must have shape [None, 224, 224, 8]" in error and expected in error, error
         assert "batch of" not in error
     finally:
         server.stop()

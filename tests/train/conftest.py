@@ -12,7 +12,7 @@ def fake_examples(n: int = 12, seed: int = 0) -> Examples:
     """Random inputs whose class shows in channel means, so a model can fit them."""
     rng = np.random.default_rng(seed)
     labels = np.arange(n) % 3
-    images = rng.normal(0, 1, (n, 3, 224, 224, 4)).astype(np.float16)
+    images = rng.normal(0, 1, (n, 3, 224, 224, 8)).astype(np.float16)
     images[..., 0] += labels[:, None, None, None].astype(np.float16)
     return Examples(
         [f"CASE_{i}" for i in range(n)],

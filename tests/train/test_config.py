@@ -28,6 +28,8 @@ def test_set_reaches_every_field_with_its_type():
         elif name == "init_weights":
             assert base.with_settings(["init_weights=w.npz"]).init_weights == "w.npz"
             assert base.with_settings(["init_weights=none"]).init_weights is None
+        elif name == "region_pool":  # needs the segmentation head
+            assert base.with_settings(["seg_weight=1", "region_pool=true"]).region_pool is True
         elif tp is str:  # settings with a fixed set of choices
             choice = {"resnet_variant": "torchvision", "compute_dtype": "bfloat16"}[name]
             assert getattr(base.with_settings([f"{name}={choice}"]), name) == choice

@@ -25,7 +25,7 @@ def _run_dir(tmp_path, name, config, favour: int | None = None, labels=None):
         rng = np.random.default_rng(1)
         np.savez(
             run / "holdout.npz",
-            images=rng.normal(size=(len(labels), 224, 224, 4)).astype(np.float16),
+            images=rng.normal(size=(len(labels), 224, 224, 8)).astype(np.float16),
             labels=np.array(labels),
             ages_days=np.full(len(labels), 20000.0, np.float32),
             case_ids=np.array([f"C{i}" for i in range(len(labels))]),
@@ -41,7 +41,7 @@ def test_savedmodel_matches_jax_at_batch_1_3_8(tmp_path, tiny_config):
     model = make_model(tiny_config.replace(seed=5))
     rng = np.random.default_rng(0)
     for b in (1, 3, 8):
-        x = rng.normal(size=(b, 224, 224, 4)).astype(np.float32)
+        x = rng.normal(size=(b, 224, 224, 8)).astype(np.float32)
         ref = np.asarray(jax.nn.softmax(model.apply(variables, x, np.full(b, AGE_FILL_DAYS, np.float32), train=False)))
         np.testing.assert_allclose(saved_model_predict(path, x), ref, atol=1e-5)
     extra = path / "assets.extra"
@@ -57,8 +57,8 @@ def test_signature_and_classes(tmp_path, tiny_config):
     export_run(run, tmp_path / "models")
     fn = tf.saved_model.load(str(tmp_path / "models" / "glioma" / "1")).signatures["serving_default"]
     spec = fn.structured_input_signature[1]["image"]
-    assert spec.shape.as_list() == [None, 224, 224, 4] and spec.dtype == tf.float32
-    out = fn(image=tf.zeros((2, 224, 224, 4)))
+    assert spec.shape.as_list() == [None, 224, 224, 8] and spec.dtype == tf.float32
+    out = fn(image=tf.zeros((2, 224, 224, 8)))
     assert out["probabilities"].shape == (2, 3)
     assert [c.decode() for c in out["classes"].numpy()] == ["O", "O"]
 
@@ -86,7 +86,7 @@ def test_export_needs_a_trained_run(tmp_path):
 
 def test_calibration_and_explain_signature(tmp_path, tiny_config):
     """The temperature and refer threshold of model/calibration.json are built in; `explain` serves
-    probabilities plus a [b, 224, 224] attribution map in [0, 1]."""
+    probabilities plus a [b, 224, 224, 2] attribution map (one per view) in [0, 1]."""
     import tensorflow as tf
 
     config = tiny_config.replace(seed=7)
@@ -96,14 +96,14 @@ def test_calibration_and_explain_signature(tmp_path, tiny_config):
     assert summary["parity_max_abs_diff"] <= 1e-5
     loaded = tf.saved_model.load(str(tmp_path / "models" / "glioma" / "1"))
     assert set(loaded.signatures) == {"serving_default", "explain"}
-    x = np.random.default_rng(3).normal(size=(2, 224, 224, 4)).astype(np.float32)
+    x = np.random.default_rng(3).normal(size=(2, 224, 224, 8)).astype(np.float32)
     logits = make_model(config).apply(variables, x, np.full(2, AGE_FILL_DAYS, np.float32), train=False)
     out = loaded.signatures["serving_default"](image=tf.constant(x))
     np.testing.assert_allclose(out["probabilities"].numpy(), np.asarray(jax.nn.softmax(logits / 2.0)), atol=1e-5)
     np.testing.assert_allclose(out["refer_threshold"].numpy(), [0.6, 0.6])
     ex = loaded.signatures["explain"](image=tf.constant(x))
     maps = ex["attribution"].numpy()
-    assert maps.shape == (2, 224, 224) and maps.min() >= 0 and np.allclose(maps.max(axis=(1, 2)), 1.0, atol=1e-5)
+    assert maps.shape == (2, 224, 224, 2) and maps.min() >= 0 and np.allclose(maps.max(axis=(1, 2, 3)), 1.0, atol=1e-5)
     np.testing.assert_allclose(ex["probabilities"].numpy(), out["probabilities"].numpy(), atol=1e-5)
     info = json.loads((tmp_path / "models" / "glioma" / "1" / "assets.extra" / "radpath.json").read_text())
     assert info["calibration"]["temperature"] == 2.0
@@ -123,6 +123,6 @@ def test_segmentation_head_and_age_model_exports_with_the_age_input_only(tmp_pat
     assert summary["parity_max_abs_diff"] <= 1e-5
     fn = tf.saved_model.load(str(tmp_path / "models" / "glioma" / "1")).signatures["serving_default"]
     assert set(fn.structured_input_signature[1]) == {"image", "age_days"}
-    out = fn(image=tf.zeros((2, 224, 224, 4)), age_days=tf.constant([9000.0, 25000.0]))
+    out = fn(image=tf.zeros((2, 224, 224, 8)), age_days=tf.constant([9000.0, 25000.0]))
     assert out["probabilities"].shape == (2, 3)
     np.testing.assert_allclose(out["refer_threshold"].numpy(), [NOT_ASSESSED] * 2)

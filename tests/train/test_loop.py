@@ -131,8 +131,8 @@ def test_auxiliary_segmentation_head_trains_and_is_left_out_of_the_served_model(
     from tests.train.conftest import fake_examples
 
     ex = fake_examples(12)
-    ex.seg = np.zeros((12, 3, 224, 224), np.uint8)
-    ex.seg[:, :, 80:140, 90:150] = (ex.labels % 3 + 1)[:, None, None, None]
+    ex.seg = np.zeros((12, 3, 224, 224, 2), np.uint8)  # [cases, offsets, H, W, views]
+    ex.seg[:, :, 80:140, 90:150] = (ex.labels % 3 + 1)[:, None, None, None, None]
     cfg = tiny_config.replace(seg_weight=1.0)
     result = fit(ex, cfg, devices=2, progress=False)
     assert result.completed and all(np.isfinite(h["loss"]) for h in result.history)
@@ -141,3 +141,47 @@ def test_auxiliary_segmentation_head_trains_and_is_left_out_of_the_served_model(
     assert logits.shape == (2, 3)  # no segmentation output at inference
     with pytest.raises(ValueError, match="needs ground-truth masks"):
         fit(fake_examples(12), cfg, devices=2, progress=False)
+
+
+def test_region_statistics_read_the_image_inside_each_predicted_part():
+    """Where the seg head is sure of a part, its statistics are that part's mean, spread and share."""
+    import jax.numpy as jnp
+
+    from radpath.train.resnet import region_statistics
+
+    b, views, seqs, parts = 1, 2, 4, 4
+    image = np.zeros((b, 32, 32, views * seqs), np.float32)
+    image[:, :16] = 3.0  # the top half is bright in every channel
+    logits = np.full((b, 4, 4, views * parts), -30.0, np.float32)  # 8 x 8 pixel cells
+    for v in range(views):
+        logits[:, :2, :, v * parts + 3] = 30.0  # top half: part 3 ("enhancing")
+        logits[:, 2:, :, v * parts + 0] = 30.0  # bottom half: part 0 (background)
+    stats = np.asarray(region_statistics(jnp.asarray(image), jnp.asarray(logits), views))
+    mean = stats[0, : views * parts * seqs].reshape(views, parts, seqs)
+    std = stats[0, views * parts * seqs : 2 * views * parts * seqs].reshape(views, parts, seqs)
+    share = stats[0, 2 * views * parts * seqs :].reshape(views, parts)
+    np.testing.assert_allclose(mean[:, 3], 3.0 * 8 / 9, rtol=1e-4)  # 8 cells and one pseudo-cell of 0
+    np.testing.assert_allclose(mean[:, 0], 0.0, atol=1e-5)
+    np.testing.assert_allclose(share[:, 3], 0.5, rtol=1e-5) and np.testing.assert_allclose(share[:, 1], 0, atol=1e-6)
+    assert (std >= 0).all() and std[:, 0].max() < 0.01
+
+
+def test_region_pool_trains_runs_at_inference_and_needs_the_seg_head(tiny_config):
+    from radpath.train.config import ConfigError
+    from tests.train.conftest import fake_examples
+
+    ex = fake_examples(12)
+    ex.seg = np.zeros((12, 3, 224, 224, 2), np.uint8)
+    ex.seg[:, :, 80:140, 90:150] = (ex.labels % 3 + 1)[:, None, None, None, None]
+    cfg = tiny_config.replace(seg_weight=1.0, region_pool=True)
+    result = fit(ex, cfg, devices=2, progress=False)
+    assert result.completed and all(np.isfinite(h["loss"]) for h in result.history)
+    assert {"seg_head", "region_bn"} <= set(result.variables["params"])
+    x = ex.images[:2, 1].astype(np.float32)
+    logits = make_model(cfg).apply(result.variables, x, None, train=False)
+    assert logits.shape == (2, 3) and np.isfinite(np.asarray(logits)).all()
+    moved = x.copy()
+    moved[..., 90:150, :] += 5.0  # change the image only where the parts are: the answer must move
+    assert np.abs(np.asarray(make_model(cfg).apply(result.variables, moved, None, train=False)) - logits).max() > 0
+    with pytest.raises(ConfigError, match="region_pool needs the segmentation head"):
+        tiny_config.replace(region_pool=True)

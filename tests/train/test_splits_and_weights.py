@@ -1,6 +1,7 @@
 import numpy as np
 import pytest
 
+from radpath.contract.model_io import IMAGE_SHAPE
 from radpath.train.loop import init_variables
 from radpath.train.pretrained import load_partial
 from radpath.train.splits import stratified_holdout, stratified_kfold
@@ -36,5 +37,6 @@ def test_init_weights_loads_and_adapts_rgb(tmp_path, tiny_config):
     new, loaded = load_partial(params, tmp_path / "w.npz")
     assert loaded == ["conv_init/kernel"]
     k = np.asarray(new["conv_init"]["kernel"])
-    assert k.shape == (7, 7, 4, 2)
-    np.testing.assert_allclose(k[:, :, 0], rgb.mean(axis=2) * 0.75, rtol=1e-6)
+    c = IMAGE_SHAPE[-1]  # every channel of every view
+    assert k.shape == (7, 7, c, 2)
+    np.testing.assert_allclose(k[:, :, 0], rgb.mean(axis=2) * 3 / c, rtol=1e-6)

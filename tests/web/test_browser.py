@@ -234,7 +234,7 @@ def test_login_upload_and_result_page(site, worker, page, small_case):
     for seq in small_case:
         assert page.get_by_test_id(f"slice-{seq}").evaluate("img => img.naturalWidth") > 0
     assert page.get_by_test_id("refer").count() == 1  # refer flag with reasons, or the threshold it cleared
-    assert page.get_by_test_id("explanation").evaluate("img => img.naturalWidth") == 448
+    assert page.get_by_test_id("explanation").evaluate("img => [img.naturalWidth, img.naturalHeight]") == [896, 448]
     _wait_ready(page)
     page.screenshot(path=str(ARTIFACTS / "result.png"), full_page=True)
     _shot(page, "result-viewer")
@@ -304,8 +304,10 @@ def test_one_sided_tumour_same_side_everywhere_then_delete_and_login_return(site
     assert "patient's right (R) on the image's left" in page.get_by_test_id("orientation-note").inner_text()
     for testid, colour in [(f"slice-{seq}", (255, 40, 40)) for seq in files] + [("explanation", (0, 255, 255))]:
         rgb = _picture(page, testid)
+        if testid == "explanation":  # 2 rows (brain view, tumour view) x 4 sequences: the brain view tells sides
+            rgb = rgb[: rgb.shape[0] // 2]
         outline = np.nonzero((rgb == np.array(colour, np.uint8)).all(-1))[1]
-        width = rgb.shape[1] // (2 if testid == "explanation" else 1)  # the explanation: 2 x 2 panels
+        width = rgb.shape[1] // (4 if testid == "explanation" else 1)
         columns = outline % width
         assert outline.size and columns.max() < width / 2, (testid, columns.min(), columns.max())
         yellow = (rgb == np.array([255, 230, 0], np.uint8)).all(-1)

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from radpath.client.picture import explanation_figure, glyph, label_scale, radiological
+from radpath.contract.model_io import CHANNELS, VIEWS
 from radpath.preprocess import find_tumor, load_case, tumor_mask
 from radpath.preprocess.model_input import to_model_plane
 from radpath.web.artefacts import OUTLINE_RGB, slice_image
@@ -53,11 +54,19 @@ def test_slice_panel_shows_a_right_sided_tumour_on_the_left_labelled_r_l(right_s
 
 def test_explanation_shows_the_same_tumour_on_the_left_labelled_r_l(right_sided):
     case, tumor, mask = right_sided
-    plane = to_model_plane(case, mask[:, :, tumor.index], order=0).astype(bool)
-    image = np.where(plane[..., None], 2.0, 0.5).astype(np.float32) * np.ones(4, np.float32)
-    fig = explanation_figure(image, None, plane)
+    planes = np.stack(
+        [to_model_plane(case, mask[:, :, tumor.index], order=0, view=v).astype(bool) for v in VIEWS], axis=-1
+    )  # [H, W, views]
+    image = np.repeat(np.where(planes, 2.0, 0.5).astype(np.float32), len(CHANNELS), axis=-1)  # view-major
+    fig = explanation_figure(image, None, planes)
     cyan = (fig == np.array([0, 255, 255], np.uint8)).all(-1)
-    for r0, c0 in ((0, 0), (0, 224), (224, 0), (224, 224)):
+    assert fig.shape[:2] == (224 * len(VIEWS), 224 * len(CHANNELS))
+    panels = [(r, c) for r in range(0, fig.shape[0], 224) for c in range(0, fig.shape[1], 224)]
+    for r0, c0 in panels:
         panel = fig[r0 : r0 + 224, c0 : c0 + 224]
-        assert _columns(cyan[r0 : r0 + 224, c0 : c0 + 224]).max() < 112
+        assert cyan[r0 : r0 + 224, c0 : c0 + 224].any()
+        if r0 == 224 * VIEWS.index(
+            "brain"
+        ):  # the tumour view is centred on the tumour: only the brain view tells sides
+            assert _columns(cyan[r0 : r0 + 224, c0 : c0 + 224]).max() < 112
         assert _has_letter(panel, "R", at_left=True) and _has_letter(panel, "L", at_left=False)
