@@ -30,7 +30,7 @@ from radpath.contract.errors import (
     ServingError,
 )
 from radpath.contract.model_io import CLASSES, TTA_OFFSETS, VIEWS, check_input, fill_ages, round_input, tta_views
-from radpath.contract.refer import refer_reasons
+from radpath.contract.refer import refer_reasons, threshold_assessed
 from radpath.contract.signature import (
     AGE_INPUT,
     ATTRIBUTION_OUTPUT,
@@ -99,7 +99,8 @@ class Classification:
     age_used: bool = False
     """Whether the model took the case's age (False for a model trained without age)."""
     refer_threshold: float | None = None
-    """The model's refer threshold (None: a model exported without one)."""
+    """The model's refer threshold as served (None: a model exported without one; NOT_ASSESSED or
+    0.0: one whose confidence was never assessed, see `contract.refer.threshold_assessed`)."""
     refer_reasons: list[str] = field(default_factory=list)
     """Why to refer (`contract.refer`); empty when the answer stands."""
 
@@ -107,14 +108,23 @@ class Classification:
     def refer(self) -> bool:
         return bool(self.refer_reasons)
 
+    @property
+    def threshold_assessed(self) -> bool:
+        """Whether the model's refer threshold was fitted on enough held-out cases."""
+        return threshold_assessed(self.refer_threshold)
+
     def as_dict(self) -> dict:
+        """The result as the CLI's JSON and the web's stored result: `refer_threshold` is null when the
+        threshold was not assessed (its served stand-in, NOT_ASSESSED = 2.0, is a marker, not a
+        probability anyone should read), and `threshold_assessed` says so."""
         return {
             "case_id": self.case_id,
             "class": self.label,
             "probabilities": self.probabilities,
             "refer": self.refer,
             "refer_reasons": self.refer_reasons,
-            "refer_threshold": self.refer_threshold,
+            "refer_threshold": self.refer_threshold if self.threshold_assessed else None,
+            "threshold_assessed": self.threshold_assessed,
             "slice_index": self.slice_index,
             "tumor_found": self.tumor_found,
             "warnings": self.warnings,
@@ -156,6 +166,7 @@ class GlioClient:
         )
         self._models = services.ModelServiceStub(self._channel)
         self._signatures = None
+        self._served: tuple[bool, bool] | None = None  # (takes age, serves the refer threshold)
 
     def close(self) -> None:
         self._channel.close()
@@ -222,9 +233,17 @@ class GlioClient:
             self._signatures = sig_map.signature_def
         return self._signatures
 
+    def _serving(self) -> tuple[bool, bool]:
+        """(whether the served signature takes age, whether it outputs the refer threshold), read
+        from the signatures once rather than looked up in the SignatureDefMap on every Predict."""
+        if self._served is None:
+            default = self.signatures()[SIGNATURE_NAME]
+            self._served = (AGE_INPUT in default.inputs, REFER_THRESHOLD_OUTPUT in default.outputs)
+        return self._served
+
     def wants_age(self) -> bool:
         """Whether the served signature has the age input (GetModelMetadata)."""
-        return AGE_INPUT in self.signatures()[SIGNATURE_NAME].inputs
+        return self._serving()[0]
 
     def can_explain(self) -> bool:
         """Whether the served model has the `explain` signature (models exported since calibration)."""
@@ -267,7 +286,7 @@ class GlioClient:
     ) -> tuple[np.ndarray, float | None, int]:
         """(probabilities [n, len(CLASSES)], the model's refer threshold or None, model version)."""
         req, images = self._request(SIGNATURE_NAME, images, ages_days)
-        has_threshold = REFER_THRESHOLD_OUTPUT in self.signatures()[SIGNATURE_NAME].outputs
+        has_threshold = self._serving()[1]
         req.output_filter.append(PROBABILITIES_OUTPUT)
         if has_threshold:
             req.output_filter.append(REFER_THRESHOLD_OUTPUT)

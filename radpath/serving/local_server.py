@@ -37,6 +37,7 @@ from . import GRPC_MAX_MESSAGE_BYTES
 from .batcher import Batcher, check_parameters
 from .error_answer import error_answer
 from .explain_queue import ExplainQueue, PredictGate
+from .grpc_limits import BUDGET_REQUESTS, GRPC_WORKERS, MAX_CONCURRENT_RPCS, RequestBudget, max_request_bytes
 from .model_config import ModelEntry
 from .model_registry import DEFAULT_MAX_ROWS, LoadedVersion, ModelRegistry, check_spec
 from .predict_wire import WireError, split_request
@@ -44,11 +45,15 @@ from .protos import from_proto, pb, to_proto
 
 log = logging.getLogger(__name__)
 
-GRPC_SERVER_OPTIONS = [
-    ("grpc.max_send_message_length", GRPC_MAX_MESSAGE_BYTES),
-    ("grpc.max_receive_message_length", GRPC_MAX_MESSAGE_BYTES),
-    ("grpc.so_reuseport", 0),  # a second server on the same port must fail, not share it
-]
+
+def grpc_server_options(max_rows: int) -> list[tuple[str, int]]:
+    """The gRPC server's channel options: messages no larger than the largest valid request
+    (`grpc_limits`), and an exclusive port."""
+    return [
+        ("grpc.max_send_message_length", GRPC_MAX_MESSAGE_BYTES),
+        ("grpc.max_receive_message_length", max_request_bytes(max_rows)),
+        ("grpc.so_reuseport", 0),  # a second server on the same port must fail, not share it
+    ]
 
 
 def tensor_to_numpy(key: str, proto, spec, max_rows: int, content=None) -> np.ndarray:
@@ -123,6 +128,8 @@ class Server:
         self._batchers: dict[tuple[str, int], Batcher] = {}
         self._batchers_lock = threading.Lock()
         self.metrics = Metrics()
+        self.request_budget = RequestBudget(BUDGET_REQUESTS * max_request_bytes(self.max_rows))
+        """gRPC Predict bytes being decoded or run at once (`grpc_limits`)."""
         self.predicting = PredictGate()
         self.explain = ExplainQueue(self.predicting, **(explain or {}))
         self.grpc_port, self.rest_port, self.host = grpc_port, rest_port, host
@@ -233,9 +240,11 @@ def _make_grpc_server(server: Server):
             def handler(self, request, context):
                 t0 = time.perf_counter()
                 name = ""
+                held = 0
                 try:
                     extra = ()
-                    if decode is not None:
+                    if decode is not None:  # raw bytes: decoded and run within the request budget
+                        held = server.request_budget.acquire(len(request))
                         request, *extra = decode(request)
                     name = request.model_spec.name
                     response = fn(self, request, context, *extra)
@@ -245,6 +254,9 @@ def _make_grpc_server(server: Server):
                     status, message = error_answer(exc, api)
                     server.metrics.observe(api, name, status.grpc, time.perf_counter() - t0)
                     context.abort(grpc.StatusCode[status.grpc], message)
+                finally:
+                    if held:
+                        server.request_budget.release(held)
 
             return handler
 
@@ -320,10 +332,10 @@ def _make_grpc_server(server: Server):
                 resp.model_version_status.add(version=v, state=get_model_status_pb2.ModelVersionStatus.AVAILABLE)
             return resp
 
-    return _grpc_server_for(Prediction(), Models())
+    return _grpc_server_for(Prediction(), Models(), grpc_server_options(server.max_rows))
 
 
-def _grpc_server_for(prediction, models):
+def _grpc_server_for(prediction, models, options):
     """A gRPC server with TF Serving's two services; Predict gets the raw request bytes (its tensor
     contents are read in place, `predict_wire`), the other methods their parsed messages."""
     from tensorflow_serving.apis import (
@@ -335,7 +347,11 @@ def _grpc_server_for(prediction, models):
         regression_pb2,
     )
 
-    g = grpc.server(futures.ThreadPoolExecutor(max_workers=16), options=GRPC_SERVER_OPTIONS)
+    g = grpc.server(
+        futures.ThreadPoolExecutor(max_workers=GRPC_WORKERS),
+        options=options,
+        maximum_concurrent_rpcs=MAX_CONCURRENT_RPCS,
+    )
     handlers = {  # as prediction_service_pb2_grpc registers them, but Predict gets the raw bytes
         method: grpc.unary_unary_rpc_method_handler(
             getattr(prediction, method),

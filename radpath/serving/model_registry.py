@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from radpath.contract.errors import InvalidArgument, ModelFailure, NotFound
+from radpath.contract.model_io import all_finite
 from radpath.contract.model_store import ASSETS_EXTRA_DIR, SAVED_MODEL_FILE, WARMUP_FILE, complete_versions
 from radpath.contract.signature import SIGNATURE_NAME
 
@@ -111,14 +112,6 @@ class LoadedVersion:
             inputs = {k: pad_rows(v, size) for k, v in inputs.items()}
         out = {k: v.numpy() for k, v in self.fn(**{k: tf.constant(v) for k, v in inputs.items()}).items()}
         return {k: v[:rows] if v.ndim and len(v) == size else v for k, v in out.items()}
-
-
-def all_finite(array: np.ndarray) -> bool:
-    """Whether every value is finite, without a boolean array of the input's size: the float64 sum
-    of float16/32 values cannot overflow, and any NaN or inf makes it non-finite."""
-    if array.dtype.itemsize <= 4:
-        return bool(np.isfinite(array.sum(dtype=np.float64)))
-    return bool(np.isfinite(array).all())
 
 
 def pad_rows(array: np.ndarray, size: int) -> np.ndarray:

@@ -4,7 +4,8 @@
                                         [--only 1,2,3,4,5] [--bodies 16] [--body-mb 60]
 
 1. gRPC Predict round trip through the built-in server (a separate `radpath serve` process) vs
-   calling the same SavedModel in-process, batch 1 and 8 (target <= 1.2x).
+   calling the same SavedModel in-process, batch 1 and 8 (target <= 1.2x); and the same request's
+   bytes to a bare Python gRPC server that answers without reading them (the transport's floor).
 2. Server-side batching: 8 concurrent clients sending batch-1 requests, with and without batching.
 3. `classify-cohort` wall time vs the sum of its cases' preprocessing and inference measured one by
    one (target <= 0.7x: the stages overlap).
@@ -68,16 +69,44 @@ def start_server(model_base: Path, batching: bool, rest: bool = False) -> tuple[
     raise SystemExit("server did not start")
 
 
-def paired_medians(a, b, repeats: int) -> tuple[float, float]:
-    """Median times of `a` and `b`, called alternately so machine noise hits both alike."""
-    a(), b()
-    ta, tb = [], []
+def paired_medians(*fns, repeats: int) -> list[float]:
+    """Median times of `fns`, called in turn so machine noise hits them alike."""
+    for fn in fns:
+        fn()
+    times: list[list[float]] = [[] for _ in fns]
     for _ in range(repeats):
-        for fn, times in ((a, ta), (b, tb)):
+        for fn, ts in zip(fns, times):
             t = time.perf_counter()
             fn()
-            times.append(time.perf_counter() - t)
-    return statistics.median(ta), statistics.median(tb)
+            ts.append(time.perf_counter() - t)
+    return [statistics.median(ts) for ts in times]
+
+
+ECHO_SERVER = """
+import sys
+from concurrent import futures
+import grpc
+limit = 64 * 2**20
+server = grpc.server(futures.ThreadPoolExecutor(16), options=[("grpc.max_receive_message_length", limit)])
+answer = bytes(100)  # about a PredictResponse of three probabilities and a threshold
+handler = grpc.unary_unary_rpc_method_handler(lambda request, context: answer)
+service = grpc.method_handlers_generic_handler("tensorflow.serving.PredictionService", {"Predict": handler})
+server.add_generic_rpc_handlers((service,))
+server.add_insecure_port(f"127.0.0.1:{sys.argv[1]}")
+server.start()
+print("ready", flush=True)
+server.wait_for_termination()
+"""
+"""A bare gRPC server in Python that answers any Predict with 100 bytes, reading nothing: the
+round trip of the request's bytes alone, the floor under any Python gRPC server's overhead."""
+
+
+def start_echo_server() -> tuple[subprocess.Popen, str]:
+    port = _port()
+    proc = subprocess.Popen([sys.executable, "-c", ECHO_SERVER, str(port)], stdout=subprocess.PIPE, text=True)
+    if proc.stdout.readline().strip() != "ready":
+        raise SystemExit("echo server did not start")
+    return proc, f"127.0.0.1:{port}"
 
 
 def _status_mb(pid: int) -> dict[str, float]:
@@ -167,25 +196,33 @@ def main() -> None:
 
     import tensorflow as tf
 
-    from radpath.client.grpc_client import GlioClient
+    from radpath.client.grpc_client import GlioClient, predict_request_bytes
+    from radpath.contract.model_io import IMAGE_SHAPE
+    from radpath.contract.signature import IMAGE_INPUT, SIGNATURE_NAME
     from radpath.preprocess import find_tumor, load_case, model_input
 
     version_dir = max((model_base / "glioma").iterdir(), key=lambda p: int(p.name) if p.name.isdigit() else -1)
     fn = tf.saved_model.load(str(version_dir)).signatures["serving_default"]
     proc, target = start_server(model_base, batching=True)
+    echo_proc, echo_target = start_echo_server()
     try:
         client = GlioClient(target)
         print("1. serving overhead (medians of", args.repeats, "alternating calls)")
+        echo = GlioClient(echo_target)._channel.unary_unary("/tensorflow.serving.PredictionService/Predict")
         for b in (1, 8) if 1 in only else ():
-            x = np.random.default_rng(b).normal(size=(b, 224, 224, 8)).astype(np.float32)
-            local, remote = paired_medians(
+            x = np.random.default_rng(b).normal(size=(b, *IMAGE_SHAPE)).astype(np.float32)
+            raw = predict_request_bytes(client._request(SIGNATURE_NAME, x, None)[0], IMAGE_INPUT, x)
+            local, remote, floor = paired_medians(
                 lambda x=x: fn(image=tf.constant(x))["probabilities"].numpy(),
                 lambda x=x: client.predict(x),
-                args.repeats,
+                lambda raw=raw: echo(raw, timeout=30),
+                repeats=args.repeats,
             )
             print(
                 f"   batch {b}: in-process {local * 1000:.1f} ms, gRPC round trip {remote * 1000:.1f} ms, "
-                f"ratio {remote / local:.2f} (target <= 1.2)"
+                f"ratio {remote / local:.2f} (target <= 1.2); the same request's bytes to a bare Python gRPC "
+                f"server that reads nothing: {floor * 1000:.2f} ms, so the best ratio any Python gRPC server "
+                f"could reach here is {(local + floor) / local:.2f}"
             )
 
         if not only & {2, 3, 4}:
@@ -255,6 +292,7 @@ def main() -> None:
         )
     finally:
         proc.terminate()
+        echo_proc.terminate()
 
 
 if __name__ == "__main__":

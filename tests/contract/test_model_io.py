@@ -44,6 +44,19 @@ def test_check_input_rejects_wrong_shape_and_non_finite():
         io.check_input(bad)
 
 
+@pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64])
+def test_all_finite_finds_one_bad_value_in_any_block(dtype):
+    """The check runs `block` values at a time: a NaN or inf in the last, partial block counts, and
+    large finite values whose sum overflows are still finite."""
+    x = np.full((3, 7, 5), np.finfo(dtype).max, dtype)  # 105 values: 3 blocks of 40, the last partial
+    assert io.all_finite(x, block=40) and io.all_finite(np.zeros((0, 4), dtype))
+    for bad in (np.nan, np.inf, -np.inf):
+        y = x.copy()
+        y[2, 6, 4] = bad
+        assert not io.all_finite(y, block=40) and not io.all_finite(y)
+    assert io.all_finite(np.arange(10))  # integers are always finite
+
+
 def test_preprocessing_produces_the_contract_input(case_dir):
     """radpath.preprocess.model_input still defines its own size and channel names (the detection helper's
     file); until it imports them from here, this test keeps the two equal."""
