@@ -26,7 +26,7 @@ from flax import serialization
 
 from radpath.contract import predictions_csv
 from radpath.contract.metrics import bootstrap_intervals, challenge_scores
-from radpath.contract.model_io import CLASSES
+from radpath.contract.model_io import CHANNELS, CLASSES, IMAGE_SHAPE, VIEWS
 from radpath.contract.refer import MIN_THRESHOLD_CASES, NOT_ASSESSED
 from radpath.preprocess import PREPROCESSING_VERSION
 from radpath.preprocess.cohort import read_cohort
@@ -139,7 +139,15 @@ def load_model(run_dir: Path) -> tuple[dict, TrainConfig]:
     if not (model_dir / "variables.msgpack").is_file():
         raise FileNotFoundError(f"{run_dir}: no trained model (model/variables.msgpack); run `radpath train` first")
     config = TrainConfig.from_file(model_dir / "config.json")
-    variables = serialization.from_bytes(init_variables(config), (model_dir / "variables.msgpack").read_bytes())
+    template = init_variables(config)
+    variables = serialization.from_bytes(template, (model_dir / "variables.msgpack").read_bytes())
+    kernel = np.shape(variables["params"]["conv_init"]["kernel"])
+    if kernel != np.shape(template["params"]["conv_init"]["kernel"]):
+        raise ValueError(
+            f"{run_dir}: this model reads {kernel[2]} input channels, this version of radpath builds "
+            f"{IMAGE_SHAPE[-1]} ({' + '.join(VIEWS)} views of {len(CHANNELS)} sequences, preprocessing version "
+            f"{PREPROCESSING_VERSION}): it was trained by an older version; train it again"
+        )
     return variables, config
 
 

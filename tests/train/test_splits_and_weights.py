@@ -40,3 +40,20 @@ def test_init_weights_loads_and_adapts_rgb(tmp_path, tiny_config):
     c = IMAGE_SHAPE[-1]  # every channel of every view
     assert k.shape == (7, 7, c, 2)
     np.testing.assert_allclose(k[:, :, 0], rgb.mean(axis=2) * 3 / c, rtol=1e-6)
+
+
+def test_a_model_of_the_old_four_channel_input_is_refused_in_one_line(tmp_path, tiny_config):
+    """A run trained before the two-view input cannot be loaded into the 8-channel model silently."""
+    import jax
+    from flax import serialization
+
+    from radpath.train.run import load_model
+
+    variables = init_variables(tiny_config)
+    old = jax.tree_util.tree_map(lambda a: a, variables)
+    old["params"]["conv_init"]["kernel"] = np.zeros((7, 7, 4, tiny_config.width), np.float32)
+    (tmp_path / "model").mkdir()
+    (tmp_path / "model" / "variables.msgpack").write_bytes(serialization.to_bytes(old))
+    (tmp_path / "model" / "config.json").write_text(tiny_config.to_json())
+    with pytest.raises(ValueError, match="reads 4 input channels.*builds 8.*train it again"):
+        load_model(tmp_path)
