@@ -32,8 +32,12 @@ GRPC_WORKERS = 16
 """Threads of the gRPC server: calls handled (and messages held) at once."""
 MAX_CONCURRENT_RPCS = 64
 """Calls running or waiting for a worker; more are refused at once with RESOURCE_EXHAUSTED."""
-BUDGET_REQUESTS = 4
-"""Largest-size requests decoded or run at once (the rest wait their turn, already read)."""
+BUDGET_REQUESTS = 2
+"""Largest-size requests decoded or run at once (the rest wait their turn, already read): two, as
+the batcher runs two batches at once (batching.config num_batch_threads) on these 2 cores.
+Measured (tests/bench/bench_serving.py section 6, 2 cores): 32 concurrent 16-row requests (24.5 MB
+each) took the server to +1.07 to +1.26 GB peak RSS (3 runs), +1.43 and +1.55 GB before these bounds;
+32 requests of 60 MB (over the limit) to +0.05 GB, +0.9 and +1.3 GB before."""
 BUDGET_WAIT_S = 60.0
 """How long a request waits for its share of the budget before it is answered UNAVAILABLE."""
 

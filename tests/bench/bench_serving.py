@@ -1,7 +1,7 @@
 """Serving and client benchmarks (issue 4), ratios measured in one run; not collected by pytest.
 
     python tests/bench/bench_serving.py [--model-base DIR] [--cohort DIR] [--cases 16] [--repeats 20]
-                                        [--only 1,2,3,4,5] [--bodies 16] [--body-mb 60]
+                                        [--only 1,2,3,4,5,6] [--bodies 16] [--body-mb 60] [--grpc-requests 32]
 
 1. gRPC Predict round trip through the built-in server (a separate `radpath serve` process) vs
    calling the same SavedModel in-process, batch 1 and 8 (target <= 1.2x); and the same request's
@@ -14,6 +14,8 @@
 5. REST memory (issue 19, item 15): `--bodies` concurrent JSON bodies of about `--body-mb` MB each
    (under the 64 MB cap) to the server process; its peak RSS (VmHWM) and RSS afterwards against its
    RSS before (target: < +1 GB, and handed back).
+6. gRPC memory (issue 19): `--grpc-requests` concurrent Predicts of the largest valid size, then as
+   many of about 60 MB (over the row limit), each against a fresh server; its peak RSS.
 Without --model-base a width-8 ResNet50 with random weights is exported (speed does not depend on
 the weights); without --cohort full-size synthetic cases are generated.
 """
@@ -157,13 +159,63 @@ def rest_memory(model_base: Path, bodies: int, body_mb: float) -> None:
         proc.terminate()
 
 
+def grpc_memory(model_base: Path, requests: int) -> None:
+    """Section 6: `requests` concurrent gRPC Predicts of the largest valid size (16 rows), then as
+    many over the row limit (about 60 MB each, under the client's 64 MB cap), each burst against a
+    fresh server process: its peak RSS (VmHWM, reset before the burst) against its RSS before."""
+    import grpc
+
+    from radpath.client.grpc_client import predict_request_bytes
+    from radpath.contract.model_io import IMAGE_SHAPE
+    from radpath.contract.signature import GRPC_MAX_MESSAGE_BYTES
+    from radpath.contract.tfs_api import serving_apis_pb2 as apis
+
+    req = apis.PredictRequest()
+    req.model_spec.name = "glioma"
+    rows_60mb = int(60 * 2**20 // (np.prod(IMAGE_SHAPE) * 4))
+    bursts = [
+        ("16-row requests (the largest valid)", np.random.default_rng(0).normal(size=(16, *IMAGE_SHAPE))),
+        (f"{rows_60mb}-row requests (over the row limit)", np.zeros((rows_60mb, *IMAGE_SHAPE))),
+    ]
+    options = [("grpc.max_send_message_length", GRPC_MAX_MESSAGE_BYTES)]
+    for name, x in bursts:
+        raw = predict_request_bytes(req, "image", x.astype(np.float32))
+        proc, target = start_server(model_base, batching=True)
+        try:
+            time.sleep(1)
+            Path(f"/proc/{proc.pid}/clear_refs").write_text("5")  # peak RSS := RSS now (not the warm-up's)
+            before = _status_mb(proc.pid)
+
+            def call(_, raw=raw, target=target) -> str:
+                with grpc.insecure_channel(target, options=options) as channel:
+                    try:
+                        channel.unary_unary("/tensorflow.serving.PredictionService/Predict")(raw, timeout=300)
+                        return "OK"
+                    except grpc.RpcError as exc:
+                        return exc.code().name
+
+            t0 = time.perf_counter()
+            with ThreadPoolExecutor(requests) as pool:
+                codes = sorted(set(pool.map(call, range(requests))))
+            after = _status_mb(proc.pid)
+            print(
+                f"   {requests} concurrent {name}, {len(raw) / 2**20:.1f} MB each: answers {codes} in "
+                f"{time.perf_counter() - t0:.1f} s; server RSS {before['VmRSS']:.0f} MB before, peak "
+                f"{after['VmHWM']:.0f} MB (+{after['VmHWM'] - before['VmRSS']:.0f} MB)"
+            )
+        finally:
+            proc.terminate()
+            proc.wait()
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--model-base", type=Path)
     ap.add_argument("--cohort", type=Path)
     ap.add_argument("--cases", type=int, default=16)
     ap.add_argument("--repeats", type=int, default=20)
-    ap.add_argument("--only", default="1,2,3,4,5", help="sections to run, e.g. 1,5 (2, 3 and 4 run together)")
+    ap.add_argument("--only", default="1,2,3,4,5,6", help="sections to run, e.g. 1,5 (2, 3 and 4 run together)")
+    ap.add_argument("--grpc-requests", type=int, default=32, help="section 6: concurrent gRPC requests")
     ap.add_argument("--bodies", type=int, default=16, help="section 5: concurrent bodies")
     ap.add_argument("--body-mb", type=float, default=60.0, help="section 5: size of each body")
     args = ap.parse_args()
@@ -185,6 +237,9 @@ def main() -> None:
     if 5 in only:
         print("5. REST memory")
         rest_memory(model_base, args.bodies, args.body_mb)
+    if 6 in only:
+        print("6. gRPC memory")
+        grpc_memory(model_base, args.grpc_requests)
     if not only & {1, 2, 3, 4}:
         return
     cohort = args.cohort
