@@ -176,6 +176,15 @@ def _note_unlabelled(scores: dict, labels: str) -> None:
         )
 
 
+def slice_note(tumor_found: bool, warnings: list[dict[str, str]]) -> str:
+    """What the one-line answer says about the slice the model saw when no tumour was confidently found."""
+    if tumor_found:
+        return ""
+    if any(w.get("code") == "tumour-uncertain" for w in warnings):
+        return "  (no confident tumour: the slice of the most suspicious region used)"
+    return "  (no tumour found: brain centre slice used)"
+
+
 def cmd_classify(args: argparse.Namespace) -> int:
     check_path_arguments(args)
     from radpath.client.grpc_client import GlioClient
@@ -208,7 +217,7 @@ def cmd_classify(args: argparse.Namespace) -> int:
         print_json({**result.as_dict(), **extra, **({"prepared": prepared} if prepared else {})})
     else:
         probs = "  ".join(f"{c} {p:.3f}" for c, p in result.probabilities.items())
-        note = "" if result.tumor_found else "  (no tumour found: brain centre slice used)"
+        note = slice_note(result.tumor_found, result.warnings)
         print(
             f"{result.case_id}: {result.label}   [{probs}]   slice {result.slice_index}, "
             f"model {result.model} v{result.model_version}{note}"

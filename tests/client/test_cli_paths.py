@@ -83,3 +83,11 @@ def test_the_client_refuses_a_timeout_that_cannot_work():
 
     with pytest.raises(InvalidInputError, match="positive number of seconds"):
         GlioClient("127.0.0.1:1", timeout=-1)
+
+
+def test_slice_note_says_which_slice_the_model_saw():
+    from radpath.client.cli import slice_note
+
+    assert slice_note(True, []) == ""
+    assert "most suspicious region" in slice_note(False, [{"code": "tumour-uncertain", "message": "m"}])
+    assert "brain centre slice" in slice_note(False, [{"code": "no-tumour", "message": "m"}])
