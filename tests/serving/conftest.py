@@ -38,6 +38,21 @@ def model_base(tmp_path_factory) -> Path:
     return base
 
 
+def start_server(model_base: Path, **settings):
+    """A started built-in server on free ports holding the tiny model: batches of up to 16 after 1 ms, no
+    version polling to speak of; `settings` go to `Server` (e.g. `explain=`)."""
+    from radpath.serving.local_server import Server
+
+    return Server(
+        [ModelEntry("glioma", model_base / "glioma", "latest", 1)],
+        0,
+        0,
+        batching={"max_batch_size": 16, "batch_timeout_micros": 1000},
+        poll_seconds=60,
+        **settings,
+    ).start()
+
+
 class Backend:
     def __init__(self, name: str, grpc_target: str, rest_url: str, stop):
         self.name, self.grpc_target, self.rest_url, self.stop = name, grpc_target, rest_url, stop

@@ -23,22 +23,15 @@ from radpath.contract.errors import (
     public_message,
     status_of,
 )
-from radpath.serving.local_server import Server
-from radpath.serving.model_config import ModelEntry
 from radpath.serving.protos import pb, to_proto
+from tests.serving.conftest import start_server
 
 IMAGE = (224, 224, 8)
 
 
 @pytest.fixture(scope="module")
 def server(model_base):
-    s = Server(
-        [ModelEntry("glioma", model_base / "glioma", "latest", 1)],
-        0,
-        0,
-        batching={"max_batch_size": 16, "batch_timeout_micros": 1000},
-        poll_seconds=60,
-    ).start()
+    s = start_server(model_base)
     yield s
     s.stop()
 

@@ -15,9 +15,8 @@ import pytest
 
 from radpath.contract.errors import InvalidArgument, Overloaded
 from radpath.serving.explain_queue import ExplainQueue, PredictGate
-from radpath.serving.local_server import Server
-from radpath.serving.model_config import ModelEntry
 from radpath.serving.protos import pb, to_proto
+from tests.serving.conftest import start_server
 
 IMAGE = (224, 224, 8)
 
@@ -31,14 +30,7 @@ def _request(rows: int, signature: str = ""):
 
 
 def test_predict_latency_stays_low_while_explain_requests_are_in_flight(model_base):
-    server = Server(
-        [ModelEntry("glioma", model_base / "glioma", "latest", 1)],
-        0,
-        0,
-        batching={"max_batch_size": 16, "batch_timeout_micros": 1000},
-        poll_seconds=60,
-        explain={"max_rows": 1, "concurrency": 1, "max_waiting": 3},
-    ).start()
+    server = start_server(model_base, explain={"max_rows": 1, "concurrency": 1, "max_waiting": 3})
     channel = grpc.insecure_channel(f"127.0.0.1:{server.grpc_port}")
     stub = pb.prediction_service_pb2_grpc.PredictionServiceStub(channel)
     try:

@@ -20,7 +20,7 @@ from radpath.contract.model_io import IMAGE_SHAPE
 from radpath.contract.tfs_api import serving_apis_pb2 as apis
 from radpath.serving import GRPC_MAX_MESSAGE_BYTES
 from radpath.serving.grpc_limits import RequestBudget, max_request_bytes
-from radpath.serving.model_config import ModelEntry
+from tests.serving.conftest import start_server
 
 ROW_BYTES = int(np.prod(IMAGE_SHAPE)) * 4  # one float32 model input: 1.6 MB
 
@@ -29,13 +29,7 @@ ROW_BYTES = int(np.prod(IMAGE_SHAPE)) * 4  # one float32 model input: 1.6 MB
 def server(model_base):
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(local_server, "BUDGET_REQUESTS", 1)  # one largest-size request decoded or run at a time
-        s = local_server.Server(
-            [ModelEntry("glioma", model_base / "glioma", "latest", 1)],
-            0,
-            0,
-            batching={"max_batch_size": 16, "batch_timeout_micros": 1000},
-            poll_seconds=60,
-        ).start()
+        s = start_server(model_base)
     yield s
     s.stop()
     rest._trim_memory()  # hand the tests' large requests back to the OS: later tests measure RSS growth

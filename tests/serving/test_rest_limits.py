@@ -18,7 +18,7 @@ import pytest
 
 import radpath.serving.rest as rest
 from radpath.serving.local_server import Server
-from radpath.serving.model_config import ModelEntry
+from tests.serving.conftest import start_server
 
 ATTACKER = "127.0.0.2"
 """Another loopback address (all of 127/8 is this machine), so the per-client cap can tell the
@@ -30,13 +30,7 @@ def _start(model_base, **limits) -> Server:
     with pytest.MonkeyPatch.context() as mp:
         for name, value in limits.items():
             mp.setattr(rest, name, value)
-        return Server(
-            [ModelEntry("glioma", model_base / "glioma", "latest", 1)],
-            0,
-            0,
-            batching={"max_batch_size": 16, "batch_timeout_micros": 1000},
-            poll_seconds=60,
-        ).start()
+        return start_server(model_base)
 
 
 def _status(port: int, timeout: float = 10) -> int:
