@@ -77,7 +77,7 @@ def view_channels(view: str) -> slice:
 
 
 def split_views(x: np.ndarray) -> np.ndarray:
-    """[..., C * V] model input -> [..., V, C]: one axis per view (a view, not a copy)."""
+    """[..., V * C] model input -> [..., V, C]: one axis per view (a view, not a copy; numpy or JAX)."""
     return x.reshape(*x.shape[:-1], len(VIEWS), len(CHANNELS))
 
 

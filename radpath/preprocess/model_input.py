@@ -151,7 +151,7 @@ def view_to_brain_view(case: Case, image: np.ndarray, view: str) -> np.ndarray:
 
 
 def model_inputs(case: Case, offsets: Sequence[int] = (-2, -1, 0, 1, 2), slice_index: int | None = None) -> np.ndarray:
-    """float32 [len(offsets), 224, 224, 4]: the slice and its neighbours, for augmentation and
+    """float32 [len(offsets), 224, 224, 8]: the slice and its neighbours, for augmentation and
     test-time averaging. Offsets that leave the volume are clamped to its first/last slice."""
     if slice_index is None:
         slice_index = find_tumor(case).index

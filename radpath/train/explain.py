@@ -18,7 +18,7 @@ from collections.abc import Callable
 import jax
 import jax.numpy as jnp
 
-from radpath.contract.model_io import CHANNELS, VIEWS
+from radpath.contract.model_io import split_views
 
 IG_STEPS = 16
 """Riemann steps along the path (midpoint rule); 16 keeps the map stable at 16 forward+backward passes."""
@@ -45,8 +45,7 @@ def integrated_gradients(
         return acc + grad(alpha * images)
 
     total = jax.lax.fori_loop(0, steps, body, jnp.zeros_like(images))
-    b, h, w, _ = images.shape
-    attribution = jnp.abs(images * total / steps).reshape(b, h, w, len(VIEWS), len(CHANNELS)).sum(axis=-1)
+    attribution = split_views(jnp.abs(images * total / steps)).sum(axis=-1)
     peak = jnp.max(attribution, axis=(1, 2, 3), keepdims=True)
     return probs, attribution / jnp.maximum(peak, 1e-12)
 

@@ -37,7 +37,16 @@ from flax.training import train_state
 from jax import lax
 from tqdm import tqdm
 
-from radpath.contract.model_io import CHANNELS, IMAGE_SHAPE, NUM_CLASSES, VIEWS, fill_ages, tta_offsets, tta_views
+from radpath.contract.model_io import (
+    CHANNELS,
+    IMAGE_SHAPE,
+    NUM_CLASSES,
+    VIEWS,
+    fill_ages,
+    split_views,
+    tta_offsets,
+    tta_views,
+)
 
 from .config import TrainConfig
 from .examples import SEG_CLASSES, Examples
@@ -159,7 +168,7 @@ def augment_pair(
         per_view = seg.reshape(*seg.shape[:3], len(VIEWS), -1)
         per_view = per_view.at[..., 0].add(1.0 - per_view.sum(axis=-1))  # outside the source grid: background
         seg = per_view.reshape(seg.shape)
-    views = x.reshape(b, h, w, len(VIEWS), len(CHANNELS))
+    views = split_views(x)
     inside = jnp.any(views != 0, axis=-1, keepdims=True)  # each view's own brain
     changed = intensity_augment(k_gain, x, config).reshape(views.shape)
     return jnp.where(inside, changed, 0.0).reshape(x.shape), seg
@@ -188,12 +197,11 @@ def intensity_augment(rng: jax.Array, x: jax.Array, config: TrainConfig) -> jax.
     """
     b, h, w, c = x.shape
     k_curve, k_gain, k_bias, k_blur, k_level, k_noise = jax.random.split(rng, 6)
-    per_seq = (b, 1, 1, 1, len(CHANNELS))  # one draw per sequence, the same in every view (one scan)
 
-    def draw(key):
-        return jnp.broadcast_to(
-            jax.random.uniform(key, per_seq, minval=-1, maxval=1), (b, 1, 1, c // len(CHANNELS), len(CHANNELS))
-        ).reshape(b, 1, 1, c)
+    def draw(key):  # one draw per sequence, the same in every view (one scan): tiled view-major like the channels
+        return jnp.tile(
+            jax.random.uniform(key, (b, 1, 1, len(CHANNELS)), minval=-1, maxval=1), (1, 1, 1, c // len(CHANNELS))
+        )
 
     curve = config.contrast_curve * draw(k_curve)
     x = x + curve * 2.0 * jnp.tanh(x / 2.0)  # monotone for |curve| < 1

@@ -32,7 +32,8 @@ def add_parsers(sub) -> None:
         help="convert downloaded ImageNet ResNet50 weights for `radpath train --init-weights` (extra: train)",
         description="Sources: torchvision-named .safetensors (e.g. timm/resnet50.tv_in1k on Hugging Face) or .npz "
         "(a torchvision state dict), or Keras ResNet50 .h5 / .weights.h5 (keras.applications). The 1000-class "
-        "head is dropped; the RGB first convolution is adapted to the 4 MRI channels when training starts.",
+        "head is dropped; the RGB first convolution is adapted to the 8 MRI channels (two views of four "
+        "sequences) when training starts.",
     )
     s.add_argument("src", help="the downloaded weights file")
     s.add_argument("--out", required=True, help="the .npz to write")

@@ -1,4 +1,4 @@
-"""ResNet50 in Flax (Linen), for [N, 224, 224, 4] MRI slices and 3 classes.
+"""ResNet50 in Flax (Linen), for [N, 224, 224, 8] MRI slices (two views of four sequences) and 3 classes.
 
 Follows the Flax ImageNet example (bottleneck blocks [3, 4, 6, 3], zero-initialised last BatchNorm
 scale of each block) with two changes: `width` (64 = the standard ResNet50) lets the same code train
