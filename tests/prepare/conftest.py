@@ -5,6 +5,7 @@ shared or downloaded file; pydicom's bundled test files are used where a case ne
 
 from __future__ import annotations
 
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -150,6 +151,16 @@ def small_atlas(monkeypatch):
     return vol, mask
 
 
+def zip_folder(folder: Path, path: Path, top: str = "") -> Path:
+    """Write every file under `folder` into the zip `path` (under the folder `top` inside it, as an export
+    from a PACS or a viewer nests it; "" for none); returns `path`."""
+    with zipfile.ZipFile(path, "w") as zf:
+        for f in sorted(folder.rglob("*")):
+            if f.is_file():
+                zf.write(f, Path(top) / f.relative_to(folder))
+    return path
+
+
 def atlas_study(root: Path, vol: Volume, mask: np.ndarray, patient: dict | None = None) -> Path:
     """Four DICOM series of the atlas head, moved (5 degrees, 6 mm) and each with its own contrast."""
     moved = _rotation(5.0, (6.0, -4.0, 3.0)) @ vol.affine
@@ -188,5 +199,13 @@ def all_output_bytes(case_dir: Path) -> bytes:
 
 # the web app's and the browser's fixtures, for test_web_upload.py and test_web_browser.py
 from tests.serving.conftest import model_base  # noqa: E402, F401
-from tests.web.conftest import client, demo_dir, model_server, settings, users, web_model_base  # noqa: E402, F401
+from tests.web.conftest import (  # noqa: E402, F401
+    client,
+    demo_dir,
+    model_server,
+    served,
+    settings,
+    users,
+    web_model_base,
+)
 from tests.web.test_browser import browser, page, site  # noqa: E402, F401

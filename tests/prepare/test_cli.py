@@ -6,7 +6,6 @@ from __future__ import annotations
 import csv
 import json
 import logging
-import zipfile
 
 import pytest
 
@@ -14,7 +13,7 @@ from radpath.cli import EXIT_CASES_FAILED, main
 from radpath.prepare import pipeline
 from radpath.serving.local_server import Server
 from radpath.serving.model_config import ModelEntry
-from tests.prepare.conftest import PHI, all_output_bytes, atlas_study, write_study
+from tests.prepare.conftest import PHI, all_output_bytes, atlas_study, write_study, zip_folder
 
 
 @pytest.fixture(scope="module")
@@ -55,10 +54,7 @@ def test_flags_choose_between_two_candidates(tmp_path, capsys):
 def test_classify_prepare_a_dicom_zip(tmp_path, small_atlas, server, capsys):
     vol, mask = small_atlas
     study = atlas_study(tmp_path / "study", vol, mask)
-    z = tmp_path / "upload.zip"
-    with zipfile.ZipFile(z, "w") as zf:
-        for f in sorted(study.rglob("*")):
-            zf.write(f, f.relative_to(study))
+    z = zip_folder(study, tmp_path / "upload.zip")
     argv = ["classify", str(z), "--prepare", "--case-id", "P1", "--server", server, "--json"]
     assert main(argv + ["--prepared-dir", str(tmp_path / "prep")]) == 0
     out, err = capsys.readouterr()

@@ -5,8 +5,6 @@ and the release affine are checked on their own."""
 from __future__ import annotations
 
 import json
-import zipfile
-from pathlib import Path
 
 import nibabel as nib
 import numpy as np
@@ -15,7 +13,7 @@ import pytest
 from radpath.prepare import atlas as atlas_mod
 from radpath.prepare import pipeline, skull_strip
 from radpath.prepare.errors import SeriesAssignmentError, StudyError
-from tests.prepare.conftest import PHI, all_output_bytes, atlas_study
+from tests.prepare.conftest import PHI, all_output_bytes, atlas_study, zip_folder
 
 
 def test_a_dicom_study_becomes_a_case_on_the_atlas_grid(tmp_path, small_atlas):
@@ -59,10 +57,7 @@ def test_a_zip_of_the_study_gives_the_same_case(tmp_path, small_atlas, monkeypat
     monkeypatch.setenv("RADPATH_PREPARE_MASK", "affine")  # the mask step is not what this compares
     vol, mask = small_atlas
     study = atlas_study(tmp_path / "study", vol, mask)
-    z = tmp_path / "study.zip"
-    with zipfile.ZipFile(z, "w") as zf:
-        for f in sorted(study.rglob("*")):
-            zf.write(f, Path("nested") / f.relative_to(study))
+    z = zip_folder(study, tmp_path / "study.zip", "nested")
     a = pipeline.prepare_study(study, tmp_path / "a", "A")
     b = pipeline.prepare_study(z, tmp_path / "b", "B")
     assert b.report["input"]["kind"] == "dicom-zip"

@@ -14,18 +14,11 @@ from radpath.prepare.dicom_series import scan_series
 from radpath.prepare.errors import StudyError
 from radpath.prepare.nifti_input import assign_nifti, nifti_series, read_nifti
 from radpath.prepare.study_input import list_files, study_folder
-from tests.prepare.conftest import head_volume, oblique_affine
-
-
-def _zip(folder, path):
-    with zipfile.ZipFile(path, "w") as zf:
-        for f in list_files(folder):
-            zf.write(f, f.relative_to(folder))
-    return path
+from tests.prepare.conftest import head_volume, oblique_affine, zip_folder
 
 
 def test_a_zip_is_unpacked_privately_and_removed_after(study, tmp_path):
-    z = _zip(study, tmp_path / "study.zip")
+    z = zip_folder(study, tmp_path / "study.zip")
     with study_folder(z) as folder:
         assert len(scan_series(list_files(folder))) == 6
         where = folder

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import threading
 import time
-import zipfile
 from pathlib import Path
 
 import pytest
@@ -15,7 +14,7 @@ import pytest
 pytest.importorskip("playwright")
 
 from radpath.prepare import register
-from tests.prepare.conftest import PHI, atlas_study
+from tests.prepare.conftest import PHI, atlas_study, zip_folder
 from tests.web.conftest import PASSWORD
 from tests.web.test_browser import ARTIFACTS, CHROMIUM
 
@@ -38,10 +37,7 @@ def test_upload_a_dicom_zip_see_the_stage_then_the_series_and_qc(
 
     vol, mask = small_atlas
     study = atlas_study(tmp_path / "study", vol, mask)
-    z = tmp_path / "mri-study.zip"
-    with zipfile.ZipFile(z, "w") as zf:
-        for f in sorted(study.rglob("*")):
-            zf.write(f, Path("DICOMDIR_EXPORT") / f.relative_to(study))
+    z = zip_folder(study, tmp_path / "mri-study.zip", "DICOMDIR_EXPORT")
     slow = register.coregister
 
     def coregister_slowly(*a, **k):  # long enough for the page to show the stage

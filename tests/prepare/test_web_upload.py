@@ -6,38 +6,18 @@ no page, file name or database row carries the patient's name, ID, birth date or
 from __future__ import annotations
 
 import sqlite3
-import zipfile
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 pytest.importorskip("fastapi")
 
-from fastapi.testclient import TestClient
 
-from radpath.web.app import create_app
 from radpath.web.worker import run_one
-from tests.prepare.conftest import PHI, atlas_study, write_study
+from tests.prepare.conftest import PHI, atlas_study, write_study, zip_folder
 from tests.web.conftest import csrf_of, login, upload_files
 
 HTML = {"accept": "text/html"}
-
-
-def _zip(folder: Path, path: Path) -> Path:
-    with zipfile.ZipFile(path, "w") as zf:
-        for f in sorted(folder.rglob("*")):
-            if f.is_file():
-                zf.write(f, Path("EXPORT") / f.relative_to(folder))
-    return path
-
-
-@pytest.fixture
-def served(settings, users, model_server, web_model_base):
-    s = replace(settings, server=model_server, model_base=web_model_base)
-    with TestClient(create_app(s)) as c:
-        login(c)
-        yield c, s
 
 
 def test_a_dicom_zip_is_prepared_then_classified(served, small_atlas, tmp_path):
@@ -45,7 +25,7 @@ def test_a_dicom_zip_is_prepared_then_classified(served, small_atlas, tmp_path):
 
     c, s = served
     vol, mask = small_atlas
-    z = _zip(atlas_study(tmp_path / "study", vol, mask), tmp_path / "mri.zip")
+    z = zip_folder(atlas_study(tmp_path / "study", vol, mask), tmp_path / "mri.zip", "EXPORT")
     r = upload_files(c, {"study": z}, csrf_of(c.get("/upload").text))
     assert r.status_code == 303, r.text[-800:]
     case_id = r.headers["location"].rsplit("/", 1)[1]
@@ -80,7 +60,7 @@ def test_a_dicom_zip_is_prepared_then_classified(served, small_atlas, tmp_path):
 
 def test_a_study_missing_a_sequence_is_refused_at_upload_naming_it(client, tmp_path):
     login(client)
-    z = _zip(write_study(tmp_path / "s", skip=("t2",)), tmp_path / "s.zip")
+    z = zip_folder(write_study(tmp_path / "s", skip=("t2",)), tmp_path / "s.zip", "EXPORT")
     r = upload_files(client, {"study": z}, csrf_of(client.get("/upload").text))
     assert r.status_code == 422
     assert "no T2 series found" in r.text and "--t2" in r.text
@@ -92,7 +72,9 @@ def test_two_patients_in_one_zip_are_refused(client, tmp_path):
     write_study(
         root / "other", patient={"PatientName": "Other^Person", "PatientID": "X9", "PatientBirthDate": "19800101"}
     )
-    r = upload_files(client, {"study": _zip(root, tmp_path / "s.zip")}, csrf_of(client.get("/upload").text))
+    r = upload_files(
+        client, {"study": zip_folder(root, tmp_path / "s.zip", "EXPORT")}, csrf_of(client.get("/upload").text)
+    )
     assert r.status_code == 422 and "2 patients" in r.text and "Other^Person" not in r.text
 
 

@@ -132,6 +132,21 @@ def model_server(web_model_base):
     backend.stop()
 
 
+@pytest.fixture
+def served(settings, users, model_server, web_model_base):
+    """(logged-in client, settings) of a site whose worker classifies on `model_server`."""
+    from dataclasses import replace
+
+    from fastapi.testclient import TestClient
+
+    from radpath.web.app import create_app
+
+    s = replace(settings, server=model_server, model_base=web_model_base)
+    with TestClient(create_app(s)) as c:
+        login(c)
+        yield c, s
+
+
 def fresh_postgres(url: str) -> str:
     """Empty the web app's tables in the test database (the tests own that database)."""
     import sqlalchemy as sa

@@ -5,26 +5,14 @@ from __future__ import annotations
 
 import inspect
 import json
-from dataclasses import replace
 
 import nibabel as nib
 import numpy as np
-import pytest
-from fastapi.testclient import TestClient
 
-from radpath.web.app import create_app
 from radpath.web.worker import run_one
-from tests.web.conftest import csrf_of, login, upload_files
+from tests.web.conftest import csrf_of, upload_files
 
 HTML = {"accept": "text/html"}
-
-
-@pytest.fixture
-def served(settings, users, model_server, web_model_base):
-    s = replace(settings, server=model_server, model_base=web_model_base)
-    with TestClient(create_app(s)) as c:
-        login(c)
-        yield c, s
 
 
 def _classify(c, s, files) -> str:
