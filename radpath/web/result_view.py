@@ -35,7 +35,8 @@ def without_case_id(text: str) -> str:
 
 
 def present(result: dict[str, Any] | None) -> dict[str, Any]:
-    """{stands, refer, assessed, reasons, warnings, tumour_note, heading} for the page; {} without a result."""
+    """{stands, refer, assessed, reasons, warnings, tumour_note, zoom_target, heading} for the page; {} without a
+    result."""
     if not result:
         return {}
     warnings, seen = [], set()
@@ -68,10 +69,11 @@ def present(result: dict[str, Any] | None) -> dict[str, Any]:
     for w in warnings:
         w["refers"] = w["code"] in restated
     tumour_note = None
+    zoom_target = "the tumour"  # what the model input's second view is centred on (preprocess.model_input)
     if not found:
-        tumour_note = (
-            "the most suspicious slice" if "tumour-uncertain" in codes else "a slice through the brain's centre"
-        )
+        uncertain = "tumour-uncertain" in codes
+        tumour_note = "the most suspicious slice" if uncertain else "a slice through the brain's centre"
+        zoom_target = "the most suspicious region" if uncertain else "the brain's centre (no tumour found)"
     return {
         "refer": referred,
         "stands": not referred and assessed,
@@ -80,4 +82,5 @@ def present(result: dict[str, Any] | None) -> dict[str, Any]:
         "warnings": [w for w in warnings if found or w["code"] not in TUMOUR_CODES],
         "warning_count": len(warnings),
         "tumour_note": tumour_note,
+        "zoom_target": zoom_target,
     }

@@ -270,3 +270,20 @@ def test_a_failure_reason_is_shown_without_the_case_id(client, settings):
     jobs.finish(engine, jobs.claim(engine, "test", 60, 2), reason=f"{CASE_ID}: the image is constant")
     text = _text(client.get(f"/cases/{CASE_ID}", headers=HTML).text)
     assert "Could not classify this case: the image is constant" in text and CASE_ID not in text
+
+
+@pytest.mark.parametrize(
+    "found, code, target",
+    [
+        (True, None, "the tumour"),
+        (False, "tumour-uncertain", "the most suspicious region"),
+        (False, "no-tumour", "the brain's centre (no tumour found)"),
+    ],
+)
+def test_explanation_caption_names_what_the_zoomed_view_shows(client, settings, found, code, target):
+    """The explanation's bottom row is centred on the tumour only when one was found."""
+    warnings = [] if code is None else [{"code": code, "message": "m"}]
+    explanation = {"path": "explanation.png", "peak_in_tumour": None}
+    html = _page(client, settings, result_of(tumor_found=found, warnings=warnings, explanation=explanation))
+    caption = _text(re.search(r'data-testid="zoom-target">(.*?)</span>', html, re.S).group(1)).strip()
+    assert caption == target.replace("'", "&#39;")
