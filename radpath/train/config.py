@@ -76,6 +76,9 @@ class TrainConfig:
     the head's predicted tumour parts (per view and sequence: mean and spread of the robust z-scores in
     necrosis, oedema, enhancing and normal brain, and each part's share of the view), what a radiomics
     model reads, next to the pooled features. The head then runs at inference too (same signature)."""
+    region_dark: bool = False
+    """With region_pool: also each part's share of pixels darker than the brain, per sequence and view (the
+    calcified foci of oligodendrogliomas, the FLAIR-dark centre of a T2-FLAIR mismatch)."""
 
     def __post_init__(self) -> None:
         for name in ("width", "epochs", "batch_size"):
@@ -104,6 +107,8 @@ class TrainConfig:
             )
         if self.region_pool and self.seg_weight <= 0:
             raise ConfigError("region_pool needs the segmentation head: set seg_weight > 0 (and a cohort with masks)")
+        if self.region_dark and not self.region_pool:
+            raise ConfigError("region_dark adds to the region statistics: set region_pool=true too")
         if self.compute_dtype not in COMPUTE_DTYPES:
             raise ConfigError(f"compute_dtype must be one of {', '.join(COMPUTE_DTYPES)}; got {self.compute_dtype!r}")
 

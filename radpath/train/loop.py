@@ -79,6 +79,7 @@ def make_model(config: TrainConfig, bn_axis: str | None = None) -> ResNet:
         bn_axis=bn_axis,
         seg_classes=len(VIEWS) * SEG_CLASSES if config.seg_weight > 0 else 0,
         region_views=len(VIEWS) if config.region_pool else 0,
+        region_dark=config.region_dark,
         variant=config.resnet_variant,
         dtype=jnp.dtype(config.compute_dtype) if bn_axis else jnp.float32,  # evaluation and export: float32
     )

@@ -109,25 +109,40 @@ class Bottleneck(nn.Module):
         return nn.relu(residual + y)
 
 
-def region_statistics(image: jax.Array, seg_logits: jax.Array, views: int) -> jax.Array:
-    """[b, views * parts * (2 * sequences + 1)] statistics of `image` [b, H, W, views * sequences] inside
+DARK_Z = -1.0
+"""A pixel darker than the brain's median by more than one robust spread: calcified specks on T2 and FLAIR,
+the FLAIR-dark centre of a T2-FLAIR mismatch."""
+
+
+def region_statistics(image: jax.Array, seg_logits: jax.Array, views: int, dark: bool = False) -> jax.Array:
+    """[b, views * parts * (k * sequences + 1)] statistics of `image` [b, H, W, views * sequences] inside
     the parts the segmentation head predicts (`seg_logits` [b, h, w, views * parts], a coarser grid):
     per view, part and sequence the mean and standard deviation of the robust z-scores weighted by the
-    part's probability, and per view and part its share of the view. The image is averaged down to
-    the head's grid first (its statistics at that grid: what the head's cells see)."""
+    part's probability (k = 2), and per view and part its share of the view. Each head cell contributes
+    its pixels' mean and mean square, so the spread includes the texture inside a cell.
+
+    `dark`: also, per view, part and sequence, the share of the part's pixels darker than DARK_Z (k = 3),
+    counted pixel by pixel: a few dark specks (the calcified foci of oligodendrogliomas) or a FLAIR-dark
+    centre (a T2-FLAIR mismatch) move a bright part's mean or spread only a little.
+    An absent part gets one pseudo-cell of zeros, so its statistics are near 0, never NaN."""
     b, h, w, _ = seg_logits.shape
     fy, fx = image.shape[1] // h, image.shape[2] // w
     seqs = image.shape[-1] // views
     small = image[:, : h * fy, : w * fx].reshape(b, h, fy, w, fx, views, seqs)
-    mean_px, sq_px = small.mean(axis=(2, 4)), (small * small).mean(axis=(2, 4))  # [b, h, w, V, S]
     p = jax.nn.softmax(seg_logits.reshape(b, h, w, views, -1), axis=-1)  # [b, h, w, V, K]
     mass = p.sum(axis=(1, 2))  # [b, V, K]
     denom = mass[..., None] + 1.0  # one pseudo-pixel: an absent part has statistics near 0, not NaN
-    mean = jnp.einsum("bhwvk,bhwvs->bvks", p, mean_px) / denom
-    sq = jnp.einsum("bhwvk,bhwvs->bvks", p, sq_px) / denom
+
+    def inside(per_pixel: jax.Array) -> jax.Array:  # [b, V, K, S]: weighted mean of a per-pixel value
+        return jnp.einsum("bhwvk,bhwvs->bvks", p, per_pixel.mean(axis=(2, 4))) / denom
+
+    mean, sq = inside(small), inside(small * small)
     std = jnp.sqrt(jnp.maximum(sq - mean * mean, 0.0) + 1e-6)
+    stats = [mean.reshape(b, -1), std.reshape(b, -1)]
+    if dark:
+        stats.append(inside((small < DARK_Z).astype(small.dtype)).reshape(b, -1))
     share = mass / (h * w)
-    return jnp.concatenate([mean.reshape(b, -1), std.reshape(b, -1), share.reshape(b, -1)], axis=-1)
+    return jnp.concatenate([*stats, share.reshape(b, -1)], axis=-1)
 
 
 class ResNet(nn.Module):
@@ -145,6 +160,8 @@ class ResNet(nn.Module):
     seg_classes: int = 0
     region_views: int = 0
     """> 0: the seg head's classes are this many views x parts, and the class head reads `region_statistics`."""
+    region_dark: bool = False
+    """`region_statistics` also counts each part's dark pixels."""
     dtype: Any = jnp.float32
     variant: str = "flax"
 
@@ -180,7 +197,7 @@ class ResNet(nn.Module):
         if self.region_views:
             if seg is None:
                 raise ValueError("region_views needs the segmentation head (seg_classes > 0)")
-            stats = region_statistics(image.astype(jnp.float32), seg, self.region_views)
+            stats = region_statistics(image.astype(jnp.float32), seg, self.region_views, self.region_dark)
             x = jnp.concatenate([x, norm(name="region_bn")(stats).astype(jnp.float32)], axis=-1)
         if self.use_age:
             if age_days is None:

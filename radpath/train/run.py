@@ -442,7 +442,9 @@ def _architecture(cfg: dict) -> str:
         "encoder at the tumour"
         + (
             "; the class head also reads the image's statistics inside the parts it predicts (mean and spread "
-            "per sequence and view, each part's share), so the served model runs it too"
+            "per sequence and view"
+            + (", the share of pixels darker than the brain" if cfg.get("region_dark") else "")
+            + ", each part's share), so the served model runs it too"
             if cfg.get("region_pool")
             else "; the served model computes the class alone"
         )

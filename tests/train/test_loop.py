@@ -166,6 +166,34 @@ def test_region_statistics_read_the_image_inside_each_predicted_part():
     assert (std >= 0).all() and std[:, 0].max() < 0.01
 
 
+def test_region_statistics_count_dark_specks_pixel_by_pixel():
+    """A speck smaller than a head cell counts in the dark share; the other statistics are unchanged."""
+    import jax.numpy as jnp
+
+    from radpath.train.resnet import region_statistics
+
+    b, views, seqs, parts = 1, 2, 4, 4
+    image = np.zeros((b, 32, 32, views * seqs), np.float32)
+    image[:, :16] = 3.0
+    image[:, 0, 0:4, 0] = -4.0  # 4 dark pixels in one 8 x 8 cell, view 0, first sequence
+    logits = np.full((b, 4, 4, views * parts), -30.0, np.float32)
+    for v in range(views):
+        logits[:, :2, :, v * parts + 3] = 30.0
+        logits[:, 2:, :, v * parts + 0] = 30.0
+    n = views * parts * seqs
+    plain = np.asarray(region_statistics(jnp.asarray(image), jnp.asarray(logits), views))
+    dark = np.asarray(region_statistics(jnp.asarray(image), jnp.asarray(logits), views, dark=True))
+    assert plain.shape == (1, 2 * n + views * parts) and dark.shape == (1, 3 * n + views * parts)
+    np.testing.assert_allclose(dark[0, : 2 * n], plain[0, : 2 * n], rtol=1e-6)
+    np.testing.assert_allclose(dark[0, 3 * n :], plain[0, 2 * n :], rtol=1e-6)
+    share = dark[0, 2 * n : 3 * n].reshape(views, parts, seqs)
+    np.testing.assert_allclose(share[0, 3, 0], (4 / 64) / 9, rtol=1e-4)  # 8 cells and one pseudo-cell
+    assert share[0, 3, 1:].max() == 0 and share[0, :3].max() < 1e-6 and share[1].max() == 0
+    np.testing.assert_allclose(  # the speck lowers the part's mean by little: the share is what sees it
+        plain[0, :n].reshape(views, parts, seqs)[0, 3, 0], (8 * 3.0 - 4 * 7.0 / 64) / 9, rtol=1e-4
+    )
+
+
 def test_region_pool_trains_runs_at_inference_and_needs_the_seg_head(tiny_config):
     from radpath.train.config import ConfigError
     from tests.train.conftest import fake_examples
@@ -173,7 +201,7 @@ def test_region_pool_trains_runs_at_inference_and_needs_the_seg_head(tiny_config
     ex = fake_examples(12)
     ex.seg = np.zeros((12, 3, 224, 224, 2), np.uint8)
     ex.seg[:, :, 80:140, 90:150] = (ex.labels % 3 + 1)[:, None, None, None, None]
-    cfg = tiny_config.replace(seg_weight=1.0, region_pool=True)
+    cfg = tiny_config.replace(seg_weight=1.0, region_pool=True, region_dark=True)
     result = fit(ex, cfg, devices=2, progress=False)
     assert result.completed and all(np.isfinite(h["loss"]) for h in result.history)
     assert {"seg_head", "region_bn"} <= set(result.variables["params"])
@@ -185,3 +213,5 @@ def test_region_pool_trains_runs_at_inference_and_needs_the_seg_head(tiny_config
     assert np.abs(np.asarray(make_model(cfg).apply(result.variables, moved, None, train=False)) - logits).max() > 0
     with pytest.raises(ConfigError, match="region_pool needs the segmentation head"):
         tiny_config.replace(region_pool=True)
+    with pytest.raises(ConfigError, match="region_dark adds to the region statistics"):
+        tiny_config.replace(seg_weight=1.0, region_dark=True)
