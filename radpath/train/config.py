@@ -76,6 +76,10 @@ class TrainConfig:
     the head's predicted tumour parts (per view and sequence: mean and spread of the robust z-scores in
     necrosis, oedema, enhancing and normal brain, and each part's share of the view), what a radiomics
     model reads, next to the pooled features. The head then runs at inference too (same signature)."""
+    feature_dropout: float = 0.0
+    """Dropout rate on the pooled image features in training (not on the region statistics or age): 176
+    training cases fit 256 pooled features easily; the region statistics, learnt densely from the masks,
+    carry over to new cases better."""
     region_dark: bool = False
     """With region_pool: also each part's share of pixels darker than the brain, per sequence and view (the
     calcified foci of oligodendrogliomas, the FLAIR-dark centre of a T2-FLAIR mismatch)."""
@@ -98,7 +102,7 @@ class TrainConfig:
         ):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name} must not be negative, got {getattr(self, name)}")
-        for name in ("label_smoothing", "contrast_curve", "blur", "noise_std"):
+        for name in ("label_smoothing", "contrast_curve", "blur", "noise_std", "feature_dropout"):
             if not 0 <= getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be in [0, 1), got {getattr(self, name)}")
         if self.resnet_variant not in RESNET_VARIANTS:

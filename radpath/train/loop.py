@@ -80,6 +80,7 @@ def make_model(config: TrainConfig, bn_axis: str | None = None) -> ResNet:
         seg_classes=len(VIEWS) * SEG_CLASSES if config.seg_weight > 0 else 0,
         region_views=len(VIEWS) if config.region_pool else 0,
         region_dark=config.region_dark,
+        feature_dropout=config.feature_dropout,
         variant=config.resnet_variant,
         dtype=jnp.dtype(config.compute_dtype) if bn_axis else jnp.float32,  # evaluation and export: float32
     )
@@ -241,6 +242,7 @@ def _make_train_step(config: TrainConfig):
                 train=True,
                 return_seg=with_seg,
                 mutable=["batch_stats"],
+                rngs={"dropout": jax.random.fold_in(rng, 1)},  # the augmentation keeps `rng` itself
             )
             logits, seg_logits = out if with_seg else (out, None)
             targets = optax.smooth_labels(jax.nn.one_hot(labels, NUM_CLASSES), config.label_smoothing)

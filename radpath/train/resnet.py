@@ -162,6 +162,8 @@ class ResNet(nn.Module):
     """> 0: the seg head's classes are this many views x parts, and the class head reads `region_statistics`."""
     region_dark: bool = False
     """`region_statistics` also counts each part's dark pixels."""
+    feature_dropout: float = 0.0
+    """Dropout on the pooled image features in training (needs a "dropout" rng then)."""
     dtype: Any = jnp.float32
     variant: str = "flax"
 
@@ -194,6 +196,7 @@ class ResNet(nn.Module):
                 seg = nn.Conv(self.seg_classes, (1, 1), dtype=self.dtype, name="seg_head")(y).astype(jnp.float32)
         x = jnp.mean(x.astype(jnp.float32), axis=(1, 2))
         self.sow("intermediates", "features", x)
+        x = nn.Dropout(self.feature_dropout, deterministic=not train)(x)
         if self.region_views:
             if seg is None:
                 raise ValueError("region_views needs the segmentation head (seg_classes > 0)")

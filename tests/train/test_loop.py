@@ -215,3 +215,24 @@ def test_region_pool_trains_runs_at_inference_and_needs_the_seg_head(tiny_config
         tiny_config.replace(region_pool=True)
     with pytest.raises(ConfigError, match="region_dark adds to the region statistics"):
         tiny_config.replace(seg_weight=1.0, region_dark=True)
+
+
+def test_feature_dropout_acts_in_training_only(tiny_config):
+    from radpath.contract.model_io import IMAGE_SHAPE
+    from radpath.train.config import ConfigError
+
+    cfg = tiny_config.replace(feature_dropout=0.5)
+    model = make_model(cfg)
+    variables = init_variables(cfg)
+    x = np.random.default_rng(0).normal(size=(2, *IMAGE_SHAPE)).astype(np.float32)
+
+    def train_logits(key: int):
+        out, _ = model.apply(
+            variables, x, None, train=True, mutable=["batch_stats"], rngs={"dropout": jax.random.PRNGKey(key)}
+        )
+        return np.asarray(out)
+
+    assert np.abs(train_logits(0) - train_logits(1)).max() > 0  # other features dropped
+    np.testing.assert_array_equal(model.apply(variables, x, None), model.apply(variables, x, None))
+    with pytest.raises(ConfigError, match="feature_dropout must be in"):
+        tiny_config.replace(feature_dropout=1.0)
