@@ -45,6 +45,9 @@ class TrainConfig:
     seed: int = 0
     use_age: bool = False
     """Feed the patient's age next to the pooled image features (a second signature input)."""
+    age_prior_init: bool = False
+    """With use_age: start the class head's age weights from the age-only logistic regression fitted on the
+    training cases (`loop.with_age_prior`), not from near zero."""
     rotate_degrees: float = 12.0
     scale_range: float = 0.1
     intensity_jitter: float = 0.25
@@ -111,6 +114,8 @@ class TrainConfig:
             )
         if self.region_pool and self.seg_weight <= 0:
             raise ConfigError("region_pool needs the segmentation head: set seg_weight > 0 (and a cohort with masks)")
+        if self.age_prior_init and not self.use_age:
+            raise ConfigError("age_prior_init starts the age weights of a model that reads age: set use_age=true too")
         if self.region_dark and not self.region_pool:
             raise ConfigError("region_dark adds to the region statistics: set region_pool=true too")
         if self.compute_dtype not in COMPUTE_DTYPES:

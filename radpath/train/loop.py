@@ -50,7 +50,7 @@ from radpath.contract.model_io import (
 
 from .config import TrainConfig
 from .examples import SEG_CLASSES, Examples
-from .resnet import ResNet
+from .resnet import AGE_CENTER_YEARS, AGE_SCALE_YEARS, ResNet
 
 log = logging.getLogger(__name__)
 AXIS = "batch"
@@ -93,6 +93,26 @@ def init_variables(config: TrainConfig) -> dict:
     return dict(
         model.init(jax.random.PRNGKey(config.seed), x, jnp.zeros((1,), jnp.float32), train=False, return_seg=seg)
     )
+
+
+def with_age_prior(variables: dict, ages_days: np.ndarray, labels: np.ndarray) -> dict:
+    """`variables` with the class head's age weights set to those of the age-only logistic regression
+    fitted on these (training) cases, in the head's age units.
+
+    Why: started near zero, the age weights stay small (measured: 6-7 times weaker than the logistic
+    regression's) because the images fit the training cases before age is needed, and then the model
+    calls a non-enhancing tumour of an 80-year-old an astrocytoma. Starting from what age alone says,
+    the images have to add to it."""
+    from .baselines import age_features, fit_logistic
+
+    fitted = fit_logistic(age_features(ages_days), labels)
+    coef = np.asarray(fitted["coef"], np.float64)[0] / float(np.asarray(fitted["scale"])[0])  # per year
+    head = dict(variables["params"]["head"])
+    kernel = np.array(head["kernel"])
+    kernel[-1] = coef * AGE_SCALE_YEARS  # the model's age input is (years - AGE_CENTER_YEARS) / AGE_SCALE_YEARS
+    bias = np.array(head["bias"]) + np.asarray(fitted["intercept"]) + coef * (AGE_CENTER_YEARS - fitted["mean"][0])
+    head.update(kernel=jnp.asarray(kernel, head["kernel"].dtype), bias=jnp.asarray(bias - bias.mean(), jnp.float32))
+    return {**variables, "params": {**variables["params"], "head": head}}
 
 
 def lr_schedule(config: TrainConfig, steps_per_epoch: int) -> optax.Schedule:
@@ -372,6 +392,8 @@ def fit(
         from .pretrained import load_variables
 
         variables, _ = load_variables(variables, config.init_weights, config)
+    if config.use_age and config.age_prior_init:
+        variables = with_age_prior(variables, train.ages_days, train.labels)
     state = TrainState.create(
         apply_fn=model.apply,
         params=variables["params"],

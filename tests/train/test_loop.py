@@ -236,3 +236,29 @@ def test_feature_dropout_acts_in_training_only(tiny_config):
     np.testing.assert_array_equal(model.apply(variables, x, None), model.apply(variables, x, None))
     with pytest.raises(ConfigError, match="feature_dropout must be in"):
         tiny_config.replace(feature_dropout=1.0)
+
+
+def test_age_prior_init_starts_the_head_where_age_alone_stands(tiny_config):
+    """With the image weights of the head zeroed, the started model answers what the age-only logistic
+    regression fitted on the same cases answers."""
+    from radpath.contract.model_io import IMAGE_SHAPE
+    from radpath.train.baselines import age_features, fit_logistic, predict_logistic
+    from radpath.train.config import ConfigError
+    from radpath.train.loop import with_age_prior
+
+    cfg = tiny_config.replace(use_age=True, age_prior_init=True)
+    rng = np.random.default_rng(0)
+    labels = np.repeat([0, 1, 2], 20)
+    ages = (np.array([35.0, 45.0, 65.0])[labels] + rng.normal(0, 8, 60)) * 365.25
+    variables = with_age_prior(init_variables(cfg), ages, labels)
+    kernel = np.array(variables["params"]["head"]["kernel"])
+    kernel[:-1] = 0.0  # the images say nothing
+    variables["params"]["head"]["kernel"] = kernel
+    test_ages = np.array([30.0, 50.0, 80.0]) * 365.25
+    x = np.zeros((3, *IMAGE_SHAPE), np.float32)
+    got = jax.nn.softmax(make_model(cfg).apply(variables, x, test_ages.astype(np.float32)))
+    want = predict_logistic(fit_logistic(age_features(ages), labels), age_features(test_ages))
+    np.testing.assert_allclose(np.asarray(got), want, atol=1e-4)
+    assert want[2, 2] > 0.8 and want[0, 0] > 0.6  # the fit itself says something
+    with pytest.raises(ConfigError, match="set use_age=true too"):
+        tiny_config.replace(age_prior_init=True)
