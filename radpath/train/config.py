@@ -22,6 +22,8 @@ RESNET50_STAGES = (3, 4, 6, 3)
 RESNET_VARIANTS = ("flax", "torchvision", "keras")
 """Layouts of the ResNet (see `train.resnet`): the last two match those frameworks' ResNet50 exactly."""
 COMPUTE_DTYPES = ("float32", "bfloat16")
+SLICE_OFFSETS = (-2, -1, 0, 1, 2)
+"""The slices around the max-tumour slice that training draws from, by default."""
 
 
 class ConfigError(ValueError):
@@ -68,6 +70,10 @@ class TrainConfig:
     resnet_variant: str = "flax"
     """Layout of the ResNet: "flax" (the Flax ImageNet example), "torchvision" (v1.5) or "keras" (v1); weights
     converted from torchvision or Keras need theirs (`radpath train --init-weights` takes it from the file)."""
+    slice_offsets: tuple[int, ...] = SLICE_OFFSETS
+    """Slices (relative to the max-tumour slice) cached per case; each epoch draws one per case. Must hold
+    -1, 0 and 1 (test-time averaging reads them). Wider offsets show the tumour at other levels: more
+    distinct images of each case than its near-identical neighbours."""
     tta: bool = True
     """Test-time averaging over the neighbouring slices (-1, 0, +1) and left-right flips."""
     seg_weight: float = 0.0
@@ -114,6 +120,12 @@ class TrainConfig:
             )
         if self.region_pool and self.seg_weight <= 0:
             raise ConfigError("region_pool needs the segmentation head: set seg_weight > 0 (and a cohort with masks)")
+        if not {-1, 0, 1} <= set(self.slice_offsets) or len(set(self.slice_offsets)) != len(self.slice_offsets):
+            raise ConfigError(f"slice_offsets must be distinct and hold -1, 0 and 1; got {list(self.slice_offsets)}")
+        if max(abs(o) for o in self.slice_offsets) > 20:
+            raise ConfigError(
+                f"slice_offsets reach at most 20 slices from the tumour's; got {list(self.slice_offsets)}"
+            )
         if self.age_prior_init and not self.use_age:
             raise ConfigError("age_prior_init starts the age weights of a model that reads age: set use_age=true too")
         if self.region_dark and not self.region_pool:

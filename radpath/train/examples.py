@@ -35,9 +35,10 @@ from radpath.preprocess.case import Case
 from radpath.preprocess.cohort import CohortEntry
 from radpath.preprocess.model_input import to_model_plane
 
+from .config import SLICE_OFFSETS as DEFAULT_OFFSETS  # one owner: the training settings
+
 log = logging.getLogger(__name__)
 
-DEFAULT_OFFSETS = (-2, -1, 0, 1, 2)
 BRATS_LABELS = (0, 1, 2, 4)
 """Ground-truth label values (background, necrosis/non-enhancing core, oedema, enhancing) in the order
 of the segmentation head's classes."""

@@ -200,7 +200,13 @@ def run_training(
     unlabelled = [e.case_id for e in co.entries if e.label is None]
     if len(entries) < 6:
         raise ValueError(f"{cohort_root}: only {len(entries)} labelled cases; training needs more")
-    ex = build_examples(entries, cache_dir or run_dir / "cache", progress=progress, with_seg=config.seg_weight > 0)
+    ex = build_examples(
+        entries,
+        cache_dir or run_dir / "cache",
+        offsets=tuple(sorted(config.slice_offsets)),
+        progress=progress,
+        with_seg=config.seg_weight > 0,
+    )
     failed = ex.failed + list(co.problems) + [(i, "no class in the labels CSV") for i in unlabelled]
     train_idx, held_idx = stratified_holdout(ex.labels, holdout, config.seed)
     pool, held = ex.subset(train_idx), ex.subset(held_idx)

@@ -30,6 +30,13 @@ def test_set_reaches_every_field_with_its_type():
             assert base.with_settings(["init_weights=none"]).init_weights is None
         elif name == "region_pool":  # needs the segmentation head
             assert base.with_settings(["seg_weight=1", "region_pool=true"]).region_pool is True
+        elif name == "region_dark":  # needs the region statistics
+            assert base.with_settings(["seg_weight=1", "region_pool=true", "region_dark=true"]).region_dark is True
+        elif name == "age_prior_init":  # needs the age input
+            assert base.with_settings(["use_age=true", "age_prior_init=true"]).age_prior_init is True
+        elif name == "slice_offsets":
+            got = base.with_settings(["slice_offsets=-6,-3,-1,0,1,3,6"])
+            assert got.slice_offsets == (-6, -3, -1, 0, 1, 3, 6)
         elif tp is str:  # settings with a fixed set of choices
             choice = {"resnet_variant": "torchvision", "compute_dtype": "bfloat16"}[name]
             assert getattr(base.with_settings([f"{name}={choice}"]), name) == choice
@@ -50,6 +57,10 @@ def test_set_reaches_every_field_with_its_type():
         ("stages=3,0,6,3", "stages must be positive"),
         ("resnet_variant=resnet", "resnet_variant must be one of flax, torchvision, keras"),
         ("compute_dtype=float16", "compute_dtype must be one of float32, bfloat16"),
+        ("slice_offsets=-2,0,2", "slice_offsets must be distinct and hold -1, 0 and 1"),
+        ("slice_offsets=-1,0,1,1", "slice_offsets must be distinct"),
+        ("slice_offsets=-30,-1,0,1", "slice_offsets reach at most 20 slices"),
+        ("feature_dropout=1", "feature_dropout must be in [0, 1)"),
     ],
 )
 def test_bad_settings_are_refused_in_one_line(pair, message):
