@@ -1,6 +1,7 @@
 """Training benchmarks (issue 3), printed as ratios measured in one run; not collected by pytest.
 
     python tests/bench/bench_train.py throughput [--batch 8] [--steps 4]
+    python tests/bench/bench_train.py profile [--batch 8]
     python tests/bench/bench_train.py memory --cohort DIR
     python tests/bench/bench_train.py cv --cohort DIR [--out RUN_DIR]
 
@@ -9,6 +10,9 @@ throughput: images/s of the Flax ResNet50 pmap train step (augmentation included
   ResNet50 (weights=None) with the same input [224, 224, 8], 3 classes and global batch, each in its
   own process on this machine, one after the other, from the median step time. Target: ratio >= 1.
   Run it under the CPU lock on an otherwise idle machine; repeat it and take medians.
+profile: where the default Flax step (width 64, one device) spends its time on XLA:CPU: a profiler trace
+  of two steps (`--xla_cpu_enable_xprof_traceme`), each XLA operation's time summed by kind (YNNPACK
+  convolution/dot fusions, layout copies and transposes, elementwise fusions...), beside Keras' whole step.
 memory: peak RSS of a small-configuration training run (`radpath train`, 2 epochs, 2 folds). Target < 4 GB.
 cv: the small CPU configuration's 5-fold cross-validation on the default synthetic cohort: mean
   challenge score (target >= 0.85) and wall time (target < 30 min on 2 cores).
@@ -78,6 +82,25 @@ KERAS_STEP = textwrap.dedent("""
     print(json.dumps({"images_per_s": batch / float(np.median(times))}))
 """)
 
+PROFILE_STEP = JAX_STEP[: JAX_STEP.index("times = []")].replace(
+    'f"--xla_force_host_platform_device_count={n_dev}"',
+    'f"--xla_force_host_platform_device_count={n_dev} --xla_cpu_enable_xprof_traceme=true"',
+) + textwrap.dedent("""
+    import collections, glob, gzip, re, tempfile
+    out = tempfile.mkdtemp()
+    with jax.profiler.trace(out, create_perfetto_trace=True):
+        for _ in range(2):
+            state, m = step(state, *b, keys)
+            jax.block_until_ready(m)
+    trace = json.load(gzip.open(sorted(glob.glob(out + "/**/*.trace.json.gz", recursive=True))[-1]))
+    kinds = collections.Counter()
+    for e in trace["traceEvents"]:
+        if e.get("ph") == "X" and not e["name"].startswith(("ThunkExecutor", "$", "SlinkyThreadPool", "Pjit")):
+            kinds[re.sub(r"[.][0-9]+$", "", e["name"])] += e.get("dur", 0) / 2e3
+    print(json.dumps({"ms_per_step": dict(kinds.most_common(12)), "total_ms": sum(kinds.values())}))
+""")
+"""JAX_STEP, then two steps under the profiler: XLA operation time per kind (number suffixes dropped)."""
+
 FLAX_SETUPS = {
     "before fast_conv (every conv a lax conv), 2 devices, float32": (2, {"before": True}),
     "2 devices, float32 (the default)": (2, {}),
@@ -107,6 +130,18 @@ def throughput(args) -> None:
             f"  Flax, {name}: {flax['images_per_s']:.2f} images/s, ratio Flax/Keras {flax['images_per_s'] / keras:.2f}"
         )
     print("  (target: ratio >= 1 for the default setting)")
+
+
+def profile(args) -> None:
+    """The default step's XLA operations by kind, in ms per step, against Keras' whole step."""
+    keras = _run(KERAS_STEP, str(args.batch), str(args.steps))["images_per_s"]
+    prof = _run(PROFILE_STEP, str(args.batch), "1", "64", "1", "{}")
+    print(
+        f"Flax ResNet50 width 64, batch {args.batch}, one device: {prof['total_ms']:.0f} ms of XLA operations per step"
+    )
+    print(f"Keras' whole step: {1e3 * args.batch / keras:.0f} ms")
+    for kind, ms in prof["ms_per_step"].items():
+        print(f"  {ms:8.1f} ms  {100 * ms / prof['total_ms']:5.1f} %  {kind}")
 
 
 def _radpath(*a: str) -> float:
@@ -141,15 +176,15 @@ def cv(args) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("what", choices=["throughput", "memory", "cv"])
+    ap.add_argument("what", choices=["throughput", "profile", "memory", "cv"])
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--steps", type=int, default=5)
     ap.add_argument("--cohort")
     ap.add_argument("--out")
     args = ap.parse_args()
-    if args.what != "throughput" and not args.cohort:
+    if args.what in ("memory", "cv") and not args.cohort:
         ap.error("--cohort is required (e.g. `radpath synth cohort --cases 221` first)")
-    {"throughput": throughput, "memory": memory, "cv": cv}[args.what](args)
+    {"throughput": throughput, "profile": profile, "memory": memory, "cv": cv}[args.what](args)
 
 
 if __name__ == "__main__":
