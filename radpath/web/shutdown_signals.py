@@ -7,7 +7,7 @@ first handler is inside `stop.set()` (or while the main thread is inside `stop.w
 new handler run waits for a lock its own thread holds: forever, and the worker never stops. Bursts of SIGTERM are
 real: a worker asks for SIGTERM when its site dies (PR_SET_PDEATHSIG), and the kernel sends it again each time a
 thread of the dying site that was the worker's parent exits. A SIGKILLed site left such a worker running with
-PPID 1, its stack four handler runs deep, all waiting in `Event.set`.
+PPID 1, its stack five handler runs deep, the outer one holding the lock and four waiting for it.
 
 So the C-level handler only writes the signal's number to a pipe (`signal.set_wakeup_fd`, async-signal-safe,
 done even while the main thread is stuck), the Python-level handler does nothing, and a daemon thread reads the
