@@ -12,6 +12,7 @@ parsing + the preprocess checks), `upload_check` (those checks in a short-lived 
 the site never decodes a volume), `safe_text` (no bidi or invisible characters echoed), `jobs`
 (queue with leases, users served in turn, per-user cap), `db` (tables, engine), `worker` (runs
 jobs; waits out a model-server outage), `lifecycle` (workers and checks stop with the site),
+`shutdown_signals` (SIGTERM stops a worker without a lock in a signal handler),
 `artefacts` (slice images and the 3D overlay of a result), `result_view` (what the pages say about
 a result), `model_card` (card as safe HTML, whether the model takes age), `app` (assembles the app),
 `cli` (`radpath web`, `radpath web-worker`, `radpath users`).

@@ -94,23 +94,17 @@ def cmd_web(args: argparse.Namespace) -> int:
 
 def cmd_web_worker(args: argparse.Namespace) -> int:
     import os
-    import signal
     import threading
 
     from .lifecycle import signal_workers, start_workers, stop_workers
+    from .shutdown_signals import stop_on_signals
     from .worker import run_worker
 
     os.umask(0o077)
     settings = _settings(args)
     extra = start_workers(settings, args.processes - 1) if args.processes > 1 else []
     stop = threading.Event()
-
-    def on_signal(*_) -> None:
-        stop.set()
-        signal_workers(extra)
-
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, on_signal)
+    stop_on_signals(stop, also=lambda: signal_workers(extra))  # not `stop.set()` in a handler: see there
     try:
         run_worker(settings, stop=stop, once=args.once)
     finally:

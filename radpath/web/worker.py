@@ -17,7 +17,6 @@ from __future__ import annotations
 import logging
 import os
 import shutil
-import signal
 import socket
 import threading
 import time
@@ -31,6 +30,7 @@ from radpath.preprocess import SEQUENCES, load_case
 from . import audit, jobs, study_upload
 from .db import engine_for
 from .settings import Settings
+from .shutdown_signals import stop_on_signals
 
 log = logging.getLogger(__name__)
 
@@ -264,11 +264,10 @@ def run_worker(
     `parent_pid`: also stop when that process (the site that started this worker) is gone."""
     from radpath.client.grpc_client import GlioClient
 
-    if stop is None:  # nobody else handles the signals: we do
+    if stop is None:  # nobody else handles the signals: we do (never `stop.set()` in a handler: see there)
         stop = threading.Event()
         if threading.current_thread() is threading.main_thread():
-            for sig in (signal.SIGTERM, signal.SIGINT):
-                signal.signal(sig, lambda *_: stop.set())
+            stop_on_signals(stop)
     engine = engine_for(settings.db_url)
     owner = f"{socket.gethostname()}:{os.getpid()}:{threading.get_ident() % 100000}"
     with GlioClient(settings.server, settings.model, timeout=settings.classify_timeout) as client:
