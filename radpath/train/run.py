@@ -457,9 +457,14 @@ def _architecture(cfg: dict) -> str:
         if cfg.get("seg_weight")
         else ""
     )
+    regularised = (
+        f"; dropout {cfg['feature_dropout']} on the pooled image features in training"
+        if cfg.get("feature_dropout")
+        else ""
+    ) + ("; the age weights started from the age-only logistic regression" if cfg.get("age_prior_init") else "")
     return (
         f"Flax {name}: bottleneck blocks per stage {list(stages)}, base width {cfg['width']} "
-        f"({'the standard width' if cfg['width'] == 64 else 'the standard model has 64'}); {init}{seg},"
+        f"({'the standard width' if cfg['width'] == 64 else 'the standard model has 64'}); {init}{seg}{regularised},"
     )
 
 

@@ -113,3 +113,20 @@ def test_cli_refuses_a_bad_setting_in_one_line(tmp_path):
     )
     assert out.returncode == 1
     assert out.stderr.strip().count("\n") == 0 and "epochs must be int" in out.stderr
+
+
+def test_the_model_card_names_the_recipe_levers():
+    """A reader of the card sees the regularisation and the region statistics the model was trained with."""
+    from dataclasses import asdict
+
+    from radpath.train.run import _architecture
+
+    plain = _architecture(asdict(TrainConfig()))
+    assert "dropout" not in plain and "age weights" not in plain and "statistics" not in plain
+    cfg = TrainConfig().with_settings(
+        ["seg_weight=1", "region_pool=true", "region_dark=true", "feature_dropout=0.5", "use_age=true"]
+        + ["age_prior_init=true"]
+    )
+    text = _architecture(asdict(cfg))
+    assert "dropout 0.5 on the pooled image features" in text and "share of pixels darker than the brain" in text
+    assert "age weights started from the age-only logistic regression" in text
