@@ -192,7 +192,7 @@ def augment_pair(
         seg = per_view.reshape(seg.shape)
     views = split_views(x)
     inside = jnp.any(views != 0, axis=-1, keepdims=True)  # each view's own brain
-    changed = intensity_augment(k_gain, x, config).reshape(views.shape)
+    changed = split_views(intensity_augment(k_gain, x, config))
     return jnp.where(inside, changed, 0.0).reshape(x.shape), seg
 
 
@@ -392,7 +392,7 @@ def fit(
         from .pretrained import load_variables
 
         variables, _ = load_variables(variables, config.init_weights, config)
-    if config.use_age and config.age_prior_init:
+    if config.age_prior_init:  # TrainConfig refuses it without use_age
         variables = with_age_prior(variables, train.ages_days, train.labels)
     state = TrainState.create(
         apply_fn=model.apply,
