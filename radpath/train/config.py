@@ -92,6 +92,10 @@ class TrainConfig:
     region_dark: bool = False
     """With region_pool: also each part's share of pixels darker than the brain, per sequence and view (the
     calcified foci of oligodendrogliomas, the FLAIR-dark centre of a T2-FLAIR mismatch)."""
+    region_location: bool = False
+    """With region_pool: also where each part lies in the whole-brain view (front to back, distance from
+    the midline, share on the brain's rim where the cortex is): oligodendrogliomas are often frontal and
+    reach the cortex, glioblastomas may cross the midline."""
 
     def __post_init__(self) -> None:
         for name in ("width", "epochs", "batch_size"):
@@ -130,6 +134,8 @@ class TrainConfig:
             raise ConfigError("age_prior_init starts the age weights of a model that reads age: set use_age=true too")
         if self.region_dark and not self.region_pool:
             raise ConfigError("region_dark adds to the region statistics: set region_pool=true too")
+        if self.region_location and not self.region_pool:
+            raise ConfigError("region_location adds to the region statistics: set region_pool=true too")
         if self.compute_dtype not in COMPUTE_DTYPES:
             raise ConfigError(f"compute_dtype must be one of {', '.join(COMPUTE_DTYPES)}; got {self.compute_dtype!r}")
 

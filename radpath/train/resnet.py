@@ -114,7 +114,22 @@ DARK_Z = -1.0
 the FLAIR-dark centre of a T2-FLAIR mismatch."""
 
 
-def region_statistics(image: jax.Array, seg_logits: jax.Array, views: int, dark: bool = False) -> jax.Array:
+RIM_CELLS = 2
+"""`region_statistics(location=True)`: head cells (8 pixels each, about 7 mm of an adult brain view) from
+the brain's edge that count as its rim, where the cortex is."""
+
+
+def _brain_rim(brain: jax.Array) -> jax.Array:
+    """[b, h, w] 1 where a brain cell lies within RIM_CELLS cells of the brain's edge (or the grid's)."""
+    r = RIM_CELLS
+    padded = jnp.pad(brain, ((0, 0), (r, r), (r, r)))  # outside the grid is outside the brain
+    inner = jax.lax.reduce_window(padded, jnp.inf, jax.lax.min, (1, 2 * r + 1, 2 * r + 1), (1, 1, 1), "VALID")
+    return brain * (1.0 - inner)
+
+
+def region_statistics(
+    image: jax.Array, seg_logits: jax.Array, views: int, dark: bool = False, location: bool = False
+) -> jax.Array:
     """[b, views * parts * (k * sequences + 1)] statistics of `image` [b, H, W, views * sequences] inside
     the parts the segmentation head predicts (`seg_logits` [b, h, w, views * parts], a coarser grid):
     per view, part and sequence the mean and standard deviation of the robust z-scores weighted by the
@@ -124,6 +139,10 @@ def region_statistics(image: jax.Array, seg_logits: jax.Array, views: int, dark:
     `dark`: also, per view, part and sequence, the share of the part's pixels darker than DARK_Z (k = 3),
     counted pixel by pixel: a few dark specks (the calcified foci of oligodendrogliomas) or a FLAIR-dark
     centre (a T2-FLAIR mismatch) move a bright part's mean or spread only a little.
+    `location`: also, in the first view (the whole brain, `contract.model_io.VIEWS`), where each part lies:
+    its mean row (0 = the brain's front, 1 = its back), its mean distance from the middle column (the
+    midline; 0.5 = the view's side) and its share on the brain's rim (the cortex, `RIM_CELLS`). Frontal,
+    cortical oligodendrogliomas and midline-crossing glioblastomas differ there, not in intensity.
     An absent part gets one pseudo-cell of zeros, so its statistics are near 0, never NaN."""
     b, h, w, _ = seg_logits.shape
     fy, fx = image.shape[1] // h, image.shape[2] // w
@@ -141,6 +160,17 @@ def region_statistics(image: jax.Array, seg_logits: jax.Array, views: int, dark:
     stats = [mean.reshape(b, -1), std.reshape(b, -1)]
     if dark:
         stats.append(inside((small < DARK_Z).astype(small.dtype)).reshape(b, -1))
+    if location:
+        first = p[:, :, :, 0]  # [b, h, w, K]: the brain view
+        rows = (jnp.arange(h, dtype=p.dtype) + 0.5) / h
+        off_mid = jnp.abs((jnp.arange(w, dtype=p.dtype) + 0.5) / w - 0.5)
+        brain = (jnp.abs(small[:, :, :, :, :, 0]).max(axis=(2, 4, 5)) > 0).astype(p.dtype)  # background is 0
+        at = [
+            jnp.einsum("bhwk,h->bk", first, rows),
+            jnp.einsum("bhwk,w->bk", first, off_mid),
+            jnp.einsum("bhwk,bhw->bk", first, _brain_rim(brain)),
+        ]
+        stats.append((jnp.stack(at, axis=-1) / denom[:, 0]).reshape(b, -1))
     share = mass / (h * w)
     return jnp.concatenate([*stats, share.reshape(b, -1)], axis=-1)
 
@@ -162,6 +192,8 @@ class ResNet(nn.Module):
     """> 0: the seg head's classes are this many views x parts, and the class head reads `region_statistics`."""
     region_dark: bool = False
     """`region_statistics` also counts each part's dark pixels."""
+    region_location: bool = False
+    """`region_statistics` also says where each part lies in the brain view."""
     feature_dropout: float = 0.0
     """Dropout on the pooled image features in training (needs a "dropout" rng then)."""
     dtype: Any = jnp.float32
@@ -200,7 +232,9 @@ class ResNet(nn.Module):
         if self.region_views:
             if seg is None:
                 raise ValueError("region_views needs the segmentation head (seg_classes > 0)")
-            stats = region_statistics(image.astype(jnp.float32), seg, self.region_views, self.region_dark)
+            stats = region_statistics(
+                image.astype(jnp.float32), seg, self.region_views, self.region_dark, self.region_location
+            )
             x = jnp.concatenate([x, norm(name="region_bn")(stats).astype(jnp.float32)], axis=-1)
         if self.use_age:
             if age_days is None:

@@ -450,6 +450,11 @@ def _architecture(cfg: dict) -> str:
             "; the class head also reads the image's statistics inside the parts it predicts (mean and spread "
             "per sequence and view"
             + (", the share of pixels darker than the brain" if cfg.get("region_dark") else "")
+            + (
+                ", where each part lies in the brain (front to back, midline, rim)"
+                if cfg.get("region_location")
+                else ""
+            )
             + ", each part's share), so the served model runs it too"
             if cfg.get("region_pool")
             else "; the served model computes the class alone"

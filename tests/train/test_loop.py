@@ -194,6 +194,33 @@ def test_region_statistics_count_dark_specks_pixel_by_pixel():
     )
 
 
+def test_region_statistics_say_where_each_part_lies_in_the_brain_view():
+    """A part at the brain's front edge has a small row, a large distance from the midline and lies on the
+    rim; one at the brain's centre lies mid-way, on the midline, off the rim. Only the brain view counts."""
+    import jax.numpy as jnp
+
+    from radpath.train.resnet import region_statistics
+
+    views, seqs, parts, cells = 2, 4, 4, 10  # 8 x 8 pixel cells
+    image = np.zeros((2, 8 * cells, 8 * cells, views * seqs), np.float32)
+    image[:, 8:-8, 8:-8] = 1.0  # the brain: every cell but the outer ring (background is exactly 0)
+    logits = np.full((2, cells, cells, views * parts), -30.0, np.float32)
+    logits[..., 0::parts] = 30.0  # normal brain everywhere ...
+    logits[0, 1:3, 1:3, 3], logits[0, 1:3, 1:3, 0] = 30.0, -30.0  # ... but case 0: front left corner of the brain
+    logits[1, 4:6, 4:6, 3], logits[1, 4:6, 4:6, 0] = 30.0, -30.0  # case 1: the brain's centre
+    logits[:, 4:6, 4:6, parts + 3] = 30.0  # the tumour view's parts must not move the location
+    plain = np.asarray(region_statistics(jnp.asarray(image), jnp.asarray(logits), views))
+    located = np.asarray(region_statistics(jnp.asarray(image), jnp.asarray(logits), views, location=True))
+    n = 2 * views * parts * seqs
+    assert located.shape == (2, plain.shape[1] + 3 * parts)
+    np.testing.assert_allclose(located[:, :n], plain[:, :n], rtol=1e-6)
+    where = located[:, n : n + 3 * parts].reshape(2, parts, 3) * 5 / 4  # 4 cells and one pseudo-cell of 0
+    row, off_mid, rim = where[:, 3, 0], where[:, 3, 1], where[:, 3, 2]
+    np.testing.assert_allclose(row, [0.2, 0.5], atol=1e-5)
+    np.testing.assert_allclose(off_mid, [0.3, 0.05], atol=1e-5)  # cells 4 and 5 straddle the midline
+    np.testing.assert_allclose(rim, [1.0, 0.0], atol=1e-5)
+
+
 def test_region_pool_trains_runs_at_inference_and_needs_the_seg_head(tiny_config):
     from radpath.train.config import ConfigError
     from tests.train.conftest import fake_examples
@@ -201,7 +228,7 @@ def test_region_pool_trains_runs_at_inference_and_needs_the_seg_head(tiny_config
     ex = fake_examples(12)
     ex.seg = np.zeros((12, 3, 224, 224, 2), np.uint8)
     ex.seg[:, :, 80:140, 90:150] = (ex.labels % 3 + 1)[:, None, None, None, None]
-    cfg = tiny_config.replace(seg_weight=1.0, region_pool=True, region_dark=True)
+    cfg = tiny_config.replace(seg_weight=1.0, region_pool=True, region_dark=True, region_location=True)
     result = fit(ex, cfg, devices=2, progress=False)
     assert result.completed and all(np.isfinite(h["loss"]) for h in result.history)
     assert {"seg_head", "region_bn"} <= set(result.variables["params"])
@@ -215,6 +242,8 @@ def test_region_pool_trains_runs_at_inference_and_needs_the_seg_head(tiny_config
         tiny_config.replace(region_pool=True)
     with pytest.raises(ConfigError, match="region_dark adds to the region statistics"):
         tiny_config.replace(seg_weight=1.0, region_dark=True)
+    with pytest.raises(ConfigError, match="region_location adds to the region statistics"):
+        tiny_config.replace(seg_weight=1.0, region_location=True)
 
 
 def test_feature_dropout_acts_in_training_only(tiny_config):
