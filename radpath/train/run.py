@@ -366,7 +366,14 @@ def _calibration(report: dict) -> str:
         "",
         "### Calibration and the refer flag (held-out split)",
         f"Temperature T = {c['temperature']:.3f}, fitted on the held-out split (n = {c['n']}) and built into the "
-        "exported model: served probabilities are softmax(logits / T), averaged over the test-time views.",
+        "exported model: served probabilities are softmax(logits / T), averaged over the test-time views."
+        + (
+            f" T is at least {c['min_temperature']:g}: the split alone asked for {c['temperature_free']:.3f}, "
+            "which would make the model more confident than it was trained to be, and new cases are harder "
+            "than a small held-out split (`train.calibration`)."
+            if "temperature_free" in c and c["temperature_free"] < c["temperature"] - 1e-6
+            else ""
+        ),
         "",
         "| | ECE (15 bins) | NLL |",
         "|---|---|---|",

@@ -46,6 +46,24 @@ def rows_of(pred_csv: Path, labels: dict[str, str | None]) -> list[tuple[str, st
     return [(r.case_id, labels[r.case_id] or "", r.label) for r in read_predictions(pred_csv).rows]
 
 
+def external_ece(run: Path, ext_labels: dict[str, dict[str, str | None]]) -> float | None:
+    """ECE (calibrated probabilities, `train.calibration`) over every external cohort's cases of one run,
+    pooled: calibration on new cases, on many more of them than the held-out split has."""
+    from radpath.contract.model_io import CLASSES
+    from radpath.train.calibration import expected_calibration_error
+
+    probs, truth = [], []
+    for ext, labels in ext_labels.items():
+        path = run / f"predictions_{''.join(ch if ch.isalnum() or ch in '-_' else '_' for ch in ext)}.csv"
+        if not path.is_file():
+            continue
+        for r in read_predictions(path).rows:
+            if labels.get(r.case_id) and r.probabilities:
+                probs.append(list(r.probabilities))
+                truth.append(CLASSES.index(str(labels[r.case_id])))
+    return expected_calibration_error(np.array(probs), np.array(truth)) if probs else None
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("cohort")
@@ -111,6 +129,7 @@ def main() -> None:
             files = [r / f"predictions_{safe}.csv" for r in runs if (r / f"predictions_{safe}.csv").is_file()]
             row[ext + "_ci"] = pooled_ci([x for f in files for x in rows_of(f, ext_labels[ext])]) if files else None
         row["ece_cross_fitted"] = [(m.get("calibration") or {}).get("cross_fitted", {}).get("ece") for m in metrics]
+        row["ece_external"] = [external_ece(r, ext_labels) for r in runs]
         row["train_seconds"] = [m.get("seconds") for m in metrics]
         table.append(row)
     (out / "ablation.json").write_text(json.dumps(table, indent=2))
@@ -124,7 +143,7 @@ def main() -> None:
         return s + " [" + ", ".join(f"{v:.2f}" for v in vals) + "]"
 
     head = ["lever", "seeds", "held-out mean (95 % CI) [per seed]", "signs+age baseline", "age-only baseline"]
-    head += [f"{e} mean (95 % CI)" for e in externals] + ["cross-fitted ECE", "train s"]
+    head += [f"{e} mean (95 % CI)" for e in externals] + ["cross-fitted ECE", "ECE on the external cases", "train s"]
     print("| " + " | ".join(head) + " |")
     print("|" + "---|" * len(head))
     for r in table:
@@ -136,6 +155,7 @@ def main() -> None:
             cell(r["age_only"]),
             *(cell(r[e], r[e + "_ci"]) for e in externals),
             cell([v for v in r["ece_cross_fitted"] if v is not None]),
+            cell([v for v in r["ece_external"] if v is not None]),
             f"{np.mean([s for s in r['train_seconds'] if s]):.0f}",
         ]
         print("| " + " | ".join(cells) + " |")

@@ -26,6 +26,18 @@ def test_fit_recovers_the_temperature():
     assert abs(fit_temperature(logits, labels) - 2.5) < 0.3
 
 
+def test_the_fit_softens_but_never_sharpens():
+    """Under-confident logits ask for T < 1: the free fit finds it, the default stops at MIN_TEMPERATURE,
+    and the report keeps both."""
+    from radpath.train.calibration import MIN_TEMPERATURE
+
+    logits, labels = _sample(2000, 0.5, seed=3)
+    assert abs(fit_temperature(logits, labels, lowest=0.0) - 0.5) < 0.1
+    assert fit_temperature(logits, labels) == MIN_TEMPERATURE
+    rep = calibrate(logits, labels)
+    assert rep["temperature"] == MIN_TEMPERATURE and rep["temperature_free"] < 0.6
+
+
 def test_ece_small_when_calibrated_large_when_overconfident():
     logits, labels = _sample(4000, 2.0, seed=1)
     assert expected_calibration_error(views_to_proba(logits, 2.0), labels) < 0.03
