@@ -96,6 +96,9 @@ class TrainConfig:
     """With region_pool: also where each part lies in the whole-brain view (front to back, distance from
     the midline, share on the brain's rim where the cortex is): oligodendrogliomas are often frontal and
     reach the cortex, glioblastomas may cross the midline."""
+    region_specks: bool = False
+    """With region_pool: also each part's share of small foci dark on both T2 and FLAIR (a morphological
+    black top-hat), the calcifications typical of oligodendrogliomas, per view."""
 
     def __post_init__(self) -> None:
         for name in ("width", "epochs", "batch_size"):
@@ -134,6 +137,8 @@ class TrainConfig:
             raise ConfigError("age_prior_init starts the age weights of a model that reads age: set use_age=true too")
         if self.region_dark and not self.region_pool:
             raise ConfigError("region_dark adds to the region statistics: set region_pool=true too")
+        if self.region_specks and not self.region_pool:
+            raise ConfigError("region_specks adds to the region statistics: set region_pool=true too")
         if self.region_location and not self.region_pool:
             raise ConfigError("region_location adds to the region statistics: set region_pool=true too")
         if self.compute_dtype not in COMPUTE_DTYPES:

@@ -81,6 +81,7 @@ def make_model(config: TrainConfig, bn_axis: str | None = None) -> ResNet:
         region_views=len(VIEWS) if config.region_pool else 0,
         region_dark=config.region_dark,
         region_location=config.region_location,
+        region_specks=config.region_specks,
         feature_dropout=config.feature_dropout,
         variant=config.resnet_variant,
         dtype=jnp.dtype(config.compute_dtype) if bn_axis else jnp.float32,  # evaluation and export: float32

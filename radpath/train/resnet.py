@@ -45,6 +45,8 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
+from radpath.contract.model_io import CHANNELS
+
 from .config import RESNET50_STAGES as STAGES_RESNET50
 from .config import RESNET_VARIANTS
 
@@ -119,6 +121,29 @@ RIM_CELLS = 2
 the brain's edge that count as its rim, where the cortex is."""
 
 
+SPECK_WINDOW = 7
+"""`region_statistics(specks=True)`: side (pixels) of the morphological closing; darker features narrower
+than this count as specks (a calcified focus zoomed in the tumour view spans 1-5 pixels)."""
+SPECK_Z = 1.5
+"""Robust z-scores by which a speck lies under its closing on both FLAIR and T2."""
+
+
+def speck_map(image: jax.Array, views: int) -> jax.Array:
+    """[b, H, W, views] 1 where a pixel is a small dark focus on both FLAIR and T2 (black top-hat: the
+    morphological closing minus the image, over SPECK_Z on both). Calcified foci are dark on T2 and
+    FLAIR; cerebrospinal fluid is dark on FLAIR but bright on T2, and a step edge has no top-hat."""
+    b, hh, ww, _ = image.shape
+    seqs = image.shape[-1] // views
+    idx = [v * seqs + CHANNELS.index(s) for v in range(views) for s in ("flair", "t2")]
+    x = image[..., jnp.array(idx)]
+    k = SPECK_WINDOW
+    pad = ((0, 0), (k // 2, k // 2), (k // 2, k // 2), (0, 0))
+    dilated = jax.lax.reduce_window(x, -jnp.inf, jax.lax.max, (1, k, k, 1), (1, 1, 1, 1), pad)
+    closed = jax.lax.reduce_window(dilated, jnp.inf, jax.lax.min, (1, k, k, 1), (1, 1, 1, 1), pad)
+    tophat = (closed - x).reshape(b, hh, ww, views, 2)
+    return (tophat.min(axis=-1) > SPECK_Z).astype(image.dtype)
+
+
 def _brain_rim(brain: jax.Array) -> jax.Array:
     """[b, h, w] 1 where a brain cell lies within RIM_CELLS cells of the brain's edge (or the grid's)."""
     r = RIM_CELLS
@@ -128,7 +153,12 @@ def _brain_rim(brain: jax.Array) -> jax.Array:
 
 
 def region_statistics(
-    image: jax.Array, seg_logits: jax.Array, views: int, dark: bool = False, location: bool = False
+    image: jax.Array,
+    seg_logits: jax.Array,
+    views: int,
+    dark: bool = False,
+    location: bool = False,
+    specks: bool = False,
 ) -> jax.Array:
     """[b, views * parts * (k * sequences + 1)] statistics of `image` [b, H, W, views * sequences] inside
     the parts the segmentation head predicts (`seg_logits` [b, h, w, views * parts], a coarser grid):
@@ -143,6 +173,8 @@ def region_statistics(
     its mean row (0 = the brain's front, 1 = its back), its mean distance from the middle column (the
     midline; 0.5 = the view's side) and its share on the brain's rim (the cortex, `RIM_CELLS`). Frontal,
     cortical oligodendrogliomas and midline-crossing glioblastomas differ there, not in intensity.
+    `specks`: also, per view and part, its share of `speck_map` pixels (small foci dark on T2 and FLAIR:
+    the calcifications of oligodendrogliomas, which the parts' means and spreads barely register).
     An absent part gets one pseudo-cell of zeros, so its statistics are near 0, never NaN."""
     b, h, w, _ = seg_logits.shape
     fy, fx = image.shape[1] // h, image.shape[2] // w
@@ -160,6 +192,9 @@ def region_statistics(
     stats = [mean.reshape(b, -1), std.reshape(b, -1)]
     if dark:
         stats.append(inside((small < DARK_Z).astype(small.dtype)).reshape(b, -1))
+    if specks:
+        found = speck_map(image[:, : h * fy, : w * fx], views).reshape(b, h, fy, w, fx, views, 1)
+        stats.append(inside(found).reshape(b, -1))
     if location:
         first = p[:, :, :, 0]  # [b, h, w, K]: the brain view
         rows = (jnp.arange(h, dtype=p.dtype) + 0.5) / h
@@ -194,6 +229,8 @@ class ResNet(nn.Module):
     """`region_statistics` also counts each part's dark pixels."""
     region_location: bool = False
     """`region_statistics` also says where each part lies in the brain view."""
+    region_specks: bool = False
+    """`region_statistics` also counts each part's small T2- and FLAIR-dark foci."""
     feature_dropout: float = 0.0
     """Dropout on the pooled image features in training (needs a "dropout" rng then)."""
     dtype: Any = jnp.float32
@@ -233,7 +270,12 @@ class ResNet(nn.Module):
             if seg is None:
                 raise ValueError("region_views needs the segmentation head (seg_classes > 0)")
             stats = region_statistics(
-                image.astype(jnp.float32), seg, self.region_views, self.region_dark, self.region_location
+                image.astype(jnp.float32),
+                seg,
+                self.region_views,
+                self.region_dark,
+                self.region_location,
+                self.region_specks,
             )
             x = jnp.concatenate([x, norm(name="region_bn")(stats).astype(jnp.float32)], axis=-1)
         if self.use_age:

@@ -35,6 +35,9 @@ def test_set_reaches_every_field_with_its_type():
         elif name == "region_location":  # needs the region statistics
             got = base.with_settings(["seg_weight=1", "region_pool=true", "region_location=true"])
             assert got.region_location is True
+        elif name == "region_specks":  # needs the region statistics
+            got = base.with_settings(["seg_weight=1", "region_pool=true", "region_specks=true"])
+            assert got.region_specks is True
         elif name == "age_prior_init":  # needs the age input
             assert base.with_settings(["use_age=true", "age_prior_init=true"]).age_prior_init is True
         elif name == "slice_offsets":

@@ -221,6 +221,27 @@ def test_region_statistics_say_where_each_part_lies_in_the_brain_view():
     np.testing.assert_allclose(rim, [1.0, 0.0], atol=1e-5)
 
 
+def test_speck_map_finds_small_foci_dark_on_t2_and_flair_only():
+    """A 2 x 2 focus dark on FLAIR and T2 inside a bright lesion is a speck; one dark on FLAIR only (as
+    cerebrospinal fluid is) is not, nor is the lesion's edge or a focus wider than the window."""
+    import jax.numpy as jnp
+
+    from radpath.contract.model_io import CHANNELS
+    from radpath.train.resnet import SPECK_WINDOW, speck_map
+
+    flair, t2 = CHANNELS.index("flair"), CHANNELS.index("t2")
+    image = np.zeros((1, 64, 64, 2 * len(CHANNELS)), np.float32)
+    image[:, 8:56, 8:56] = 4.0  # a bright lesion in every channel and both views
+    image[:, 20:22, 20:22, [flair, t2]] = -1.0  # calcification-like: dark on both
+    image[:, 40:42, 20:22, flair] = -1.0  # fluid-like: dark on FLAIR only
+    wide = SPECK_WINDOW + 2
+    image[:, 30 : 30 + wide, 40 : 40 + wide, [flair, t2]] = -1.0  # a dark area, not a speck
+    found = np.asarray(speck_map(jnp.asarray(image), views=2))
+    assert found.shape == (1, 64, 64, 2)
+    assert found[0, 20:22, 20:22, 0].all() and found[0, :, :, 0].sum() == 4
+    assert found[0, :, :, 1].sum() == 0  # the second view's channels are left as they were: bright, no specks
+
+
 def test_region_pool_trains_runs_at_inference_and_needs_the_seg_head(tiny_config):
     from radpath.train.config import ConfigError
     from tests.train.conftest import fake_examples
@@ -228,7 +249,7 @@ def test_region_pool_trains_runs_at_inference_and_needs_the_seg_head(tiny_config
     ex = fake_examples(12)
     ex.seg = np.zeros((12, 3, 224, 224, 2), np.uint8)
     ex.seg[:, :, 80:140, 90:150] = (ex.labels % 3 + 1)[:, None, None, None, None]
-    cfg = tiny_config.replace(seg_weight=1.0, region_pool=True, region_dark=True, region_location=True)
+    cfg = tiny_config.replace(seg_weight=1.0, region_pool=True, region_dark=True, region_location=True, region_specks=True)
     result = fit(ex, cfg, devices=2, progress=False)
     assert result.completed and all(np.isfinite(h["loss"]) for h in result.history)
     assert {"seg_head", "region_bn"} <= set(result.variables["params"])
@@ -242,6 +263,8 @@ def test_region_pool_trains_runs_at_inference_and_needs_the_seg_head(tiny_config
         tiny_config.replace(region_pool=True)
     with pytest.raises(ConfigError, match="region_dark adds to the region statistics"):
         tiny_config.replace(seg_weight=1.0, region_dark=True)
+    with pytest.raises(ConfigError, match="region_specks adds to the region statistics"):
+        tiny_config.replace(seg_weight=1.0, region_specks=True)
     with pytest.raises(ConfigError, match="region_location adds to the region statistics"):
         tiny_config.replace(seg_weight=1.0, region_location=True)
 
