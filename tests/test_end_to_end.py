@@ -59,6 +59,10 @@ def test_main_job(tmp_path):
     radpath("evaluate-model", str(run), str(test_c), "--name", "other-seed", "--quiet")
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["external"]["other-seed"]["n"] == 8 and "other-seed" in (run / "model_card.md").read_text()
+    assert (
+        0 <= metrics["external"]["other-seed"]["ece"] <= 1
+        and "Calibration on these cases" in (run / "model_card.md").read_text()
+    )
     out = radpath("export", str(run), "--model-base", str(models), "--json")
     assert json.loads(out.stdout)["version"] == 1
     g, r = _port(), _port()

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from radpath.preprocess.cohort import read_cohort
 
+from .calibration import ece_noise_floor, expected_calibration_error
 from .examples import build_examples
 from .loop import predict_proba
 from .run import (
@@ -65,6 +66,8 @@ def evaluate_cohort(
     probs = predict_proba(variables, config, ex, temperature=load_calibration(run_dir)["temperature"])
     scores = scores_with_ci(ex.labels, probs, ex.case_ids, config.seed)
     scores["age_used"] = config.use_age
+    scores["ece"] = expected_calibration_error(probs, ex.labels)  # calibration on cases the temperature never saw
+    scores["ece_noise_floor"] = ece_noise_floor(probs, seed=config.seed)
     safe = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in name)
     write_predictions(run_dir / f"predictions_{safe}.csv", co.id_column, ex.case_ids, probs)
     scores.update(

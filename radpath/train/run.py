@@ -436,6 +436,12 @@ def _external(report: dict) -> str:
             _fmt(scores),
             _baselines(scores, scores.get("baselines")),
         ]
+        if "ece" in scores:
+            parts.append(
+                "Calibration on these cases (the temperature was fitted on the held-out split): "
+                f"ECE {scores['ece']:.3f} (15 bins; a perfectly calibrated model would show about "
+                f"{scores['ece_noise_floor']:.3f} on {scores['n']} cases)."
+            )
     return "\n".join(parts) + "\n"
 
 
