@@ -463,6 +463,7 @@ def _architecture(cfg: dict) -> str:
             "; the class head also reads the image's statistics inside the parts it predicts (mean and spread "
             "per sequence and view"
             + (", the share of pixels darker than the brain" if cfg.get("region_dark") else "")
+            + (", its small foci dark on T2 and FLAIR" if cfg.get("region_specks") else "")
             + (
                 ", where each part lies in the brain (front to back, midline, rim)"
                 if cfg.get("region_location")

@@ -249,7 +249,9 @@ def test_region_pool_trains_runs_at_inference_and_needs_the_seg_head(tiny_config
     ex = fake_examples(12)
     ex.seg = np.zeros((12, 3, 224, 224, 2), np.uint8)
     ex.seg[:, :, 80:140, 90:150] = (ex.labels % 3 + 1)[:, None, None, None, None]
-    cfg = tiny_config.replace(seg_weight=1.0, region_pool=True, region_dark=True, region_location=True, region_specks=True)
+    cfg = tiny_config.replace(
+        seg_weight=1.0, region_pool=True, region_dark=True, region_location=True, region_specks=True
+    )
     result = fit(ex, cfg, devices=2, progress=False)
     assert result.completed and all(np.isfinite(h["loss"]) for h in result.history)
     assert {"seg_head", "region_bn"} <= set(result.variables["params"])
