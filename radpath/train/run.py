@@ -84,6 +84,10 @@ def scores_with_ci(labels: np.ndarray, probs: np.ndarray, ids: list[str], seed: 
     return out
 
 
+BASELINE_FIT_KEYS = ("features", "n_train", "model")
+"""What `train.baselines.fit_baselines` gives per baseline: the fit, no scores."""
+
+
 def score_baselines(cohort_root: Path, train: Examples, test: Examples, seed: int, fitted: dict | None = None) -> dict:
     """{name: challenge scores with CIs on `test`, plus features and parameters} of the baselines
     (`train.baselines`) fitted on `train` only (or given as `fitted`, e.g. from a run's metrics.json)."""
@@ -93,7 +97,9 @@ def score_baselines(cohort_root: Path, train: Examples, test: Examples, seed: in
     out = {}
     for name, p in probs.items():
         scores = scores_with_ci(test.labels, p.astype(np.float32), test.case_ids, seed)
-        out[name] = {**scores, **fitted[name], "fitted_on": f"training split ({fitted[name]['n_train']} cases)"}
+        # only the fit travels: a `fitted` entry from metrics.json also holds its own split's scores
+        fit = {k: fitted[name][k] for k in BASELINE_FIT_KEYS if k in fitted[name]}
+        out[name] = {**scores, **fit, "fitted_on": f"training split ({fitted[name]['n_train']} cases)"}
     return out
 
 
