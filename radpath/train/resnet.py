@@ -138,8 +138,8 @@ def speck_map(image: jax.Array, views: int) -> jax.Array:
     x = image[..., jnp.array(idx)]
     k = SPECK_WINDOW
     pad = ((0, 0), (k // 2, k // 2), (k // 2, k // 2), (0, 0))
-    dilated = jax.lax.reduce_window(x, -jnp.inf, jax.lax.max, (1, k, k, 1), (1, 1, 1, 1), pad)
-    closed = jax.lax.reduce_window(dilated, jnp.inf, jax.lax.min, (1, k, k, 1), (1, 1, 1, 1), pad)
+    dilated = lax.reduce_window(x, -jnp.inf, lax.max, (1, k, k, 1), (1, 1, 1, 1), pad)
+    closed = lax.reduce_window(dilated, jnp.inf, lax.min, (1, k, k, 1), (1, 1, 1, 1), pad)
     tophat = (closed - x).reshape(b, hh, ww, views, 2)
     return (tophat.min(axis=-1) > SPECK_Z).astype(image.dtype)
 
@@ -148,7 +148,7 @@ def _brain_rim(brain: jax.Array) -> jax.Array:
     """[b, h, w] 1 where a brain cell lies within RIM_CELLS cells of the brain's edge (or the grid's)."""
     r = RIM_CELLS
     padded = jnp.pad(brain, ((0, 0), (r, r), (r, r)))  # outside the grid is outside the brain
-    inner = jax.lax.reduce_window(padded, jnp.inf, jax.lax.min, (1, 2 * r + 1, 2 * r + 1), (1, 1, 1), "VALID")
+    inner = lax.reduce_window(padded, jnp.inf, lax.min, (1, 2 * r + 1, 2 * r + 1), (1, 1, 1), "VALID")
     return brain * (1.0 - inner)
 
 
@@ -175,6 +175,7 @@ def region_statistics(
     cortical oligodendrogliomas and midline-crossing glioblastomas differ there, not in intensity.
     `specks`: also, per view and part, its share of `speck_map` pixels (small foci dark on T2 and FLAIR:
     the calcifications of oligodendrogliomas, which the parts' means and spreads barely register).
+    Each option adds its columns before the shares: `specks` views * parts, `location` 3 * parts.
     An absent part gets one pseudo-cell of zeros, so its statistics are near 0, never NaN."""
     b, h, w, _ = seg_logits.shape
     fy, fx = image.shape[1] // h, image.shape[2] // w
