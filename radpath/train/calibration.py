@@ -68,9 +68,9 @@ def fit_temperature(logits: np.ndarray, labels: np.ndarray, lowest: float = MIN_
     `lowest=0` fits freely (what the split alone asks for)."""
     if len(labels) == 0:
         return max(1.0, lowest)
-    grid = _T_GRID[_T_GRID >= lowest] if lowest > _T_GRID[0] else _T_GRID
-    if lowest > _T_GRID[0]:
-        grid = np.concatenate([[lowest], grid])
+    grid = _T_GRID
+    if lowest > grid[0]:
+        grid = np.concatenate([[lowest], grid[grid >= lowest]])
     losses = np.array([nll(views_to_proba(logits, t), labels) for t in grid])
     i = int(losses.argmin())
     lo, hi = grid[max(i - 1, 0)], grid[min(i + 1, len(grid) - 1)]
@@ -143,9 +143,11 @@ def calibrate(logits: np.ndarray, labels: np.ndarray, max_error: float = REFER_M
     return report
 
 
-def cross_fitted(logits: np.ndarray, labels: np.ndarray, max_error: float, seed: int) -> dict | None:
-    """ECE and refer coverage/error when T and the threshold are fitted on one half of the split and
-    measured on the other (both ways, pooled): what to expect on new cases."""
+def cross_fitted(
+    logits: np.ndarray, labels: np.ndarray, max_error: float, seed: int, lowest: float = MIN_TEMPERATURE
+) -> dict | None:
+    """ECE and refer coverage/error when T (>= `lowest`, as in `fit_temperature`) and the threshold are
+    fitted on one half of the split and measured on the other (both ways, pooled): what to expect on new cases."""
     n = len(labels)
     if n < 10:
         return None
@@ -154,7 +156,7 @@ def cross_fitted(logits: np.ndarray, labels: np.ndarray, max_error: float, seed:
     probs = np.zeros((n, logits.shape[-1]))
     accepted = np.zeros(n, dtype=bool)
     for fit_idx, eval_idx in (halves, halves[::-1]):
-        t = fit_temperature(logits[fit_idx], labels[fit_idx])
+        t = fit_temperature(logits[fit_idx], labels[fit_idx], lowest)
         thr = refer_threshold(views_to_proba(logits[fit_idx], t), labels[fit_idx], max_error)
         probs[eval_idx] = views_to_proba(logits[eval_idx], t)
         accepted[eval_idx] = probs[eval_idx].max(axis=1) >= thr

@@ -43,6 +43,13 @@ def cohort_style(cohort_root: Path) -> str | None:
     return None
 
 
+def external_predictions_path(run_dir: str | Path, name: str) -> Path:
+    """RUN/predictions_<name>.csv, the per-case probabilities `evaluate_cohort` writes for cohort `name`
+    (characters other than letters, digits, - and _ become _)."""
+    safe = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in name)
+    return Path(run_dir) / f"predictions_{safe}.csv"
+
+
 def evaluate_cohort(
     run_dir: str | Path, cohort: str | Path, name: str, progress: bool = True, cache_dir: str | Path | None = None
 ) -> dict:
@@ -68,8 +75,7 @@ def evaluate_cohort(
     scores["age_used"] = config.use_age
     scores["ece"] = expected_calibration_error(probs, ex.labels)  # calibration on cases the temperature never saw
     scores["ece_noise_floor"] = ece_noise_floor(probs, seed=config.seed)
-    safe = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in name)
-    write_predictions(run_dir / f"predictions_{safe}.csv", co.id_column, ex.case_ids, probs)
+    write_predictions(external_predictions_path(run_dir, name), co.id_column, ex.case_ids, probs)
     scores.update(
         {
             "cohort": str(cohort_root),

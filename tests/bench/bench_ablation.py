@@ -51,10 +51,11 @@ def external_ece(run: Path, ext_labels: dict[str, dict[str, str | None]]) -> flo
     pooled: calibration on new cases, on many more of them than the held-out split has."""
     from radpath.contract.model_io import CLASSES
     from radpath.train.calibration import expected_calibration_error
+    from radpath.train.cohort_eval import external_predictions_path
 
     probs, truth = [], []
     for ext, labels in ext_labels.items():
-        path = run / f"predictions_{''.join(ch if ch.isalnum() or ch in '-_' else '_' for ch in ext)}.csv"
+        path = external_predictions_path(run, ext)
         if not path.is_file():
             continue
         for r in read_predictions(path).rows:
@@ -77,7 +78,7 @@ def main() -> None:
     ap.add_argument("--only-summary", action="store_true")
     args = ap.parse_args()
 
-    from radpath.train.cohort_eval import evaluate_cohort
+    from radpath.train.cohort_eval import evaluate_cohort, external_predictions_path
     from radpath.train.run import run_training
 
     out, cohort = Path(args.out), Path(args.cohort)
@@ -124,9 +125,8 @@ def main() -> None:
             vals = [m.get("baselines", {}).get(b, {}).get("mean") for m in metrics]
             row[b] = [v for v in vals if v is not None]
         for ext in externals:
-            safe = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in ext)
             row[ext] = [m["external"][ext]["mean"] for m in metrics if ext in (m.get("external") or {})]
-            files = [r / f"predictions_{safe}.csv" for r in runs if (r / f"predictions_{safe}.csv").is_file()]
+            files = [f for f in (external_predictions_path(r, ext) for r in runs) if f.is_file()]
             row[ext + "_ci"] = pooled_ci([x for f in files for x in rows_of(f, ext_labels[ext])]) if files else None
         row["ece_cross_fitted"] = [(m.get("calibration") or {}).get("cross_fitted", {}).get("ece") for m in metrics]
         row["ece_external"] = [external_ece(r, ext_labels) for r in runs]

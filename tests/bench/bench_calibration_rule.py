@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import functools
 from pathlib import Path
 
 import numpy as np
@@ -31,14 +30,13 @@ def main() -> None:
 
     from radpath.preprocess.cohort import read_cohort
     from radpath.train import calibration as cal
-    from radpath.train.examples import build_examples
+    from radpath.train.examples import Examples, build_examples
     from radpath.train.loop import predict_logits
     from radpath.train.run import load_model
 
     fresh_entries = read_cohort(Path(args.fresh)).labelled()
     by_id = {e.case_id: e for e in read_cohort(Path(args.train_cohort)).labelled()}
-    floored = cal.fit_temperature
-    free = functools.partial(floored, lowest=0.0)
+    fresh_by_cache: dict[Path, Examples] = {}  # with --cache every run shares one build of the fresh cohort
     print(
         "| run | T free | ECE fresh, free -> floored | NLL fresh, free -> floored | ECE floor fresh | "
         "best T fresh | cross-fitted ECE held-out, free -> floored |"
@@ -48,29 +46,29 @@ def main() -> None:
         cache = Path(args.cache) if args.cache else run / "cache"
         ids = [r["CPM_RadPath_2019_ID"] for r in csv.DictReader((run / "predictions_holdout.csv").open())]
         held = build_examples([by_id[i] for i in ids], cache, progress=False)
-        fresh = build_examples(fresh_entries, cache, progress=False)
-        logits = {}
-        for name, ex in (("holdout", held), ("fresh", fresh)):
-            path = run / f"bench_{name}_logits.npy"
-            if not path.is_file():
-                variables, config = load_model(run)
-                np.save(path, predict_logits(variables, config, ex))
-            logits[name] = np.load(path)
-        t_free, t_floor = free(logits["holdout"], held.labels), floored(logits["holdout"], held.labels)
-        fresh_p = {t: cal.views_to_proba(logits["fresh"], t) for t in (t_free, t_floor)}
-        crossed = []
-        for rule in (free, floored):
-            cal.fit_temperature = rule  # cross_fitted fits through the module's name
-            try:
-                crossed.append(cal.cross_fitted(logits["holdout"], held.labels, cal.REFER_MAX_ERROR, seed=0))
-            finally:
-                cal.fit_temperature = floored
-        ece = [cal.expected_calibration_error(fresh_p[t], fresh.labels) for t in (t_free, t_floor)]
-        nll = [cal.nll(fresh_p[t], fresh.labels) for t in (t_free, t_floor)]
-        best = free(logits["fresh"], fresh.labels)
+        if cache not in fresh_by_cache:
+            fresh_by_cache[cache] = build_examples(fresh_entries, cache, progress=False)
+        fresh = fresh_by_cache[cache]
+        paths = {name: run / f"bench_{name}_logits.npy" for name in ("holdout", "fresh")}
+        if not all(p.is_file() for p in paths.values()):
+            variables, config = load_model(run)
+            for name, ex in (("holdout", held), ("fresh", fresh)):
+                if not paths[name].is_file():
+                    np.save(paths[name], predict_logits(variables, config, ex))
+        logits = {name: np.load(p) for name, p in paths.items()}
+        rules = (0.0, cal.MIN_TEMPERATURE)  # free, floored
+        temps = [cal.fit_temperature(logits["holdout"], held.labels, lowest) for lowest in rules]
+        fresh_p = [cal.views_to_proba(logits["fresh"], t) for t in temps]
+        crossed = [
+            cal.cross_fitted(logits["holdout"], held.labels, cal.REFER_MAX_ERROR, seed=0, lowest=lowest)
+            for lowest in rules
+        ]
+        ece = [cal.expected_calibration_error(p, fresh.labels) for p in fresh_p]
+        nll = [cal.nll(p, fresh.labels) for p in fresh_p]
+        best = cal.fit_temperature(logits["fresh"], fresh.labels, lowest=0.0)
         print(
-            f"| {run.name} | {t_free:.3f} | {ece[0]:.3f} -> {ece[1]:.3f} | {nll[0]:.3f} -> {nll[1]:.3f} | "
-            f"{cal.ece_noise_floor(fresh_p[t_floor]):.3f} | {best:.3f} | "
+            f"| {run.name} | {temps[0]:.3f} | {ece[0]:.3f} -> {ece[1]:.3f} | {nll[0]:.3f} -> {nll[1]:.3f} | "
+            f"{cal.ece_noise_floor(fresh_p[1]):.3f} | {best:.3f} | "
             f"{crossed[0]['ece']:.3f} -> {crossed[1]['ece']:.3f} |",
             flush=True,
         )
