@@ -20,6 +20,12 @@ never drift apart.
 
 Age: models trained with age take it as a second input; a case without age gets AGE_FILL_DAYS
 (`fill_ages`), in training, export warm-up and the client alike.
+
+Tumour statistics: models trained with them (`tumor_stats`) take a third input, float32 [batch,
+len(TUMOR_STATS)], what `preprocess.tumor_stats` measures in 3-D inside the whole detected tumour (its
+size, where it lies, the robust z-scores of each sequence, its enhancing, mismatch and dark shares):
+what one slice cannot show. Every row of one case carries the same values (a left-right flip leaves
+them unchanged: they do not depend on the side).
 """
 
 from __future__ import annotations
@@ -62,6 +68,24 @@ NUM_CLASSES = len(CLASSES)
 AGE_FILL_DAYS = 50 * 365.25
 """Age used when a case has none (training, export warm-up, the client); only models trained with
 age read it."""
+
+TUMOR_STATS: tuple[str, ...] = (
+    "found",
+    "log10_brain_fraction",
+    "front",
+    "lateral",
+    "height",
+    "across_midline",
+    "axial_extent",
+    *(f"{seq}_{stat}" for seq in CHANNELS for stat in ("mean", "sd", "p10", "p50", "p90")),
+    "enhancing_share",
+    "enhancing_strong_share",
+    "mismatch_share",
+    "dark_share",
+    "flair_minus_t2",
+)
+"""The tumour statistics' names, in the order of the model's third input (`preprocess.tumor_stats`
+says what each one is)."""
 
 TTA_OFFSETS: tuple[int, ...] = (-1, 0, 1)
 """Slices averaged at test time, relative to the max-tumour slice; each is also flipped left-right."""

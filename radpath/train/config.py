@@ -100,6 +100,11 @@ class TrainConfig:
     """With region_pool: also each part's share of small foci dark on both T2 and FLAIR (a morphological
     black top-hat), the calcifications typical of oligodendrogliomas, per view."""
 
+    tumor_stats: bool = False
+    """The class head also reads the tumour statistics (`preprocess.tumor_stats`: the whole detected
+    tumour in 3-D, its size, site, z-scores and enhancing, mismatch and dark shares), a third model input
+    (`contract.signature.TUMOR_STATS_INPUT`): the signs a one-slice model cannot see."""
+
     def __post_init__(self) -> None:
         for name in ("width", "epochs", "batch_size"):
             if getattr(self, name) < 1:

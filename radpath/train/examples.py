@@ -9,6 +9,10 @@ the preprocessing or to a file rebuilds exactly what changed. Bad cases are list
 and skipped, never silently dropped. The case ID is kept for
 bookkeeping only; it never reaches the model.
 
+Each example also carries the case's tumour statistics (`preprocess.tumor_stats`: the whole detected
+tumour in 3-D, float32 [len(TUMOR_STATS)]), cached beside the image and keyed by TUMOR_STATS_VERSION;
+only models trained with `tumor_stats` read them.
+
 With `with_seg`, each example also carries the ground-truth tumour labels of a synthetic cohort
 (`Segmentation/<ID>_seg.nii.gz`, BraTS labels 1 necrosis, 2 oedema, 4 enhancing) at the same slices,
 cropped and zoomed exactly as the image in each of its views (`preprocess.model_input.to_model_plane`,
@@ -29,8 +33,15 @@ import numpy as np
 from tqdm import tqdm
 
 from radpath.contract.errors import CaseError
-from radpath.contract.model_io import CLASSES, IMAGE_SHAPE, STORAGE_DTYPE, VIEWS
-from radpath.preprocess import PREPROCESSING_VERSION, find_tumor, load_case, model_inputs
+from radpath.contract.model_io import CLASSES, IMAGE_SHAPE, STORAGE_DTYPE, TUMOR_STATS, VIEWS
+from radpath.preprocess import (
+    PREPROCESSING_VERSION,
+    TUMOR_STATS_VERSION,
+    find_tumor,
+    load_case,
+    model_inputs,
+    tumor_stats,
+)
 from radpath.preprocess.case import Case
 from radpath.preprocess.cohort import CohortEntry
 from radpath.preprocess.model_input import to_model_plane
@@ -56,6 +67,7 @@ class Examples:
     offsets: tuple[int, ...]
     failed: list[tuple[str, str]]
     seg: np.ndarray | None = None  # uint8 [n, n_offsets, H, W, len(VIEWS)] SEG_CLASSES indices, or None
+    tumor_stats: np.ndarray | None = None  # float32 [n, len(TUMOR_STATS)], or None (not built)
 
     def subset(self, idx: Sequence[int]) -> Examples:
         idx = np.asarray(idx, dtype=np.int64)
@@ -67,6 +79,7 @@ class Examples:
             self.offsets,
             [],
             None if self.seg is None else self.seg[idx],
+            None if self.tumor_stats is None else self.tumor_stats[idx],
         )
 
     @property
@@ -113,6 +126,25 @@ def case_example(
         np.save(tmp, x)
         tmp.replace(path)  # atomic: an interrupted run never leaves a half-written cache file
     return x
+
+
+def case_tumor_stats(entry: CohortEntry, cache_dir: Path | None, memo: dict | None = None) -> np.ndarray:
+    """float32 [len(TUMOR_STATS)] for one case (`preprocess.tumor_stats`), from the cache when still valid."""
+    path = None
+    if cache_dir is not None:
+        key = hashlib.sha256(f"{_fingerprint(entry)}|stats{TUMOR_STATS_VERSION}".encode()).hexdigest()[:24]
+        path = cache_dir / f"v{PREPROCESSING_VERSION}" / f"{entry.case_id}-{key}-stats.npy"
+        if path.is_file():
+            cached = np.load(path)
+            if cached.shape == (len(TUMOR_STATS),):
+                return cached
+    out = tumor_stats(_loaded(entry, memo))
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp.npy")
+        np.save(tmp, out)
+        tmp.replace(path)
+    return out
 
 
 def seg_path(entry: CohortEntry) -> Path:
@@ -178,18 +210,20 @@ def build_examples(
     """Examples for `entries`; cases that fail their checks are reported in `failed` and skipped.
     `with_seg`: also the ground-truth masks (`seg` stays None unless every case has one)."""
     cache = Path(cache_dir) if cache_dir is not None else None
-    ids, images, labels, ages, failed = [], [], [], [], []
+    ids, images, stats, labels, ages, failed = [], [], [], [], [], []
     segs: list[np.ndarray | None] = []
     for entry in tqdm(entries, desc="examples", unit="case", disable=not progress):
         try:
             memo: dict = {}
             x = case_example(entry, offsets, cache, memo)
+            st = case_tumor_stats(entry, cache, memo)
             m = case_seg(entry, offsets, cache, memo) if with_seg else None
         except CaseError as exc:
             log.warning("skipping %s: %s", entry.case_id, exc)
             failed.append((entry.case_id, str(exc)))
             continue
         images.append(x)
+        stats.append(st)
         segs.append(m)
         ids.append(entry.case_id)
         labels.append(CLASSES.index(entry.label) if entry.label in CLASSES else -1)
@@ -203,7 +237,10 @@ def build_examples(
         log.warning(
             "%d of %d cases have no ground-truth mask: training without the segmentation target", missing, len(segs)
         )
-    return Examples(ids, stacked, np.array(labels, np.int32), np.array(ages, np.float32), tuple(offsets), failed, seg)
+    tumour = np.stack(stats) if stats else np.zeros((0, len(TUMOR_STATS)), np.float32)
+    return Examples(
+        ids, stacked, np.array(labels, np.int32), np.array(ages, np.float32), tuple(offsets), failed, seg, tumour
+    )
 
 
 def split_id(case_ids: Sequence[str]) -> str:

@@ -41,6 +41,7 @@ from radpath.contract.model_io import (
     CHANNELS,
     IMAGE_SHAPE,
     NUM_CLASSES,
+    TUMOR_STATS,
     VIEWS,
     fill_ages,
     split_views,
@@ -83,6 +84,7 @@ def make_model(config: TrainConfig, bn_axis: str | None = None) -> ResNet:
         region_location=config.region_location,
         region_specks=config.region_specks,
         feature_dropout=config.feature_dropout,
+        use_tumor_stats=config.tumor_stats,
         variant=config.resnet_variant,
         dtype=jnp.dtype(config.compute_dtype) if bn_axis else jnp.float32,  # evaluation and export: float32
     )
@@ -92,8 +94,16 @@ def init_variables(config: TrainConfig) -> dict:
     model = make_model(config)
     x = jnp.zeros((1,) + IMAGE_SHAPE, jnp.float32)
     seg = config.seg_weight > 0  # create the segmentation head's parameters too
+    stats = jnp.zeros((1, len(TUMOR_STATS)), jnp.float32) if config.tumor_stats else None
     return dict(
-        model.init(jax.random.PRNGKey(config.seed), x, jnp.zeros((1,), jnp.float32), train=False, return_seg=seg)
+        model.init(
+            jax.random.PRNGKey(config.seed),
+            x,
+            jnp.zeros((1,), jnp.float32),
+            train=False,
+            return_seg=seg,
+            tumor_stats=stats,
+        )
     )
 
 
@@ -250,7 +260,7 @@ def _pmapped_train_step(config: TrainConfig, devices: tuple):
 def _make_train_step(config: TrainConfig):
     with_seg = config.seg_weight > 0
 
-    def step(state: TrainState, images, labels, ages, seg, rng):
+    def step(state: TrainState, images, labels, ages, stats, seg, rng):
         onehot = None
         if with_seg:  # [b, H, W, V] labels -> [b, H, W, V * K] one-hot, moved with the image
             onehot = jax.nn.one_hot(seg, SEG_CLASSES, dtype=jnp.float32).reshape(*seg.shape[:3], -1)
@@ -263,6 +273,7 @@ def _make_train_step(config: TrainConfig):
                 ages,
                 train=True,
                 return_seg=with_seg,
+                tumor_stats=stats,
                 mutable=["batch_stats"],
                 rngs={"dropout": jax.random.fold_in(rng, 1)},  # the augmentation keeps `rng` itself
             )
@@ -336,10 +347,20 @@ def epoch_batches(train: Examples, config: TrainConfig, epoch: int, n_devices: i
         images = train.images[idx[sl], offset[sl]].reshape((n_devices, per_dev) + IMAGE_SHAPE)
         labels = train.labels[idx[sl]].reshape(n_devices, per_dev)
         ages = fill_ages(train.ages_days[idx[sl]], len(idx[sl])).reshape(n_devices, per_dev)
+        stats = None
+        if config.tumor_stats:
+            stats = case_stats(train, idx[sl]).reshape(n_devices, per_dev, -1)
         seg = None
         if config.seg_weight > 0:
             seg = train.seg[idx[sl], offset[sl]].reshape((n_devices, per_dev, *IMAGE_SHAPE[:2], len(VIEWS)))
-        yield images, labels, ages, seg
+        yield images, labels, ages, stats, seg
+
+
+def case_stats(examples: Examples, idx: np.ndarray | slice) -> np.ndarray:
+    """float32 tumour statistics of `examples[idx]`, refused in one line when they were not built."""
+    if examples.tumor_stats is None:
+        raise ValueError("this model reads the tumour statistics: build the examples with build_examples")
+    return np.asarray(examples.tumor_stats[idx], np.float32)
 
 
 # ------------------------------------------------------------------ fit
@@ -427,9 +448,9 @@ def fit(
             leave=False,
         )
         with count_compiles() as compiles:
-            for s, (images, labels, ages, seg) in enumerate(bar):
+            for s, (images, labels, ages, stats, seg) in enumerate(bar):
                 keys = jax.random.split(jax.random.fold_in(base_key, epoch * steps_per_epoch + s), n_dev)
-                state, metrics = p_step(state, images, labels, ages, seg, keys)
+                state, metrics = p_step(state, images, labels, ages, stats, seg, keys)
                 m = jax.device_get(jax.tree.map(lambda v: v[0], metrics))
                 for k in sums:
                     sums[k] += float(m[k])
@@ -467,8 +488,8 @@ def make_logits_fn(config: TrainConfig):
     model = make_model(config)
 
     @jax.jit
-    def logits(variables, images, ages):
-        return model.apply(variables, images, ages, train=False)
+    def logits(variables, images, ages, stats=None):
+        return model.apply(variables, images, ages, train=False, tumor_stats=stats)
 
     return logits
 
@@ -483,13 +504,19 @@ def predict_logits(
     ks = [examples.offsets.index(o) for o in (tta_offsets(examples.offsets) if tta else (0,))]
     n_views = 2 * len(ks) if tta else 1
     ages = fill_ages(examples.ages_days, len(examples.labels))
+    n = len(examples.labels)
     out = np.zeros((len(examples.labels), n_views, NUM_CLASSES), np.float32)
     for s in range(0, len(out), batch):
         slices = examples.images[s : s + batch][:, ks].astype(np.float32)  # [b, k, *IMAGE_SHAPE]
         views = tta_views(slices) if tta else slices
         for v in range(n_views):
             out[s : s + batch, v] = np.asarray(
-                logits_fn(variables, np.ascontiguousarray(views[:, v]), ages[s : s + batch])
+                logits_fn(
+                    variables,
+                    np.ascontiguousarray(views[:, v]),
+                    ages[s : s + batch],
+                    case_stats(examples, slice(s, min(s + batch, n))) if config.tumor_stats else None,
+                )
             )
     return out
 

@@ -212,7 +212,8 @@ def region_statistics(
 
 
 class ResNet(nn.Module):
-    """Logits [N, num_classes] from images [N, H, W, C] (and age in days [N] when `use_age`).
+    """Logits [N, num_classes] from images [N, H, W, C] (and age in days [N] when `use_age`, the tumour
+    statistics [N, len(TUMOR_STATS)] when `use_tumor_stats`).
 
     The pooled image features [N, 4 * 8 * width] are sown as ("intermediates", "features") for
     callers that ask for them (`mutable=["intermediates"]`), e.g. to compare with another framework.
@@ -234,11 +235,13 @@ class ResNet(nn.Module):
     """`region_statistics` also counts each part's small T2- and FLAIR-dark foci."""
     feature_dropout: float = 0.0
     """Dropout on the pooled image features in training (needs a "dropout" rng then)."""
+    use_tumor_stats: bool = False
+    """The class head also reads `tumor_stats` [N, len(TUMOR_STATS)] (standardised by a BatchNorm)."""
     dtype: Any = jnp.float32
     variant: str = "flax"
 
     @nn.compact
-    def __call__(self, x, age_days=None, train: bool = False, return_seg: bool = False):
+    def __call__(self, x, age_days=None, train: bool = False, return_seg: bool = False, tumor_stats=None):
         if self.variant not in RESNET_VARIANTS:
             raise ValueError(f"ResNet variant {self.variant!r}: expected one of {RESNET_VARIANTS}")
         keras = self.variant == "keras"
@@ -279,7 +282,12 @@ class ResNet(nn.Module):
                 self.region_specks,
             )
             x = jnp.concatenate([x, norm(name="region_bn")(stats).astype(jnp.float32)], axis=-1)
-        if self.use_age:
+        if self.use_tumor_stats:
+            if tumor_stats is None:
+                raise ValueError("this model reads the tumour statistics: pass tumor_stats")
+            stats = norm(name="tumor_stats_bn")(tumor_stats.astype(jnp.float32)).astype(jnp.float32)
+            x = jnp.concatenate([x, stats], axis=-1)
+        if self.use_age:  # last: `loop.with_age_prior` sets the head's last row
             if age_days is None:
                 raise ValueError("this model uses age: pass age_days")
             age = (age_days.astype(jnp.float32) / 365.25 - AGE_CENTER_YEARS) / AGE_SCALE_YEARS
