@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from radpath.contract.model_io import VIEWS, round_input, view_channels
-from radpath.preprocess import find_tumor, model_input
+from radpath.preprocess import find_tumor, model_input, tumor_stats
 from radpath.preprocess.case import Case
 from radpath.preprocess.model_input import to_model_plane, view_square, view_to_brain_view
 from radpath.preprocess.tumor_slice import tumor_mask
@@ -40,11 +40,13 @@ def brain_view_attribution(case: Case, maps: np.ndarray) -> np.ndarray:
 
 def explain_case(client, case: Case) -> dict:
     """{image [H, W, C], attribution [H, W, len(VIEWS)] (the brain view's column holding every view's
-    share), tumour [H, W, len(VIEWS)] bool, probabilities, peak_in_tumour}."""
+    share), tumour [H, W, len(VIEWS)] bool, probabilities, peak_in_tumour, tumor_stats_used (the model also
+    read the tumour's 3-D statistics, which the map does not show)}."""
     tumor = find_tumor(case)
     x = round_input(model_input(case, tumor.index))[None]
     ages = None if case.age_days is None else np.full(1, case.age_days)
-    probs, maps = client.explain(x, ages)
+    stats_used = client.wants_tumor_stats()
+    probs, maps = client.explain(x, ages, tumor_stats(case, tumor) if stats_used else None)
     plane = tumor_mask(case)[:, :, tumor.index]
     mask = np.stack([to_model_plane(case, plane, order=0, view=v) for v in VIEWS], axis=-1).astype(bool)
     attribution = np.asarray(maps[0], np.float32).copy()
@@ -58,6 +60,7 @@ def explain_case(client, case: Case) -> dict:
         "tumour": mask,
         "probabilities": probs[0],
         "peak_in_tumour": bool(in_brain[peak]) if tumor.found else None,
+        "tumor_stats_used": stats_used,
     }
 
 
@@ -71,6 +74,7 @@ def write_explanation(client, case: Case, out: str | Path) -> dict:
     return {
         "path": str(out),
         "peak_in_tumour": e["peak_in_tumour"],
+        "tumor_stats_used": e["tumor_stats_used"],
         "attribution_in_tumour": float(brain[tumour].sum() / max(brain.sum(), 1e-12)),
         "tumour_share_of_brain": float(
             tumour.sum() / max((e["image"][..., view_channels("brain")] != 0).any(-1).sum(), 1)

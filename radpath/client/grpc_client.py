@@ -29,7 +29,16 @@ from radpath.contract.errors import (
     ServerUnavailableError,
     ServingError,
 )
-from radpath.contract.model_io import CLASSES, TTA_OFFSETS, VIEWS, check_input, fill_ages, round_input, tta_views
+from radpath.contract.model_io import (
+    CLASSES,
+    TTA_OFFSETS,
+    TUMOR_STATS,
+    VIEWS,
+    check_input,
+    fill_ages,
+    round_input,
+    tta_views,
+)
 from radpath.contract.refer import refer_reasons, threshold_assessed
 from radpath.contract.signature import (
     AGE_INPUT,
@@ -41,12 +50,13 @@ from radpath.contract.signature import (
     PROBABILITIES_OUTPUT,
     REFER_THRESHOLD_OUTPUT,
     SIGNATURE_NAME,
+    TUMOR_STATS_INPUT,
 )
 from radpath.contract.tensor_codec import TensorCodecError, fill_tensor, from_proto
 from radpath.contract.tfs_api import serving_apis_pb2 as apis
 from radpath.contract.tfs_api import serving_apis_pb2_grpc as services
 from radpath.contract.tfs_api import tensor_pb2
-from radpath.preprocess import find_tumor, load_case, model_input, model_inputs
+from radpath.preprocess import find_tumor, load_case, model_input, model_inputs, tumor_stats
 from radpath.preprocess.case import Case
 from radpath.preprocess.quality import case_warnings as collect_warnings
 
@@ -82,6 +92,27 @@ def predict_request_bytes(req, key: str, array: np.ndarray) -> bytes:
     entry_head = b"\x0a" + _varint(len(name)) + name + b"\x12" + _varint(len(tensor_head) + content.nbytes)
     entry_size = len(entry_head) + len(tensor_head) + content.nbytes
     return b"".join([req.SerializeToString(), b"\x12", _varint(entry_size), entry_head, tensor_head, content])
+
+
+def stats_rows(tumor_stats: np.ndarray | None, n: int) -> np.ndarray:
+    """float32 [n, len(TUMOR_STATS)]: one row per image (one given row repeated: every view of a case
+    has its case's statistics). Missing ones are refused: there is no neutral fill for them."""
+    if tumor_stats is None:
+        raise InvalidInputError(
+            "the served model takes the tumour statistics: pass tumor_stats (preprocess.tumor_stats of the "
+            "case), or use classify / classify_case, which compute them"
+        )
+    stats = np.asarray(tumor_stats, np.float32)
+    if stats.size % len(TUMOR_STATS):
+        raise InvalidInputError(f"tumor_stats: expected rows of {len(TUMOR_STATS)} values, got shape {stats.shape}")
+    stats = stats.reshape(-1, len(TUMOR_STATS))
+    if len(stats) == 1 and n > 1:
+        stats = np.repeat(stats, n, axis=0)
+    if stats.shape != (n, len(TUMOR_STATS)) or not np.isfinite(stats).all():
+        raise InvalidInputError(
+            f"tumor_stats: expected {n} finite rows of {len(TUMOR_STATS)} values, got {stats.shape}"
+        )
+    return stats
 
 
 @dataclass(frozen=True)
@@ -166,7 +197,7 @@ class GlioClient:
         )
         self._models = services.ModelServiceStub(self._channel)
         self._signatures = None
-        self._served: tuple[bool, bool] | None = None  # (takes age, serves the refer threshold)
+        self._served: tuple[bool, bool, bool] | None = None  # (takes age, serves the refer threshold, takes stats)
 
     def close(self) -> None:
         self._channel.close()
@@ -233,13 +264,22 @@ class GlioClient:
             self._signatures = sig_map.signature_def
         return self._signatures
 
-    def _serving(self) -> tuple[bool, bool]:
-        """(whether the served signature takes age, whether it outputs the refer threshold), read
-        from the signatures once rather than looked up in the SignatureDefMap on every Predict."""
+    def _serving(self) -> tuple[bool, bool, bool]:
+        """(whether the served signature takes age, whether it outputs the refer threshold, whether it
+        takes the tumour statistics), read from the signatures once rather than looked up in the
+        SignatureDefMap on every Predict."""
         if self._served is None:
             default = self.signatures()[SIGNATURE_NAME]
-            self._served = (AGE_INPUT in default.inputs, REFER_THRESHOLD_OUTPUT in default.outputs)
+            self._served = (
+                AGE_INPUT in default.inputs,
+                REFER_THRESHOLD_OUTPUT in default.outputs,
+                TUMOR_STATS_INPUT in default.inputs,
+            )
         return self._served
+
+    def wants_tumor_stats(self) -> bool:
+        """Whether the served signature has the tumour statistics input (`preprocess.tumor_stats`)."""
+        return self._serving()[2]
 
     def wants_age(self) -> bool:
         """Whether the served signature has the age input (GetModelMetadata)."""
@@ -249,9 +289,12 @@ class GlioClient:
         """Whether the served model has the `explain` signature (models exported since calibration)."""
         return EXPLAIN_SIGNATURE in self.signatures()
 
-    def _request(self, signature: str, images: np.ndarray, ages_days: np.ndarray | None) -> tuple:
+    def _request(
+        self, signature: str, images: np.ndarray, ages_days: np.ndarray | None, tumor_stats: np.ndarray | None = None
+    ) -> tuple:
         """(PredictRequest without the images, the images as contiguous little-endian float32):
-        `_send` writes the images' bytes straight into the wire message."""
+        `_send` writes the images' bytes straight into the wire message. `tumor_stats`: one row per
+        image, or one row for all (required by a model that takes them, ignored otherwise)."""
         images = np.ascontiguousarray(images, "<f4")
         try:
             check_input(images)
@@ -262,6 +305,8 @@ class GlioClient:
         req.model_spec.signature_name = signature
         if self.wants_age():
             fill_tensor(req.inputs[AGE_INPUT], fill_ages(ages_days, len(images)))
+        if self.wants_tumor_stats():
+            fill_tensor(req.inputs[TUMOR_STATS_INPUT], stats_rows(tumor_stats, len(images)))
         return req, images
 
     def _send(self, req, images: np.ndarray, what: str):
@@ -282,10 +327,10 @@ class GlioClient:
         return out
 
     def predict_full(
-        self, images: np.ndarray, ages_days: np.ndarray | None = None
+        self, images: np.ndarray, ages_days: np.ndarray | None = None, tumor_stats: np.ndarray | None = None
     ) -> tuple[np.ndarray, float | None, int]:
         """(probabilities [n, len(CLASSES)], the model's refer threshold or None, model version)."""
-        req, images = self._request(SIGNATURE_NAME, images, ages_days)
+        req, images = self._request(SIGNATURE_NAME, images, ages_days, tumor_stats)
         has_threshold = self._serving()[1]
         req.output_filter.append(PROBABILITIES_OUTPUT)
         if has_threshold:
@@ -296,13 +341,18 @@ class GlioClient:
         threshold = float(self._output(resp, REFER_THRESHOLD_OUTPUT, (n,))[0]) if has_threshold else None
         return probs, threshold, resp.model_spec.version.value
 
-    def predict(self, images: np.ndarray, ages_days: np.ndarray | None = None) -> tuple[np.ndarray, int]:
+    def predict(
+        self, images: np.ndarray, ages_days: np.ndarray | None = None, tumor_stats: np.ndarray | None = None
+    ) -> tuple[np.ndarray, int]:
         """(probabilities float32 [n, len(CLASSES)] in CLASSES order, model version) for images
-        [n, *IMAGE_SHAPE]; unknown ages (None, NaN) get the contract's fill."""
-        probs, _, version = self.predict_full(images, ages_days)
+        [n, *IMAGE_SHAPE]; unknown ages (None, NaN) get the contract's fill; `tumor_stats`
+        (`preprocess.tumor_stats`) for a model that takes them."""
+        probs, _, version = self.predict_full(images, ages_days, tumor_stats)
         return probs, version
 
-    def explain(self, images: np.ndarray, ages_days: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    def explain(
+        self, images: np.ndarray, ages_days: np.ndarray | None = None, tumor_stats: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
         """(probabilities [n, 3], attribution maps [n, H, W, len(VIEWS)] in [0, 1]) from the `explain` signature,
         one row per request (servers cap explain rows: each costs tens of Predicts)."""
         if not self.can_explain():
@@ -312,9 +362,15 @@ class GlioClient:
             )
         images = np.asarray(images, np.float32)
         ages = None if ages_days is None else fill_ages(ages_days, len(images))
+        stats = stats_rows(tumor_stats, len(images)) if self.wants_tumor_stats() else None
         probs, maps = [], []
         for i in range(len(images)):
-            req, row = self._request(EXPLAIN_SIGNATURE, images[i : i + 1], None if ages is None else ages[i : i + 1])
+            req, row = self._request(
+                EXPLAIN_SIGNATURE,
+                images[i : i + 1],
+                None if ages is None else ages[i : i + 1],
+                None if stats is None else stats[i : i + 1],
+            )
             resp = self._send(req, row, "explain")
             probs.append(self._output(resp, PROBABILITIES_OUTPUT, (1, len(CLASSES))))
             maps.append(self._output(resp, ATTRIBUTION_OUTPUT, (1, *images.shape[1:3], len(VIEWS))))
@@ -335,7 +391,9 @@ class GlioClient:
         warnings = case_warnings(case)
         t1 = time.perf_counter()
         probs, threshold, version = self.predict_full(
-            x, None if case.age_days is None else np.full(len(x), case.age_days)
+            x,
+            None if case.age_days is None else np.full(len(x), case.age_days),
+            tumor_stats(case, tumor) if self.wants_tumor_stats() else None,
         )
         t2 = time.perf_counter()
         p = probs.mean(axis=0)

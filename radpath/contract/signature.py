@@ -3,6 +3,8 @@
     signature "serving_default"
       inputs:  "image"     float32 [batch, *model_io.IMAGE_SHAPE]
                "age_days"  float32 [batch]   (only models trained with age)
+               "tumor_stats" float32 [batch, len(model_io.TUMOR_STATS)] (only models trained with
+                           them: `preprocess.tumor_stats` of the case, the same in each of its rows)
       outputs: "probabilities"  float32 [batch, len(model_io.CLASSES)]
                "classes"        string  [batch]  (the argmax, one of model_io.CLASSES)
                "refer_threshold" float32 [batch] (the model's refer threshold, the same in every row)
@@ -26,6 +28,7 @@ from __future__ import annotations
 SIGNATURE_NAME = "serving_default"
 IMAGE_INPUT = "image"
 AGE_INPUT = "age_days"
+TUMOR_STATS_INPUT = "tumor_stats"
 PROBABILITIES_OUTPUT = "probabilities"
 CLASSES_OUTPUT = "classes"
 REFER_THRESHOLD_OUTPUT = "refer_threshold"
@@ -37,9 +40,9 @@ DEFAULT_MODEL_NAME = "glioma"
 """The model name under the model base and in every request (`--model`, `--name`)."""
 
 
-def input_names(use_age: bool) -> list[str]:
-    """The signature's inputs for a model trained with or without age."""
-    return [IMAGE_INPUT, AGE_INPUT] if use_age else [IMAGE_INPUT]
+def input_names(use_age: bool, use_tumor_stats: bool = False) -> list[str]:
+    """The signature's inputs for a model trained with or without age and the tumour statistics."""
+    return [IMAGE_INPUT] + ([AGE_INPUT] if use_age else []) + ([TUMOR_STATS_INPUT] if use_tumor_stats else [])
 
 
 GRPC_MAX_MESSAGE_BYTES = 64 * 1024 * 1024

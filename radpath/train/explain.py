@@ -51,9 +51,13 @@ def integrated_gradients(
 
 
 def explain_fn(apply_fn: Callable, temperature: float = 1.0, steps: int = IG_STEPS) -> Callable:
-    """f(variables, images, ages) -> (probabilities, maps), ready for jax2tf (see the module docstring)."""
+    """f(variables, images, ages[, tumor_stats]) -> (probabilities, maps), ready for jax2tf (see the module
+    docstring); the attribution is over the image only."""
 
-    def f(variables, images, ages):
-        return integrated_gradients(lambda x: apply_fn(variables, x, ages, train=False), images, temperature, steps)
+    def f(variables, images, ages, *stats):
+        def logits(x):
+            return apply_fn(variables, x, ages, train=False, tumor_stats=stats[0] if stats else None)
+
+        return integrated_gradients(logits, images, temperature, steps)
 
     return f

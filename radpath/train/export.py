@@ -30,7 +30,7 @@ import numpy as np
 from radpath.contract import model_store as store
 from radpath.contract.errors import RadPathError
 from radpath.contract.metrics import challenge_scores
-from radpath.contract.model_io import CLASSES, IMAGE_SHAPE, fill_ages
+from radpath.contract.model_io import CLASSES, IMAGE_SHAPE, TUMOR_STATS, fill_ages
 from radpath.contract.refer import NOT_ASSESSED
 from radpath.contract.signature import (
     AGE_INPUT,
@@ -42,6 +42,7 @@ from radpath.contract.signature import (
     PROBABILITIES_OUTPUT,
     REFER_THRESHOLD_OUTPUT,
     SIGNATURE_NAME,
+    TUMOR_STATS_INPUT,
     input_names,
 )
 from radpath.preprocess import PREPROCESSING_VERSION
@@ -72,11 +73,14 @@ def build_tf_module(variables: dict, config: TrainConfig, calibration: dict | No
     threshold = np.float32(calibration.get("refer_threshold", NOT_ASSESSED))
     model = make_model(config)
 
-    def probabilities(v, images, ages):
-        return jax.nn.softmax(model.apply(v, images, ages, train=False) / temperature, axis=-1)
+    use_stats = config.tumor_stats
+
+    def probabilities(v, images, ages, *stats):
+        logits = model.apply(v, images, ages, train=False, tumor_stats=stats[0] if stats else None)
+        return jax.nn.softmax(logits / temperature, axis=-1)
 
     image_shape = "(b, " + ", ".join(map(str, IMAGE_SHAPE)) + ")"
-    shapes = [None, image_shape, "(b,)"]
+    shapes = [None, image_shape, "(b,)"] + ([f"(b, {len(TUMOR_STATS)})"] if use_stats else [])
     converted = jax2tf.convert(
         probabilities, polymorphic_shapes=shapes, native_serialization_platforms=("cpu", "cuda"), with_gradient=False
     )
@@ -90,38 +94,35 @@ def build_tf_module(variables: dict, config: TrainConfig, calibration: dict | No
     module.weights = tf.nest.map_structure(lambda a: tf.Variable(np.asarray(a), trainable=False), variables)
     class_names = tf.constant(list(CLASSES))
 
-    def outputs(images, ages):
-        probs = converted(module.weights, images, ages)
+    def outputs(images, ages, *stats):
+        probs = converted(module.weights, images, ages, *stats)
         return {
             PROBABILITIES_OUTPUT: probs,
             CLASSES_OUTPUT: tf.gather(class_names, tf.argmax(probs, axis=1)),
             REFER_THRESHOLD_OUTPUT: tf.fill(tf.shape(images)[:1], threshold),
         }
 
-    def explanation(images, ages):
-        probs, maps = explained(module.weights, images, ages)
+    def explanation(images, ages, *stats):
+        probs, maps = explained(module.weights, images, ages, *stats)
         return {PROBABILITIES_OUTPUT: probs, ATTRIBUTION_OUTPUT: maps}
 
-    image_spec = tf.TensorSpec([None, *IMAGE_SHAPE], tf.float32, name=IMAGE_INPUT)
+    specs = [tf.TensorSpec([None, *IMAGE_SHAPE], tf.float32, name=IMAGE_INPUT)]
+    if config.use_age:
+        specs.append(tf.TensorSpec([None], tf.float32, name=AGE_INPUT))
+    if use_stats:
+        specs.append(tf.TensorSpec([None, len(TUMOR_STATS)], tf.float32, name=TUMOR_STATS_INPUT))
+    fill = fill_ages(None, 1)[0]
 
     def signature(fn):
-        """A tf.function with the contract's inputs (the age input only for models trained with age)."""
-        if config.use_age:
+        """A tf.function with the contract's inputs (`input_names`: age and the tumour statistics only for
+        models trained with them; a model without age gets the contract's fill)."""
 
-            def with_age(image, age_days):
-                return fn(image, age_days)
+        def call(*inputs):
+            image, rest = inputs[0], list(inputs[1:])
+            ages = rest.pop(0) if config.use_age else tf.fill(tf.shape(image)[:1], fill)
+            return fn(image, ages, *rest)
 
-            return tf.function(
-                with_age,
-                autograph=False,
-                input_signature=[image_spec, tf.TensorSpec([None], tf.float32, name=AGE_INPUT)],
-            )
-        fill = fill_ages(None, 1)[0]
-
-        def without_age(image):
-            return fn(image, tf.fill(tf.shape(image)[:1], fill))
-
-        return tf.function(without_age, autograph=False, input_signature=[image_spec])
+        return tf.function(call, autograph=False, input_signature=specs)
 
     module.serve = signature(outputs)
     module.explain = signature(explanation)
@@ -129,24 +130,33 @@ def build_tf_module(variables: dict, config: TrainConfig, calibration: dict | No
 
 
 def saved_model_predict(
-    path: Path, images: np.ndarray, ages_days: np.ndarray | None = None, batch: int = 8
+    path: Path,
+    images: np.ndarray,
+    ages_days: np.ndarray | None = None,
+    batch: int = 8,
+    tumor_stats: np.ndarray | None = None,
 ) -> np.ndarray:
-    """Probabilities [n, 3] from a SavedModel's serving signature (in-process TensorFlow)."""
+    """Probabilities [n, 3] from a SavedModel's serving signature (in-process TensorFlow); `tumor_stats`
+    [n, len(TUMOR_STATS)] for a model that takes them."""
     import tensorflow as tf
 
     fn = tf.saved_model.load(str(path)).signatures[SIGNATURE_NAME]
-    wants_age = AGE_INPUT in fn.structured_input_signature[1]
+    inputs = fn.structured_input_signature[1]
+    if TUMOR_STATS_INPUT in inputs and tumor_stats is None:
+        raise RadPathError(f"{path}: this model takes the tumour statistics ({TUMOR_STATS_INPUT}); pass tumor_stats")
     out = []
     for s in range(0, len(images), batch):
         x = images[s : s + batch].astype(np.float32)
         kwargs = {IMAGE_INPUT: tf.constant(x)}
-        if wants_age:
+        if AGE_INPUT in inputs:
             kwargs[AGE_INPUT] = tf.constant(fill_ages(None if ages_days is None else ages_days[s : s + batch], len(x)))
+        if TUMOR_STATS_INPUT in inputs and tumor_stats is not None:
+            kwargs[TUMOR_STATS_INPUT] = tf.constant(np.asarray(tumor_stats[s : s + batch], np.float32))
         out.append(fn(**kwargs)[PROBABILITIES_OUTPUT].numpy())
     return np.concatenate(out) if out else np.zeros((0, len(CLASSES)), np.float32)
 
 
-def _write_warmup(path: Path, model_name: str, use_age: bool) -> None:
+def _write_warmup(path: Path, model_name: str, use_age: bool, use_tumor_stats: bool = False) -> None:
     import tensorflow as tf
     from tensorflow_serving.apis import model_pb2, predict_pb2, prediction_log_pb2
 
@@ -159,6 +169,10 @@ def _write_warmup(path: Path, model_name: str, use_age: bool) -> None:
             req.inputs[IMAGE_INPUT].CopyFrom(tf.make_tensor_proto(np.zeros((b, *IMAGE_SHAPE), np.float32)))
             if use_age:
                 req.inputs[AGE_INPUT].CopyFrom(tf.make_tensor_proto(fill_ages(None, b)))
+            if use_tumor_stats:
+                req.inputs[TUMOR_STATS_INPUT].CopyFrom(
+                    tf.make_tensor_proto(np.zeros((b, len(TUMOR_STATS)), np.float32))
+                )
             log_entry = prediction_log_pb2.PredictionLog(predict_log=prediction_log_pb2.PredictLog(request=req))
             writer.write(log_entry.SerializeToString())
 
@@ -206,9 +220,16 @@ def export_run(
         else np.random.default_rng(0).normal(size=(3, *IMAGE_SHAPE)).astype(np.float32)
     )
     probe_ages = fill_ages(None, len(probe))
-    jax_logits = make_model(config).apply(variables, probe, probe_ages, train=False)
+    probe_stats = None
+    if config.tumor_stats:
+        probe_stats = (
+            held["tumor_stats"][: len(probe)].astype(np.float32)
+            if held is not None and "tumor_stats" in held and len(held["labels"])
+            else np.random.default_rng(1).normal(size=(len(probe), len(TUMOR_STATS))).astype(np.float32)
+        )
+    jax_logits = make_model(config).apply(variables, probe, probe_ages, train=False, tumor_stats=probe_stats)
     jax_probs = np.asarray(jax.nn.softmax(jax_logits / calibration["temperature"]))
-    tf_probs = saved_model_predict(tmp, probe, probe_ages)
+    tf_probs = saved_model_predict(tmp, probe, probe_ages, tumor_stats=probe_stats)
     diff = float(np.abs(jax_probs - tf_probs).max())
     summary["parity_max_abs_diff"] = diff
     if diff > PARITY_TOLERANCE:
@@ -220,8 +241,11 @@ def export_run(
     # blessing against the current latest version, on this run's held-out split
     if existing and held is not None and len(held["labels"]):
         images, labels, ages = held["images"].astype(np.float32), held["labels"], held["ages_days"]
-        new_score = _mean_score(labels, saved_model_predict(tmp, images, ages))
-        old_score = _mean_score(labels, saved_model_predict(store.version_dir(model_dir, existing[-1]), images, ages))
+        stats = held["tumor_stats"] if "tumor_stats" in held else None
+        new_score = _mean_score(labels, saved_model_predict(tmp, images, ages, tumor_stats=stats))
+        old_score = _mean_score(
+            labels, saved_model_predict(store.version_dir(model_dir, existing[-1]), images, ages, tumor_stats=stats)
+        )
         blessed = new_score >= old_score
         summary["blessing"] = {
             "split_cases": int(len(labels)),
@@ -247,7 +271,7 @@ def export_run(
             )
 
     extra = tmp / store.ASSETS_EXTRA_DIR
-    _write_warmup(extra / store.WARMUP_FILE, name, config.use_age)
+    _write_warmup(extra / store.WARMUP_FILE, name, config.use_age, config.tumor_stats)
     info = {
         "model": name,
         "version": version,
@@ -259,7 +283,7 @@ def export_run(
         "cross_validation": metrics.get("cross_validation"),
         "source_run": str(run_dir.resolve()),
         "exported_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "inputs": input_names(config.use_age),
+        "inputs": input_names(config.use_age, config.tumor_stats),
         "blessing": summary["blessing"],
         "calibration": calibration,
         "calibration_report": metrics.get("calibration"),

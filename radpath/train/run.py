@@ -92,8 +92,8 @@ def score_baselines(cohort_root: Path, train: Examples, test: Examples, seed: in
     """{name: challenge scores with CIs on `test`, plus features and parameters} of the baselines
     (`train.baselines`) fitted on `train` only (or given as `fitted`, e.g. from a run's metrics.json)."""
     if fitted is None:
-        fitted = fit_baselines(cohort_root, train.case_ids, train.labels, train.ages_days)
-    probs = predict_baselines(fitted, cohort_root, test.case_ids, test.ages_days)
+        fitted = fit_baselines(cohort_root, train.case_ids, train.labels, train.ages_days, train.tumor_stats)
+    probs = predict_baselines(fitted, cohort_root, test.case_ids, test.ages_days, test.tumor_stats)
     out = {}
     for name, p in probs.items():
         scores = scores_with_ci(test.labels, p.astype(np.float32), test.case_ids, seed)
@@ -291,6 +291,7 @@ def run_training(
             labels=held.labels,
             ages_days=held.ages_days,
             case_ids=np.array(held.case_ids),
+            **({} if held.tumor_stats is None else {"tumor_stats": held.tumor_stats}),
         )
     report["training_history_final"] = result.history
     report["seconds"] = round(time.perf_counter() - t_start, 1)
@@ -327,6 +328,7 @@ def _fmt(scores: dict | None) -> str:
 BASELINE_NAMES = {
     "age_only": "age only (logistic regression)",
     "signs_and_age": "generator's drawn signs + age (logistic regression)",
+    "tumour_stats_and_age": "the found tumour's 3-D statistics + age (logistic regression)",
 }
 
 
@@ -502,7 +504,12 @@ def model_card(report: dict) -> str:
         else ""
     )
     cv = report["cross_validation"]
-    age_note = " Age is an input." if cfg["use_age"] else " Age is not used."
+    age_note = (" Age is an input." if cfg["use_age"] else " Age is not used.") + (
+        " The tumour's 3-D statistics (`preprocess.tumor_stats`: size, site, z-scores per sequence, enhancing, "
+        "mismatch and dark shares inside the whole detected tumour) are an input."
+        if cfg.get("tumor_stats")
+        else ""
+    )
     return f"""# Model card: RadPath glioma classifier (A / O / G)
 
 {warning}## Data

@@ -65,6 +65,10 @@ def external_ece(run: Path, ext_labels: dict[str, dict[str, str | None]]) -> flo
     return expected_calibration_error(np.array(probs), np.array(truth)) if probs else None
 
 
+BASELINES = ("signs_and_age", "age_only", "tumour_stats_and_age")
+"""`train.baselines` scored in every run (a run from before a baseline existed leaves its column empty)."""
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("cohort")
@@ -121,11 +125,18 @@ def main() -> None:
         row: dict = {"lever": name, "settings": settings, "seeds": [m["config"]["seed"] for m in metrics]}
         row["holdout"] = [m["holdout"]["mean"] for m in metrics]
         row["holdout_ci"] = pooled_ci([x for r in runs for x in rows_of(r / "predictions_holdout.csv", labels)])
-        for b in ("signs_and_age", "age_only"):
+        for b in BASELINES:
             vals = [m.get("baselines", {}).get(b, {}).get("mean") for m in metrics]
             row[b] = [v for v in vals if v is not None]
         for ext in externals:
             row[ext] = [m["external"][ext]["mean"] for m in metrics if ext in (m.get("external") or {})]
+            for b in BASELINES:
+                vals = [
+                    (m["external"][ext].get("baselines") or {}).get(b, {}).get("mean")
+                    for m in metrics
+                    if ext in (m.get("external") or {})
+                ]
+                row[f"{ext}_{b}"] = [v for v in vals if v is not None]
             files = [f for f in (external_predictions_path(r, ext) for r in runs) if f.is_file()]
             row[ext + "_ci"] = pooled_ci([x for f in files for x in rows_of(f, ext_labels[ext])]) if files else None
         row["ece_cross_fitted"] = [(m.get("calibration") or {}).get("cross_fitted", {}).get("ece") for m in metrics]
@@ -143,6 +154,7 @@ def main() -> None:
         return s + " [" + ", ".join(f"{v:.2f}" for v in vals) + "]"
 
     head = ["lever", "seeds", "held-out mean (95 % CI) [per seed]", "signs+age baseline", "age-only baseline"]
+    head += ["tumour stats+age baseline"]
     head += [f"{e} mean (95 % CI)" for e in externals] + ["cross-fitted ECE", "ECE on the external cases", "train s"]
     print("| " + " | ".join(head) + " |")
     print("|" + "---|" * len(head))
@@ -153,12 +165,20 @@ def main() -> None:
             cell(r["holdout"], r["holdout_ci"]),
             cell(r["signs_and_age"]),
             cell(r["age_only"]),
+            cell(r["tumour_stats_and_age"]),
             *(cell(r[e], r[e + "_ci"]) for e in externals),
             cell([v for v in r["ece_cross_fitted"] if v is not None]),
             cell([v for v in r["ece_external"] if v is not None]),
             f"{np.mean([s for s in r['train_seconds'] if s]):.0f}",
         ]
         print("| " + " | ".join(cells) + " |")
+    print("\nThe runs' baselines (fitted on each run's training split) on the external cohorts, mean over seeds:")
+    for r in table:
+        parts = [
+            f"{e}: " + ", ".join(f"{b} {np.mean(r[f'{e}_{b}']):.3f}" for b in BASELINES if r[f"{e}_{b}"])
+            for e in externals
+        ]
+        print(f"  {r['lever']}: " + "; ".join(parts))
 
 
 if __name__ == "__main__":

@@ -24,7 +24,7 @@ import numpy as np
 
 from radpath.contract.model_io import CLASSES, TTA_OFFSETS, fill_ages, round_input, tta_views
 from radpath.contract.refer import refer_reasons
-from radpath.preprocess import find_tumor, load_case, model_inputs
+from radpath.preprocess import find_tumor, load_case, model_inputs, tumor_stats
 from radpath.preprocess.quality import case_warnings
 from radpath.train.calibration import views_to_proba
 from radpath.train.loop import make_logits_fn
@@ -44,7 +44,9 @@ def main() -> None:
         case = load_case(case_dir, age_days=args.age_days)
         tumor = find_tumor(case)
         x = round_input(tta_views(model_inputs(case, TTA_OFFSETS, tumor.index)))
-        logits = np.asarray(logits_fn(variables, x, fill_ages(np.full(len(x), args.age_days or np.nan), len(x))))
+        ages = fill_ages(np.full(len(x), args.age_days or np.nan), len(x))
+        stats = np.repeat(tumor_stats(case, tumor)[None], len(x), axis=0) if config.tumor_stats else None
+        logits = np.asarray(logits_fn(variables, x, ages, stats))
         p = views_to_proba(logits[None], calib["temperature"])[0]
         probs = {c: float(v) for c, v in zip(CLASSES, p)}
         warnings = [w.as_dict() for w in case_warnings(case)]

@@ -80,7 +80,7 @@ def test_run_reports_baselines_on_the_same_held_out_split(tmp_path):
     config = TrainConfig(width=2, stages=(1, 1, 1, 1), epochs=1, batch_size=4, learning_rate=1e-2)
     report = run_training(cohort, tmp_path / "run", config, folds=0, holdout=0.4, devices=1, progress=False)
     held, base = report["holdout"], report["baselines"]
-    assert set(base) == {"age_only", "signs_and_age"}
+    assert set(base) == {"age_only", "signs_and_age", "tumour_stats_and_age"}
     for b in base.values():
         assert {"f1_micro", "kappa", "balanced_accuracy", "mean", "ci95", "n"} <= set(b)
         assert b["n"] == held["n"] and b["n_train"] == report["data"]["cases_used"] - held["n"]
@@ -91,3 +91,22 @@ def test_run_reports_baselines_on_the_same_held_out_split(tmp_path):
     # fewer than 30 held-out cases: the refer threshold is not assessed and the card says so
     assert "**not assessed**" in card and report["calibration"]["refer"]["assessed"] is False
     assert json.loads((tmp_path / "run" / "model" / "calibration.json").read_text())["refer_threshold"] > 1
+
+
+def test_tumour_stats_and_age_on_any_cohort_that_has_the_statistics(tmp_path):
+    """The radiomics baseline needs no generator file: the tumour statistics of the examples and age."""
+    from radpath.contract.model_io import TUMOR_STATS
+
+    rng = np.random.default_rng(0)
+    y = np.arange(60) % 3
+    stats = rng.normal(size=(60, len(TUMOR_STATS)))
+    stats[:, 3] += 2.0 * y  # the class shows in one statistic
+    ages = np.full(60, 20000.0)
+    ids = [f"C{i}" for i in range(60)]
+    fitted = fit_baselines(tmp_path, ids, y, ages, stats)  # tmp_path: no appearance.csv
+    assert set(fitted) == {"age_only", "tumour_stats_and_age"}
+    assert fitted["tumour_stats_and_age"]["features"][-1] == "age_years"
+    probs = predict_baselines(fitted, tmp_path, ids, ages, stats)
+    assert (probs["tumour_stats_and_age"].argmax(1) == y).mean() > 0.9
+    assert set(predict_baselines(fitted, tmp_path, ids, ages)) == {"age_only"}  # no statistics, no score
+    assert "tumour_stats_and_age" not in fit_baselines(tmp_path, ids, y, ages)
