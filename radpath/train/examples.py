@@ -104,6 +104,14 @@ def _loaded(entry: CohortEntry, memo: dict | None) -> Case:
     return memo["case"]
 
 
+def _save(path: Path, array: np.ndarray) -> None:
+    """Write a cache file atomically: an interrupted run never leaves a half-written one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp.npy")
+    np.save(tmp, array)
+    tmp.replace(path)
+
+
 def case_example(
     entry: CohortEntry, offsets: Sequence[int], cache_dir: Path | None, memo: dict | None = None
 ) -> np.ndarray:
@@ -121,10 +129,7 @@ def case_example(
         log.warning("%s: no confident tumour; the example uses %s", entry.case_id, where)
     x = model_inputs(case, offsets).astype(STORAGE_DTYPE)
     if path is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp.npy")
-        np.save(tmp, x)
-        tmp.replace(path)  # atomic: an interrupted run never leaves a half-written cache file
+        _save(path, x)
     return x
 
 
@@ -140,10 +145,7 @@ def case_tumor_stats(entry: CohortEntry, cache_dir: Path | None, memo: dict | No
                 return cached
     out = tumor_stats(_loaded(entry, memo))
     if path is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp.npy")
-        np.save(tmp, out)
-        tmp.replace(path)
+        _save(path, out)
     return out
 
 
@@ -193,10 +195,7 @@ def case_seg(
         ]
     ).astype(np.uint8)
     if path is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp.npy")
-        np.save(tmp, out)
-        tmp.replace(path)
+        _save(path, out)
     return out
 
 
