@@ -92,7 +92,7 @@ def test_batches_are_class_balanced(tiny_config):
     cfg = tiny_config.replace(batch_size=60)
     counts = np.zeros(3)
     for epoch in range(20):
-        for _, labels, _, _ in epoch_batches(ex, cfg, epoch, 2):
+        for _, labels, _, _, _ in epoch_batches(ex, cfg, epoch, 2):
             counts += np.bincount(labels.ravel(), minlength=3)
     frac = counts / counts.sum()
     assert np.all(np.abs(frac - 1 / 3) < 0.05), frac
