@@ -4,10 +4,11 @@ The classifier's image input is one axial slice (and its neighbours). The signs 
 apart are spread through the volume: a glioblastoma's size and a crossing of the midline, an
 oligodendroglioma's frontal site and its calcified foci (a few specks, each on a few slices), an
 astrocytoma's FLAIR-dark centre. A logistic regression on these statistics inside the detected
-tumour plus age scored 0.79 (challenge mean) on a fresh 150-case synthetic cohort after training on
-the demo's 221 cases, against 0.73 for the one-slice model and 0.77 for the generator's own drawn
-signs plus age (README, issue 16). So `tumor_stats` hands them to the model as a third input
-(`contract.model_io.TUMOR_STATS`, in that order), computed here once for training and every client.
+tumour plus age (`train.baselines`, `tumour_stats_and_age`) scored 0.78 (challenge mean) on a fresh
+150-case synthetic cohort after fitting on the demo's 221 cases, against 0.73 for the one-slice model
+and 0.77 for the generator's own drawn signs plus age (README, issue 16). They feed that baseline in
+every run and, for models trained with `tumor_stats=true`, the class head as a third input
+(`contract.model_io.TUMOR_STATS`, in that order): computed here once for training and every client.
 
 Everything is measured on the detected tumour (`find_tumor`: the FLAIR-bright lesion, oedema
 included) in the robust z-scores of `normalize`, so scanner scale does not enter:

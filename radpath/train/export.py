@@ -106,11 +106,8 @@ def build_tf_module(variables: dict, config: TrainConfig, calibration: dict | No
         probs, maps = explained(module.weights, images, ages, *stats)
         return {PROBABILITIES_OUTPUT: probs, ATTRIBUTION_OUTPUT: maps}
 
-    specs = [tf.TensorSpec([None, *IMAGE_SHAPE], tf.float32, name=IMAGE_INPUT)]
-    if config.use_age:
-        specs.append(tf.TensorSpec([None], tf.float32, name=AGE_INPUT))
-    if use_stats:
-        specs.append(tf.TensorSpec([None, len(TUMOR_STATS)], tf.float32, name=TUMOR_STATS_INPUT))
+    shape_of = {IMAGE_INPUT: [None, *IMAGE_SHAPE], AGE_INPUT: [None], TUMOR_STATS_INPUT: [None, len(TUMOR_STATS)]}
+    specs = [tf.TensorSpec(shape_of[k], tf.float32, name=k) for k in input_names(config.use_age, use_stats)]
     fill = fill_ages(None, 1)[0]
 
     def signature(fn):

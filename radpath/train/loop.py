@@ -349,14 +349,14 @@ def epoch_batches(train: Examples, config: TrainConfig, epoch: int, n_devices: i
         ages = fill_ages(train.ages_days[idx[sl]], len(idx[sl])).reshape(n_devices, per_dev)
         stats = None
         if config.tumor_stats:
-            stats = case_stats(train, idx[sl]).reshape(n_devices, per_dev, -1)
+            stats = tumor_stats_of(train, idx[sl]).reshape(n_devices, per_dev, -1)
         seg = None
         if config.seg_weight > 0:
             seg = train.seg[idx[sl], offset[sl]].reshape((n_devices, per_dev, *IMAGE_SHAPE[:2], len(VIEWS)))
         yield images, labels, ages, stats, seg
 
 
-def case_stats(examples: Examples, idx: np.ndarray | slice) -> np.ndarray:
+def tumor_stats_of(examples: Examples, idx: np.ndarray | slice) -> np.ndarray:
     """float32 tumour statistics of `examples[idx]`, refused in one line when they were not built."""
     if examples.tumor_stats is None:
         raise ValueError("this model reads the tumour statistics: build the examples with build_examples")
@@ -504,19 +504,14 @@ def predict_logits(
     ks = [examples.offsets.index(o) for o in (tta_offsets(examples.offsets) if tta else (0,))]
     n_views = 2 * len(ks) if tta else 1
     ages = fill_ages(examples.ages_days, len(examples.labels))
-    n = len(examples.labels)
     out = np.zeros((len(examples.labels), n_views, NUM_CLASSES), np.float32)
     for s in range(0, len(out), batch):
         slices = examples.images[s : s + batch][:, ks].astype(np.float32)  # [b, k, *IMAGE_SHAPE]
         views = tta_views(slices) if tta else slices
+        stats = tumor_stats_of(examples, slice(s, s + batch)) if config.tumor_stats else None  # one row per case
         for v in range(n_views):
             out[s : s + batch, v] = np.asarray(
-                logits_fn(
-                    variables,
-                    np.ascontiguousarray(views[:, v]),
-                    ages[s : s + batch],
-                    case_stats(examples, slice(s, min(s + batch, n))) if config.tumor_stats else None,
-                )
+                logits_fn(variables, np.ascontiguousarray(views[:, v]), ages[s : s + batch], stats)
             )
     return out
 
