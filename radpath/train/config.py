@@ -104,6 +104,17 @@ class TrainConfig:
     """The class head also reads the tumour statistics (`preprocess.tumor_stats`: the whole detected
     tumour in 3-D, its size, site, z-scores and enhancing, mismatch and dark shares), a third model input
     (`contract.signature.TUMOR_STATS_INPUT`): the signs a one-slice model cannot see."""
+    stats_fusion: float = 0.0
+    """Weight of a second reader in the model's output: the logistic regression on the tumour statistics
+    (and age, with use_age) fitted on the training split, pooled with the network's probabilities as a
+    weighted geometric mean (`train.fusion`; 0 off, 0.5 equal). The model then takes the tumour
+    statistics as an input, as with tumor_stats."""
+
+    @property
+    def reads_tumor_stats(self) -> bool:
+        """The model takes the tumour statistics as an input (its class head reads them, or it pools the
+        tumour-statistics reader): the signature, the client and every prediction path pass them."""
+        return self.tumor_stats or self.stats_fusion > 0
 
     def __post_init__(self) -> None:
         for name in ("width", "epochs", "batch_size"):
@@ -123,7 +134,7 @@ class TrainConfig:
         ):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name} must not be negative, got {getattr(self, name)}")
-        for name in ("label_smoothing", "contrast_curve", "blur", "noise_std", "feature_dropout"):
+        for name in ("label_smoothing", "contrast_curve", "blur", "noise_std", "feature_dropout", "stats_fusion"):
             if not 0 <= getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be in [0, 1), got {getattr(self, name)}")
         if self.resnet_variant not in RESNET_VARIANTS:

@@ -49,6 +49,7 @@ from radpath.preprocess import PREPROCESSING_VERSION
 
 from .config import TrainConfig
 from .explain import explain_fn
+from .fusion import fused_apply
 from .loop import make_model
 from .run import load_calibration, load_model
 
@@ -73,10 +74,11 @@ def build_tf_module(variables: dict, config: TrainConfig, calibration: dict | No
     threshold = np.float32(calibration.get("refer_threshold", NOT_ASSESSED))
     model = make_model(config)
 
-    use_stats = config.tumor_stats
+    use_stats = config.reads_tumor_stats
+    apply = fused_apply(model.apply, config)  # the network, pooled with the tumour-statistics reader if any
 
     def probabilities(v, images, ages, *stats):
-        logits = model.apply(v, images, ages, train=False, tumor_stats=stats[0] if stats else None)
+        logits = apply(v, images, ages, train=False, tumor_stats=stats[0] if stats else None)
         return jax.nn.softmax(logits / temperature, axis=-1)
 
     image_shape = "(b, " + ", ".join(map(str, IMAGE_SHAPE)) + ")"
@@ -85,7 +87,7 @@ def build_tf_module(variables: dict, config: TrainConfig, calibration: dict | No
         probabilities, polymorphic_shapes=shapes, native_serialization_platforms=("cpu", "cuda"), with_gradient=False
     )
     explained = jax2tf.convert(
-        explain_fn(model.apply, temperature),
+        explain_fn(apply, temperature),
         polymorphic_shapes=shapes,
         native_serialization_platforms=("cpu", "cuda"),
         with_gradient=False,
@@ -218,13 +220,15 @@ def export_run(
     )
     probe_ages = fill_ages(None, len(probe))
     probe_stats = None
-    if config.tumor_stats:
+    if config.reads_tumor_stats:
         probe_stats = (
             held["tumor_stats"][: len(probe)].astype(np.float32)
             if held is not None and "tumor_stats" in held and len(held["labels"])
             else np.random.default_rng(1).normal(size=(len(probe), len(TUMOR_STATS))).astype(np.float32)
         )
-    jax_logits = make_model(config).apply(variables, probe, probe_ages, train=False, tumor_stats=probe_stats)
+    jax_logits = fused_apply(make_model(config).apply, config)(
+        variables, probe, probe_ages, train=False, tumor_stats=probe_stats
+    )
     jax_probs = np.asarray(jax.nn.softmax(jax_logits / calibration["temperature"]))
     tf_probs = saved_model_predict(tmp, probe, probe_ages, tumor_stats=probe_stats)
     diff = float(np.abs(jax_probs - tf_probs).max())
@@ -268,7 +272,7 @@ def export_run(
             )
 
     extra = tmp / store.ASSETS_EXTRA_DIR
-    _write_warmup(extra / store.WARMUP_FILE, name, config.use_age, config.tumor_stats)
+    _write_warmup(extra / store.WARMUP_FILE, name, config.use_age, config.reads_tumor_stats)
     info = {
         "model": name,
         "version": version,
@@ -280,7 +284,7 @@ def export_run(
         "cross_validation": metrics.get("cross_validation"),
         "source_run": str(run_dir.resolve()),
         "exported_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "inputs": input_names(config.use_age, config.tumor_stats),
+        "inputs": input_names(config.use_age, config.reads_tumor_stats),
         "blessing": summary["blessing"],
         "calibration": calibration,
         "calibration_report": metrics.get("calibration"),

@@ -51,6 +51,7 @@ from radpath.contract.model_io import (
 
 from .config import TrainConfig
 from .examples import SEG_CLASSES, Examples
+from .fusion import FUSION_KEY, fused_apply, placeholder, with_fusion
 from .resnet import AGE_CENTER_YEARS, AGE_SCALE_YEARS, ResNet
 
 log = logging.getLogger(__name__)
@@ -95,7 +96,7 @@ def init_variables(config: TrainConfig) -> dict:
     x = jnp.zeros((1,) + IMAGE_SHAPE, jnp.float32)
     seg = config.seg_weight > 0  # create the segmentation head's parameters too
     stats = jnp.zeros((1, len(TUMOR_STATS)), jnp.float32) if config.tumor_stats else None
-    return dict(
+    variables = dict(
         model.init(
             jax.random.PRNGKey(config.seed),
             x,
@@ -105,6 +106,9 @@ def init_variables(config: TrainConfig) -> dict:
             tumor_stats=stats,
         )
     )
+    if config.stats_fusion > 0:  # the pooled reader's slots (`train.fusion`), fitted when the fit ends
+        variables[FUSION_KEY] = placeholder(config)
+    return variables
 
 
 def with_age_prior(variables: dict, ages_days: np.ndarray, labels: np.ndarray) -> dict:
@@ -477,19 +481,21 @@ def fit(
         if ckpt_dir is not None:
             _save_checkpoint(ckpt_dir, state, epoch + 1, history)
     single = jax.device_get(jax.tree.map(lambda x: x[0], state))
-    return FitResult(
-        {"params": single.params, "batch_stats": single.batch_stats}, history, completed=end_epoch >= config.epochs
-    )
+    fitted = {"params": single.params, "batch_stats": single.batch_stats}
+    completed = end_epoch >= config.epochs
+    if completed:  # the pooled tumour-statistics reader, on the same training cases (`train.fusion`)
+        fitted = with_fusion(fitted, config, train.tumor_stats, train.ages_days, train.labels)
+    return FitResult(fitted, history, completed=completed)
 
 
 # ------------------------------------------------------------------ prediction
 @functools.lru_cache(maxsize=8)
 def make_logits_fn(config: TrainConfig):
-    model = make_model(config)
+    apply = fused_apply(make_model(config).apply, config)
 
     @jax.jit
     def logits(variables, images, ages, stats=None):
-        return model.apply(variables, images, ages, train=False, tumor_stats=stats)
+        return apply(variables, images, ages, train=False, tumor_stats=stats)
 
     return logits
 
@@ -508,7 +514,7 @@ def predict_logits(
     for s in range(0, len(out), batch):
         slices = examples.images[s : s + batch][:, ks].astype(np.float32)  # [b, k, *IMAGE_SHAPE]
         views = tta_views(slices) if tta else slices
-        stats = tumor_stats_of(examples, slice(s, s + batch)) if config.tumor_stats else None  # one row per case
+        stats = tumor_stats_of(examples, slice(s, s + batch)) if config.reads_tumor_stats else None  # one per case
         for v in range(n_views):
             out[s : s + batch, v] = np.asarray(
                 logits_fn(variables, np.ascontiguousarray(views[:, v]), ages[s : s + batch], stats)

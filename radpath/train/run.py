@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
@@ -35,6 +35,7 @@ from .baselines import fit_baselines, predict_baselines
 from .calibration import calibrate, reliability_diagram, views_to_proba
 from .config import RESNET50_STAGES, TrainConfig
 from .examples import Examples, build_examples, split_id
+from .fusion import FUSION_KEY
 from .loop import fit, init_variables, predict_logits, predict_proba
 from .splits import stratified_holdout, stratified_kfold
 
@@ -101,6 +102,19 @@ def score_baselines(cohort_root: Path, train: Examples, test: Examples, seed: in
         fit = {k: fitted[name][k] for k in BASELINE_FIT_KEYS if k in fitted[name]}
         out[name] = {**scores, **fit, "fitted_on": f"training split ({fitted[name]['n_train']} cases)"}
     return out
+
+
+def network_alone(variables: dict, config: TrainConfig, held: Examples) -> dict:
+    """What a model pooled with the tumour-statistics reader (`train.fusion`) scores on the held-out split
+    without it (uncalibrated, temperature 1): the report shows what each reader brings."""
+    net = {k: v for k, v in variables.items() if k != FUSION_KEY}
+    probs = predict_proba(net, replace(config, stats_fusion=0.0), held)
+    scores = challenge_scores([CLASSES[i] for i in held.labels], [CLASSES[int(i)] for i in probs.argmax(1)])
+    return {
+        "weight": config.stats_fusion,
+        "reader": "tumour_stats_and_age logistic regression (train.fusion), fitted on the training split",
+        "network_alone_holdout": {k: scores[k] for k in ("f1_micro", "kappa", "balanced_accuracy", "mean")},
+    }
 
 
 def save_model(model_dir: Path, variables: dict, config: TrainConfig) -> None:
@@ -284,6 +298,8 @@ def run_training(
         )
         report["holdout"] = ho
         report["baselines"] = score_baselines(cohort_root, pool, held, config.seed)
+        if config.stats_fusion > 0:
+            report["fusion"] = network_alone(result.variables, config, held)
         write_predictions(run_dir / "predictions_holdout.csv", co.id_column, held.case_ids, probs)
         np.savez_compressed(
             run_dir / "holdout.npz",
@@ -332,7 +348,7 @@ BASELINE_NAMES = {
 }
 
 
-def _baselines(model_scores: dict | None, baselines: dict | None) -> str:
+def _baselines(model_scores: dict | None, baselines: dict | None, fusion: dict | None = None) -> str:
     """The model beside simple baselines fitted on the same training split and scored on the same
     cases: how much the image adds."""
     if not model_scores:
@@ -351,9 +367,23 @@ def _baselines(model_scores: dict | None, baselines: dict | None) -> str:
         "",
         "| predictor | F1 micro | kappa | balanced accuracy | mean (95 % CI) |",
         "|---|---|---|---|---|",
-        row("this model (images" + (" + age)" if model_scores.get("age_used") else ")"), model_scores),
+        row(
+            "this model (images"
+            + (" + age" if model_scores.get("age_used") else "")
+            + (" + tumour statistics" if fusion else "")
+            + ")",
+            model_scores,
+        ),
         *(row(BASELINE_NAMES.get(k, k), v) for k, v in baselines.items()),
     ]
+    if fusion:
+        alone = fusion["network_alone_holdout"]
+        lines += [
+            "",
+            f"The network alone, before its probabilities are pooled with the tumour-statistics reader "
+            f"(weight {fusion['weight']:g}): mean **{alone['mean']:.3f}** (F1 micro {alone['f1_micro']:.3f}, "
+            f"kappa {alone['kappa']:.3f}, balanced accuracy {alone['balanced_accuracy']:.3f}; uncalibrated).",
+        ]
     if "signs_and_age" not in baselines:
         lines += ["", "(`signs_and_age` needs the synthetic generator's `Segmentation/appearance.csv`.)"]
     return "\n".join(lines) + "\n"
@@ -504,11 +534,22 @@ def model_card(report: dict) -> str:
         else ""
     )
     cv = report["cross_validation"]
-    age_note = (" Age is an input." if cfg["use_age"] else " Age is not used.") + (
-        " The tumour's 3-D statistics (`preprocess.tumor_stats`: size, site, z-scores per sequence, enhancing, "
-        "mismatch and dark shares inside the whole detected tumour) are an input."
-        if cfg.get("tumor_stats")
-        else ""
+    age_note = (
+        (" Age is an input." if cfg["use_age"] else " Age is not used.")
+        + (
+            " The tumour's 3-D statistics (`preprocess.tumor_stats`: size, site, z-scores per sequence, enhancing, "
+            "mismatch and dark shares inside the whole detected tumour) are an input."
+            if cfg.get("tumor_stats")
+            else ""
+        )
+        + (
+            f" The served probabilities pool the network's with a second reader's (weight {cfg['stats_fusion']:g}, "
+            "a weighted geometric mean): a logistic regression on the whole found tumour's 3-D statistics "
+            f"(`preprocess.tumor_stats`){' and age' if cfg['use_age'] else ''}, fitted on the training split "
+            "(`train.fusion`); so the model takes those statistics as an input."
+            if cfg.get("stats_fusion")
+            else ""
+        )
     )
     return f"""# Model card: RadPath glioma classifier (A / O / G)
 
@@ -532,7 +573,7 @@ class-balanced sampling, on-device augmentation; test-time averaging {"on" if cf
 
 ### Held-out split (never used in training)
 {_fmt(report["holdout"])}
-{_baselines(report["holdout"], report.get("baselines"))}
+{_baselines(report["holdout"], report.get("baselines"), report.get("fusion"))}
 {_calibration(report)}
 {_external(report)}
 

@@ -31,6 +31,7 @@ from radpath.preprocess import find_tumor, load_case, model_input
 from radpath.preprocess.cohort import read_cohort
 from radpath.preprocess.model_input import to_model_plane
 from radpath.train.explain import explain_fn
+from radpath.train.fusion import fused_apply
 from radpath.train.loop import make_model
 from radpath.train.run import load_calibration, load_model
 
@@ -50,7 +51,7 @@ def main() -> int:
     args = ap.parse_args()
     variables, config = load_model(Path(args.run_dir))
     temperature = load_calibration(Path(args.run_dir))["temperature"]
-    fn = jax.jit(explain_fn(make_model(config).apply, temperature))
+    fn = jax.jit(explain_fn(fused_apply(make_model(config).apply, config), temperature))
     cohort = Path(args.cohort)
     peaks, mass, share = [], [], []
     for entry in read_cohort(cohort).labelled()[: args.cases]:

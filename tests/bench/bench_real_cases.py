@@ -45,7 +45,7 @@ def main() -> None:
         tumor = find_tumor(case)
         x = round_input(tta_views(model_inputs(case, TTA_OFFSETS, tumor.index)))
         ages = fill_ages(np.full(len(x), args.age_days or np.nan), len(x))
-        stats = np.repeat(tumor_stats(case, tumor)[None], len(x), axis=0) if config.tumor_stats else None
+        stats = np.repeat(tumor_stats(case, tumor)[None], len(x), axis=0) if config.reads_tumor_stats else None
         logits = np.asarray(logits_fn(variables, x, ages, stats))
         p = views_to_proba(logits[None], calib["temperature"])[0]
         probs = {c: float(v) for c, v in zip(CLASSES, p)}
