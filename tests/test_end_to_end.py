@@ -50,10 +50,14 @@ def test_main_job(tmp_path):
         "2",
         "--devices",
         "2",
+        "--set",
+        "stats_fusion=0.5",  # the demo recipe's pooled tumour-statistics reader: a third served input
         "--quiet",
     )
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["data"]["synthetic"] is True and metrics["cross_validation"]["folds"] == 2
+    assert 0 <= metrics["fusion"]["network_alone_holdout"]["mean"] <= 1
+    assert "The network alone, before its probabilities are pooled" in (run / "model_card.md").read_text()
     assert "SYNTHETIC" in (run / "model_card.md").read_text()
     assert "calibration" in metrics and (run / "reliability.png").read_bytes()[:4] == b"\x89PNG"
     radpath("evaluate-model", str(run), str(test_c), "--name", "other-seed", "--quiet")
@@ -115,6 +119,7 @@ def test_main_job(tmp_path):
             ).stdout
         )
         assert one["model_version"] == 1 and one["class"] in ("A", "O", "G")
+        assert one["explanation"]["tumor_stats_used"] is True  # the client computed and sent them
         # 24 training cases: the held-out split is far under MIN_THRESHOLD_CASES, the threshold not assessed, so
         # the JSON shows none (null, not the served marker 2.0) and every answer is referred
         assert one["refer_threshold"] is None and one["threshold_assessed"] is False and one["refer"] is True
