@@ -525,6 +525,16 @@ def _architecture(cfg: dict) -> str:
     )
 
 
+def _volume_limit(cfg: dict) -> str:
+    """What of the volume the model reads (the card's Limits)."""
+    if cfg.get("stats_fusion") or cfg.get("tumor_stats"):
+        return (
+            "the network reads one axial slice and its neighbours; the whole volume enters only through "
+            "32 statistics of the found tumour, so a missed or wrongly found tumour misleads both."
+        )
+    return "one axial slice and its neighbours, not the full volume."
+
+
 def model_card(report: dict) -> str:
     data, cfg = report["data"], report["config"]
     warning = (
@@ -582,7 +592,7 @@ Research and engineering demonstration of the CPM-RadPath task: decision support
 neuro-oncology team, never a diagnosis. Histopathology and molecular testing (IDH, 1p/19q) decide.
 
 ## Limits
-- MRI only (no pathology slides); one axial slice and its neighbours, not the full volume.
+- MRI only (no pathology slides); {_volume_limit(cfg)}
 - Trained on {"synthetic" if data["synthetic"] else "the cohort above"} data; performance on other scanners,
   protocols or populations is unknown until measured on them.
 - Expects BraTS-style inputs: skull-stripped, co-registered, 1 mm, all four sequences.

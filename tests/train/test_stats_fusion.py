@@ -13,7 +13,7 @@ from radpath.contract.model_io import CLASSES, TUMOR_STATS
 from radpath.train.baselines import STATS_C, fit_logistic, predict_logistic
 from radpath.train.config import ConfigError, TrainConfig
 from radpath.train.export import export_run, saved_model_predict
-from radpath.train.fusion import FUSION_KEY, fusion_features, fused_apply
+from radpath.train.fusion import FUSION_KEY, fused_apply, fusion_features
 from radpath.train.loop import fit, init_variables, make_model, predict_logits, predict_proba
 from radpath.train.run import load_model, network_alone, save_model
 from tests.train.conftest import fake_examples
