@@ -8,8 +8,9 @@ Each (lever, seed) is a full `radpath train` run (the real Flax ResNet50 pipelin
 OUT/<lever>-s<seed>, scored on its held-out split (which depends on the seed only, so every lever
 meets the same cases) and on the external cohorts; finished runs are reused. The table gives, per
 lever, the mean challenge score over seeds and a 95 % percentile-bootstrap interval that resamples
-cases (a case's predictions from every seed move together), beside the `signs_and_age` and
-`age_only` baselines fitted on the same training splits. Synthetic data: no clinical meaning.
+cases (a case's predictions from every seed move together), beside the `signs_and_age`, `age_only`
+and `tumour_stats_and_age` baselines fitted on the same training splits; then every lever against the
+first one on the same cases (`paired_diff_ci`). Synthetic data: no clinical meaning.
 Run it under the shared CPU lock (`flock /tmp/radpath-cpu.lock ...`).
 """
 
@@ -40,6 +41,33 @@ def pooled_ci(pairs: list[tuple[str, str, str]], n_boot: int = 1000, seed: int =
         rows = [r for i in rng.integers(0, len(cases), len(cases)) for r in by_case[cases[i]]]
         means.append(challenge_scores([t for t, _ in rows], [p for _, p in rows])["mean"])
     return float(np.nanpercentile(means, 2.5)), float(np.nanpercentile(means, 97.5))
+
+
+def paired_diff_ci(
+    a: list[tuple[str, str, str]], b: list[tuple[str, str, str]], n_boot: int = 1000, seed: int = 0
+) -> tuple[float, float, float]:
+    """(b - a, CI low, CI high): the challenge mean of b's rows minus a's over the cases both hold, with a
+    95 % percentile-bootstrap interval that resamples those cases (a case's rows in a and b move together):
+    the comparison of two levers on the same cases, tighter than comparing their separate intervals."""
+    by_a: dict[str, list[tuple[str, str]]] = {}
+    by_b: dict[str, list[tuple[str, str]]] = {}
+    for cid, t, p in a:
+        by_a.setdefault(cid, []).append((t, p))
+    for cid, t, p in b:
+        by_b.setdefault(cid, []).append((t, p))
+    cases = sorted(set(by_a) & set(by_b))
+
+    def diff(picked: list[str]) -> float:
+        ra = [r for c in picked for r in by_a[c]]
+        rb = [r for c in picked for r in by_b[c]]
+        return (
+            challenge_scores([t for t, _ in rb], [p for _, p in rb])["mean"]
+            - challenge_scores([t for t, _ in ra], [p for _, p in ra])["mean"]
+        )
+
+    rng = np.random.default_rng(seed)
+    diffs = [diff([cases[i] for i in rng.integers(0, len(cases), len(cases))]) for _ in range(n_boot)]
+    return diff(cases), float(np.nanpercentile(diffs, 2.5)), float(np.nanpercentile(diffs, 97.5))
 
 
 def rows_of(pred_csv: Path, labels: dict[str, str | None]) -> list[tuple[str, str, str]]:
@@ -116,6 +144,24 @@ def main() -> None:
             for ext, path in externals.items():
                 if ext not in (json.loads((run / "metrics.json").read_text()).get("external") or {}):
                     evaluate_cohort(run, path, ext, progress=False, cache_dir=out / "cache")
+
+    def pooled_rows(a: str, b: str, where: str) -> tuple[list, list]:
+        """Both levers' (case, truth, prediction) rows on `where` over the seeds both finished."""
+        ra: list = []
+        rb: list = []
+        for seed in args.seeds:
+            files = [
+                out / f"{lv}-s{seed}" / "predictions_holdout.csv"
+                if where == "holdout"
+                else external_predictions_path(out / f"{lv}-s{seed}", where)
+                for lv in (a, b)
+            ]
+            if all(f.is_file() for f in files):
+                truth = labels if where == "holdout" else ext_labels[where]
+                ra += rows_of(files[0], truth)
+                rb += rows_of(files[1], truth)
+        return ra, rb
+
     table = []
     for name, settings in levers:
         runs = [out / f"{name}-s{seed}" for seed in args.seeds if (out / f"{name}-s{seed}" / "metrics.json").is_file()]
@@ -179,6 +225,17 @@ def main() -> None:
             for e in externals
         ]
         print(f"  {r['lever']}: " + "; ".join(parts))
+    if len(table) > 1:
+        first = table[0]["lever"]
+        print(f"\nPaired against {first} (the same cases and seeds; difference of the challenge mean, 95 % CI):")
+        for r in table[1:]:
+            parts = []
+            for where in ("holdout", *externals):
+                ra, rb = pooled_rows(first, r["lever"], where)
+                if ra and rb:
+                    d, lo, hi = paired_diff_ci(ra, rb)
+                    parts.append(f"{where} {d:+.3f} ({lo:+.3f} to {hi:+.3f})")
+            print(f"  {r['lever']}: " + "; ".join(parts))
 
 
 if __name__ == "__main__":
