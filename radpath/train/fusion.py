@@ -1,6 +1,6 @@
 """The served model's second reader: the tumour-statistics logistic regression, folded into the model.
 
-Why: measured over three seeds on the same splits (README, "Latest round"), the image model wins on
+Why: measured over three seeds on the same splits (README, the tumour-statistics rounds), the image model wins on
 the held-out split of its own cohort (0.862 against 0.762) and the plain logistic regression on the
 whole tumour's 3-D statistics and age (`train.baselines`, `tumour_stats_and_age`) wins on every cohort
 the model was not drawn from (fresh in-style 0.763 against 0.725). Handing the statistics to the

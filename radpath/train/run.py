@@ -26,7 +26,7 @@ from flax import serialization
 
 from radpath.contract import predictions_csv
 from radpath.contract.metrics import bootstrap_intervals, challenge_scores
-from radpath.contract.model_io import CHANNELS, CLASSES, IMAGE_SHAPE, VIEWS
+from radpath.contract.model_io import CHANNELS, CLASSES, IMAGE_SHAPE, TUMOR_STATS, VIEWS
 from radpath.contract.refer import MIN_THRESHOLD_CASES, NOT_ASSESSED
 from radpath.preprocess import PREPROCESSING_VERSION
 from radpath.preprocess.cohort import read_cohort
@@ -530,7 +530,7 @@ def _volume_limit(cfg: dict) -> str:
     if cfg.get("stats_fusion") or cfg.get("tumor_stats"):
         return (
             "the network reads one axial slice and its neighbours; the whole volume enters only through "
-            "32 statistics of the found tumour, so a missed or wrongly found tumour misleads both."
+            f"{len(TUMOR_STATS)} statistics of the found tumour, so a missed or wrongly found tumour misleads both."
         )
     return "one axial slice and its neighbours, not the full volume."
 
