@@ -180,11 +180,37 @@ def _mean_score(labels: np.ndarray, probs: np.ndarray) -> float:
     return challenge_scores([CLASSES[i] for i in labels], [CLASSES[int(i)] for i in probs.argmax(1)])["mean"]
 
 
+def parity_difference(saved: Path, variables: dict, config: TrainConfig, temperature: float, held) -> float:
+    """Largest difference between the SavedModel's probabilities and the JAX model's on up to 8 held-out
+    images (random ones when the run has none), with the inputs the model takes."""
+    import jax
+
+    has_held = held is not None and len(held["labels"])
+    probe = (
+        held["images"][:8].astype(np.float32)
+        if has_held
+        else np.random.default_rng(0).normal(size=(3, *IMAGE_SHAPE)).astype(np.float32)
+    )
+    probe_ages = fill_ages(None, len(probe))
+    probe_stats = None
+    if config.reads_tumor_stats:
+        probe_stats = (
+            held["tumor_stats"][: len(probe)].astype(np.float32)
+            if has_held and "tumor_stats" in held
+            else np.random.default_rng(1).normal(size=(len(probe), len(TUMOR_STATS))).astype(np.float32)
+        )
+    jax_logits = fused_apply(make_model(config).apply, config)(
+        variables, probe, probe_ages, train=False, tumor_stats=probe_stats
+    )
+    jax_probs = np.asarray(jax.nn.softmax(jax_logits / temperature))
+    tf_probs = saved_model_predict(saved, probe, probe_ages, tumor_stats=probe_stats)
+    return float(np.abs(jax_probs - tf_probs).max())
+
+
 def export_run(
     run_dir: str | Path, model_base: str | Path, name: str = DEFAULT_MODEL_NAME, force: bool = False
 ) -> dict:
     """Export RUN_DIR's final model as the next version under MODEL_BASE/NAME; returns a summary."""
-    import jax
     import tensorflow as tf
 
     run_dir, model_base = Path(run_dir), Path(model_base)
@@ -213,25 +239,7 @@ def export_run(
     t0 = time.perf_counter()
     tf.saved_model.save(module, str(tmp), signatures={SIGNATURE_NAME: module.serve, EXPLAIN_SIGNATURE: module.explain})
     summary["export_seconds"] = round(time.perf_counter() - t0, 1)
-    probe = (
-        held["images"][:8].astype(np.float32)
-        if held is not None and len(held["labels"])
-        else np.random.default_rng(0).normal(size=(3, *IMAGE_SHAPE)).astype(np.float32)
-    )
-    probe_ages = fill_ages(None, len(probe))
-    probe_stats = None
-    if config.reads_tumor_stats:
-        probe_stats = (
-            held["tumor_stats"][: len(probe)].astype(np.float32)
-            if held is not None and "tumor_stats" in held and len(held["labels"])
-            else np.random.default_rng(1).normal(size=(len(probe), len(TUMOR_STATS))).astype(np.float32)
-        )
-    jax_logits = fused_apply(make_model(config).apply, config)(
-        variables, probe, probe_ages, train=False, tumor_stats=probe_stats
-    )
-    jax_probs = np.asarray(jax.nn.softmax(jax_logits / calibration["temperature"]))
-    tf_probs = saved_model_predict(tmp, probe, probe_ages, tumor_stats=probe_stats)
-    diff = float(np.abs(jax_probs - tf_probs).max())
+    diff = parity_difference(tmp, variables, config, calibration["temperature"], held)
     summary["parity_max_abs_diff"] = diff
     if diff > PARITY_TOLERANCE:
         shutil.rmtree(tmp)

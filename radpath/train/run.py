@@ -104,6 +104,25 @@ def score_baselines(cohort_root: Path, train: Examples, test: Examples, seed: in
     return out
 
 
+def calibrate_on_holdout(
+    variables: dict, config: TrainConfig, held: Examples, run_dir: Path
+) -> tuple[dict, np.ndarray]:
+    """(calibration report, calibrated probabilities [n, 3]) of the final model on the held-out split:
+    the temperature and refer threshold (`train.calibration`), saved for the exporter in RUN/model, the
+    reliability diagram, and the challenge scores of the answers the threshold accepts."""
+    logits = predict_logits(variables, config, held)
+    calib = calibrate(logits, held.labels, seed=config.seed)
+    probs = views_to_proba(logits, calib["temperature"]).astype(np.float32)
+    save_calibration(run_dir / "model", calib)
+    reliability_diagram(views_to_proba(logits, 1.0), probs, held.labels, run_dir / "reliability.png")
+    accepted = probs.max(axis=1) >= calib["refer"]["threshold"]
+    if accepted.any():
+        calib["refer"]["accepted_scores"] = challenge_scores(
+            [CLASSES[i] for i in held.labels[accepted]], [CLASSES[int(i)] for i in probs[accepted].argmax(1)]
+        )
+    return calib, probs
+
+
 def network_alone(variables: dict, config: TrainConfig, held: Examples) -> dict:
     """What a model pooled with the tumour-statistics reader (`train.fusion`) scores on the held-out split
     without it (uncalibrated, temperature 1): the report shows what each reader brings."""
@@ -281,16 +300,7 @@ def run_training(
         return {"interrupted": True}
     save_model(run_dir / "model", result.variables, config)
     if len(held.labels):
-        logits = predict_logits(result.variables, config, held)
-        calib = calibrate(logits, held.labels, seed=config.seed)
-        probs = views_to_proba(logits, calib["temperature"]).astype(np.float32)
-        save_calibration(run_dir / "model", calib)
-        reliability_diagram(views_to_proba(logits, 1.0), probs, held.labels, run_dir / "reliability.png")
-        accepted = probs.max(axis=1) >= calib["refer"]["threshold"]
-        if accepted.any():
-            calib["refer"]["accepted_scores"] = challenge_scores(
-                [CLASSES[i] for i in held.labels[accepted]], [CLASSES[int(i)] for i in probs[accepted].argmax(1)]
-            )
+        calib, probs = calibrate_on_holdout(result.variables, config, held, run_dir)
         report["calibration"] = calib
         ho = scores_with_ci(held.labels, probs, held.case_ids, config.seed)
         ho.update(

@@ -14,14 +14,25 @@ from radpath.serving.model_config import ModelEntry
 from tests.train.conftest import TINY
 
 
-def export_tiny(model_base: Path, seed: int) -> Path:
+def export_tiny(model_base: Path, seed: int, **settings) -> Path:
+    """Export an untrained tiny model (TINY with `settings`); with `stats_fusion` its tumour-statistics
+    reader gets random weights, so the statistics the client sends move the answer."""
+    import numpy as np
+
     from radpath.train.export import export_run
+    from radpath.train.fusion import FUSION_KEY
     from radpath.train.loop import init_variables
     from radpath.train.run import save_model
 
-    config = TINY.replace(seed=seed)
+    config = TINY.replace(seed=seed, **settings)
+    variables = init_variables(config)
+    if FUSION_KEY in variables:
+        rng = np.random.default_rng(seed)
+        reader = dict(variables[FUSION_KEY])
+        reader["coef"] = rng.normal(scale=0.5, size=np.shape(reader["coef"])).astype(np.float32)
+        variables = {**variables, FUSION_KEY: reader}
     run = model_base.parent / f"run-{seed}"
-    save_model(run / "model", init_variables(config), config)
+    save_model(run / "model", variables, config)
     return Path(export_run(run, model_base, "glioma", force=True)["path"])
 
 

@@ -115,13 +115,22 @@ def upload_files(
 
 
 @pytest.fixture(scope="session")
-def web_model_base(request) -> Path:
-    """The tiny exported model of tests/serving, or an already exported store named by
-    RADPATH_TEST_MODEL_BASE (saves the export when iterating on the web tests alone)."""
+def web_model_base(tmp_path_factory) -> Path:
+    """A tiny exported model of the demo recipe's kind (pooled with the tumour-statistics reader, so the
+    web app's worker sends the statistics as the third input and the result page says the map does not
+    show them), or an already exported store named by RADPATH_TEST_MODEL_BASE (e.g. the demo's
+    `demo/models`, which also reads the statistics, as the result-page test expects; saves the export
+    when iterating on the web tests alone)."""
     import os
 
+    from tests.serving.conftest import export_tiny
+
     given = os.environ.get("RADPATH_TEST_MODEL_BASE")
-    return Path(given) if given else request.getfixturevalue("model_base")
+    if given:
+        return Path(given)
+    base = tmp_path_factory.mktemp("web-models") / "base"
+    export_tiny(base, seed=1, stats_fusion=0.5)
+    return base
 
 
 @pytest.fixture(scope="session")

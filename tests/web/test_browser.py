@@ -235,6 +235,8 @@ def test_login_upload_and_result_page(site, worker, page, small_case):
         assert page.get_by_test_id(f"slice-{seq}").evaluate("img => img.naturalWidth") > 0
     assert page.get_by_test_id("refer").count() == 1  # refer flag with reasons, or the threshold it cleared
     assert page.get_by_test_id("explanation").evaluate("img => [img.naturalWidth, img.naturalHeight]") == [896, 448]
+    # the served model (the demo recipe's kind) also read the whole tumour's statistics: the caption says so
+    assert "statistics of the whole found tumour" in page.get_by_test_id("stats-note").inner_text()
     _wait_ready(page)
     page.screenshot(path=str(ARTIFACTS / "result.png"), full_page=True)
     _shot(page, "result-viewer")
