@@ -10,7 +10,7 @@ import pytest
 
 from radpath.contract.metrics import challenge_scores
 from radpath.contract.model_io import CLASSES, TUMOR_STATS
-from radpath.train.baselines import STATS_C, fit_logistic, predict_logistic
+from radpath.train.baselines import fit_baselines, fit_logistic, predict_logistic
 from radpath.train.config import ConfigError, TrainConfig
 from radpath.train.export import export_run, saved_model_predict
 from radpath.train.fusion import FUSION_KEY, fused_apply, fusion_features
@@ -41,8 +41,9 @@ def test_the_fit_ends_with_the_reader_and_the_logits_pool_both(tiny_config):
     ex = _with_stats(fake_examples(18, seed=4))
     result = fit(ex, config, progress=False)
     lr = result.variables[FUSION_KEY]
-    # the reader is the baseline's own recipe on the same training cases
-    expected = fit_logistic(fusion_features(ex.tumor_stats, ex.ages_days, config), ex.labels, c=STATS_C)
+    # the reader is the `tumour_stats_and_age` baseline itself, fitted on the same training cases
+    baseline = fit_baselines("/nonexistent", ex.case_ids, ex.labels, ex.ages_days, ex.tumor_stats)
+    expected = baseline["tumour_stats_and_age"]["model"]
     np.testing.assert_allclose(lr["coef"], np.asarray(expected["coef"]), rtol=1e-4, atol=1e-5)
 
     logits = predict_logits(result.variables, config, ex, tta=False)[:, 0]
@@ -54,7 +55,8 @@ def test_the_fit_ends_with_the_reader_and_the_logits_pool_both(tiny_config):
 
     # the statistics move the answer; without them the model refuses in one line
     moved = dataclasses.replace(ex, tumor_stats=np.roll(ex.tumor_stats, 1, axis=0))
-    assert np.abs(predict_proba(result.variables, config, moved, tta=False) - np.exp(logits)).max() > 0.05
+    probs = predict_proba(result.variables, config, ex, tta=False)
+    assert np.abs(predict_proba(result.variables, config, moved, tta=False) - probs).max() > 0.05
     with pytest.raises(ValueError, match="tumour statistics"):
         predict_proba(result.variables, config, fake_examples(3), tta=False)
 
