@@ -21,7 +21,8 @@ never drift apart.
 Age: models trained with age take it as a second input; a case without age gets AGE_FILL_DAYS
 (`fill_ages`), in training, export warm-up and the client alike.
 
-Tumour statistics: models trained with them (`tumor_stats`) take a third input, float32 [batch,
+Tumour statistics: models that read them (trained with `stats_fusion`, the demo's recipe, or
+`tumor_stats`) take a third input, float32 [batch,
 len(TUMOR_STATS)], what `preprocess.tumor_stats` measures in 3-D inside the whole detected tumour (its
 size, where it lies, the robust z-scores of each sequence, its enhancing, mismatch and dark shares):
 what one slice cannot show. Every row of one case carries the same values (a left-right flip leaves

@@ -3,7 +3,7 @@
     signature "serving_default"
       inputs:  "image"     float32 [batch, *model_io.IMAGE_SHAPE]
                "age_days"  float32 [batch]   (only models trained with age)
-               "tumor_stats" float32 [batch, len(model_io.TUMOR_STATS)] (only models trained with
+               "tumor_stats" float32 [batch, len(model_io.TUMOR_STATS)] (only models that read
                            them: `preprocess.tumor_stats` of the case, the same in each of its rows)
       outputs: "probabilities"  float32 [batch, len(model_io.CLASSES)]
                "classes"        string  [batch]  (the argmax, one of model_io.CLASSES)

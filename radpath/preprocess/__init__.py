@@ -3,7 +3,7 @@
     from radpath.preprocess import load_case, max_tumor_slice, model_input
     case = load_case("Radiology/CPM19_CBICA_AAB_1")
     x = model_input(case)            # float32 [224, 224, 8] at the max-tumour slice (two views)
-    s = tumor_stats(case)            # float32 [32]: the whole tumour in 3-D (models trained with them)
+    s = tumor_stats(case)            # float32 [32]: the whole tumour in 3-D (models that read them)
 
 Any change to what these functions compute must bump PREPROCESSING_VERSION: the training example
 cache is keyed by it, and every exported model records it (assets.extra/radpath.json).

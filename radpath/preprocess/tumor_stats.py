@@ -7,7 +7,8 @@ astrocytoma's FLAIR-dark centre. A logistic regression on these statistics insid
 tumour plus age (`train.baselines`, `tumour_stats_and_age`) scored 0.78 (challenge mean) on a fresh
 150-case synthetic cohort after fitting on the demo's 221 cases, against 0.73 for the one-slice model
 and 0.77 for the generator's own drawn signs plus age (README, issue 16). They feed that baseline in
-every run and, for models trained with `tumor_stats=true`, the class head as a third input
+every run, the served model's second reader (`stats_fusion`, the demo's recipe) and, with
+`tumor_stats=true`, the class head, as a third input
 (`contract.model_io.TUMOR_STATS`, in that order): computed here once for training and every client.
 
 Everything is measured on the detected tumour (`find_tumor`: the FLAIR-bright lesion, oedema

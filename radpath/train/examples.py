@@ -11,7 +11,8 @@ bookkeeping only; it never reaches the model.
 
 Each example also carries the case's tumour statistics (`preprocess.tumor_stats`: the whole detected
 tumour in 3-D, float32 [len(TUMOR_STATS)]), cached beside the image and keyed by TUMOR_STATS_VERSION;
-only models trained with `tumor_stats` read them.
+the `tumour_stats_and_age` baseline, the `stats_fusion` reader and models trained with `tumor_stats`
+read them.
 
 With `with_seg`, each example also carries the ground-truth tumour labels of a synthetic cohort
 (`Segmentation/<ID>_seg.nii.gz`, BraTS labels 1 necrosis, 2 oedema, 4 enhancing) at the same slices,

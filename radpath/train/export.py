@@ -114,7 +114,7 @@ def build_tf_module(variables: dict, config: TrainConfig, calibration: dict | No
 
     def signature(fn):
         """A tf.function with the contract's inputs (`input_names`: age and the tumour statistics only for
-        models trained with them; a model without age gets the contract's fill)."""
+        models that read them; a model without age gets the contract's fill)."""
 
         def call(*inputs):
             image, rest = inputs[0], list(inputs[1:])
