@@ -33,7 +33,7 @@ import numpy as np
 
 from radpath.contract.model_io import NUM_CLASSES, TUMOR_STATS
 
-from .baselines import STATS_C, age_features, fit_logistic
+from .baselines import STATS_C, baseline_features, fit_logistic
 from .config import TrainConfig
 
 FUSION_KEY = "stats_fusion"
@@ -48,9 +48,12 @@ def n_features(config: TrainConfig) -> int:
 
 
 def fusion_features(stats: np.ndarray, ages_days: np.ndarray, config: TrainConfig) -> np.ndarray:
-    """float64 [n, n_features] (the same age units as `baselines.age_features`)."""
-    x = np.asarray(stats, np.float64)
-    return np.hstack([x, age_features(ages_days)]) if config.use_age else x
+    """float64 [n, n_features]: with age, exactly the `tumour_stats_and_age` baseline's features."""
+    if not config.use_age:
+        return np.asarray(stats, np.float64)
+    x = baseline_features("tumour_stats_and_age", (), ages_days, None, stats)
+    assert x is not None  # statistics given: that baseline always has its features
+    return x
 
 
 def placeholder(config: TrainConfig) -> dict[str, np.ndarray]:
