@@ -35,7 +35,8 @@ def without_case_id(text: str) -> str:
 
 
 def present(result: dict[str, Any] | None) -> dict[str, Any]:
-    """{stands, refer, assessed, reasons, warnings, tumour_note, zoom_target, heading} for the page; {} without a
+    """{stands, refer, assessed, reasons, warnings, tumour_note, zoom_target, stats_subject (what the tumour
+    statistics describe; None: no tumour, so they describe nothing), heading} for the page; {} without a
     result."""
     if not result:
         return {}
@@ -70,10 +71,12 @@ def present(result: dict[str, Any] | None) -> dict[str, Any]:
         w["refers"] = w["code"] in restated
     tumour_note = None
     zoom_target = "the tumour"  # what the model input's second view is centred on (preprocess.model_input)
+    stats_subject = "the whole found tumour"  # what preprocess.tumor_stats measured (models that read them)
     if not found:
         uncertain = "tumour-uncertain" in codes
         tumour_note = "the most suspicious slice" if uncertain else "a slice through the brain's centre"
         zoom_target = "the most suspicious region" if uncertain else "the brain's centre (no tumour found)"
+        stats_subject = "the most suspicious region (no confident tumour)" if uncertain else None
     return {
         "refer": referred,
         "stands": not referred and assessed,
@@ -83,4 +86,5 @@ def present(result: dict[str, Any] | None) -> dict[str, Any]:
         "warning_count": len(warnings),
         "tumour_note": tumour_note,
         "zoom_target": zoom_target,
+        "stats_subject": stats_subject,
     }

@@ -287,3 +287,26 @@ def test_explanation_caption_names_what_the_zoomed_view_shows(client, settings, 
     html = _page(client, settings, result_of(tumor_found=found, warnings=warnings, explanation=explanation))
     caption = _text(re.search(r'data-testid="zoom-target">(.*?)</span>', html, re.S).group(1)).strip()
     assert caption == target.replace("'", "&#39;")
+
+
+@pytest.mark.parametrize(
+    "found, code, said",
+    [
+        (True, None, "statistics of the whole found tumour in 3-D"),
+        (False, "tumour-uncertain", "statistics of the most suspicious region (no confident tumour) in 3-D"),
+        (False, "no-tumour", "none was found, so they told it nothing"),
+    ],
+)
+def test_the_tumour_statistics_note_says_what_they_describe(client, settings, found, code, said):
+    """A model that reads the tumour statistics: the caption never speaks of a found tumour when none was."""
+    warnings = [] if code is None else [{"code": code, "message": "m"}]
+    explanation = {"path": "explanation.png", "peak_in_tumour": None, "tumor_stats_used": True}
+    html = _page(client, settings, result_of(tumor_found=found, warnings=warnings, explanation=explanation))
+    note = _text(re.search(r'data-testid="stats-note">(.*?)</span>', html, re.S).group(1))
+    assert said in note
+    assert ("found tumour in 3-D (its size" in note) == found
+
+
+def test_no_tumour_statistics_note_for_a_model_that_does_not_read_them(client, settings):
+    explanation = {"path": "explanation.png", "peak_in_tumour": None, "tumor_stats_used": False}
+    assert 'data-testid="stats-note"' not in _page(client, settings, result_of(explanation=explanation))
