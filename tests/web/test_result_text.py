@@ -273,35 +273,28 @@ def test_a_failure_reason_is_shown_without_the_case_id(client, settings):
 
 
 @pytest.mark.parametrize(
-    "found, code, target",
+    "found, code, target, said",
     [
-        (True, None, "the tumour"),
-        (False, "tumour-uncertain", "the most suspicious region"),
-        (False, "no-tumour", "the brain's centre (no tumour found)"),
+        (True, None, "the tumour", "statistics of the whole found tumour in 3-D"),
+        (
+            False,
+            "tumour-uncertain",
+            "the most suspicious region",
+            "statistics of the most suspicious region (no confident tumour) in 3-D",
+        ),
+        (False, "no-tumour", "the brain's centre (no tumour found)", "none was found, so they told it nothing"),
     ],
 )
-def test_explanation_caption_names_what_the_zoomed_view_shows(client, settings, found, code, target):
-    """The explanation's bottom row is centred on the tumour only when one was found."""
-    warnings = [] if code is None else [{"code": code, "message": "m"}]
-    explanation = {"path": "explanation.png", "peak_in_tumour": None}
-    html = _page(client, settings, result_of(tumor_found=found, warnings=warnings, explanation=explanation))
-    caption = _text(re.search(r'data-testid="zoom-target">(.*?)</span>', html, re.S).group(1)).strip()
-    assert caption == target.replace("'", "&#39;")
-
-
-@pytest.mark.parametrize(
-    "found, code, said",
-    [
-        (True, None, "statistics of the whole found tumour in 3-D"),
-        (False, "tumour-uncertain", "statistics of the most suspicious region (no confident tumour) in 3-D"),
-        (False, "no-tumour", "none was found, so they told it nothing"),
-    ],
-)
-def test_the_tumour_statistics_note_says_what_they_describe(client, settings, found, code, said):
-    """A model that reads the tumour statistics: the caption never speaks of a found tumour when none was."""
+def test_explanation_caption_names_what_the_zoomed_view_and_the_statistics_show(
+    client, settings, found, code, target, said
+):
+    """The explanation's bottom row is centred on the tumour only when one was found; for a model that reads
+    the tumour statistics, the caption never speaks of a found tumour when none was."""
     warnings = [] if code is None else [{"code": code, "message": "m"}]
     explanation = {"path": "explanation.png", "peak_in_tumour": None, "tumor_stats_used": True}
     html = _page(client, settings, result_of(tumor_found=found, warnings=warnings, explanation=explanation))
+    caption = _text(re.search(r'data-testid="zoom-target">(.*?)</span>', html, re.S).group(1)).strip()
+    assert caption == target.replace("'", "&#39;")
     note = _text(re.search(r'data-testid="stats-note">(.*?)</span>', html, re.S).group(1))
     assert said in note
     assert ("found tumour in 3-D (its size" in note) == found
